@@ -1,0 +1,58 @@
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, ForeignKey, String, Table, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.core.db import Base, IdMixin, TimestampMixin
+from app.core.types import enum_column_type
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    LOCKED = "locked"
+
+
+user_roles = Table(
+    "user_roles",
+    Base.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "role_id",
+        ForeignKey("roles.id", ondelete="RESTRICT"),
+        primary_key=True,
+        index=True,
+    ),
+)
+
+
+class Role(IdMixin, TimestampMixin, Base):
+    __tablename__ = "roles"
+
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    is_builtin: Mapped[bool] = mapped_column(default=False)
+    entitlements: Mapped[list[str]] = mapped_column(default=list)
+
+
+class User(IdMixin, TimestampMixin, Base):
+    __tablename__ = "users"
+
+    username: Mapped[str] = mapped_column(String(150))
+    # Lower-cased username: uniqueness and lookup ignore case.
+    username_key: Mapped[str] = mapped_column(String(150), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    status: Mapped[UserStatus] = mapped_column(
+        enum_column_type(UserStatus), default=UserStatus.ACTIVE
+    )
+    last_login_at: Mapped[datetime | None]
+    password_changed_at: Mapped[datetime | None]
+
+    roles: Mapped[list[Role]] = relationship(secondary=user_roles, lazy="raise")
+
+    @property
+    def entitlements(self) -> frozenset[str]:
+        return frozenset(e for role in self.roles for e in role.entitlements)

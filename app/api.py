@@ -1,0 +1,13 @@
+"""Mounts every feature's router."""
+
+from fastapi import FastAPI
+
+from app.auth.clients_router import router as clients_router
+from app.auth.router import router as auth_router
+from app.system.router import router as system_router
+
+
+def include_routers(app: FastAPI) -> None:
+    app.include_router(system_router)
+    app.include_router(auth_router)
+    app.include_router(clients_router)

@@ -1,0 +1,91 @@
+from typing import Any, ClassVar
+
+from app.core.errors import AppError, Forbidden, NotAuthenticated
+
+
+class InvalidCredentials(NotAuthenticated):
+    code = "invalid_credentials"
+    title = "Invalid credentials"
+
+
+class AccountDisabled(Forbidden):
+    code = "account_disabled"
+    title = "Account disabled"
+
+
+class AccountLocked(Forbidden):
+    code = "account_locked"
+    title = "Account locked"
+
+
+class InvalidRefreshToken(NotAuthenticated):
+    code = "invalid_refresh_token"
+    title = "Invalid refresh token"
+
+
+class ScopeNotAllowed(AppError):
+    status = 400
+    code = "invalid_scope"
+    title = "Scope not allowed"
+
+
+class EntitlementEscalation(Forbidden):
+    code = "entitlement_escalation"
+    title = "Cannot grant entitlements you do not hold"
+
+
+class ClientNotFound(AppError):
+    status = 404
+    code = "client_not_found"
+    title = "API client not found"
+
+
+class OAuth2Error(AppError):
+    """RFC 6749 §5.2 error: `error` and `error_description` (plus the problem fields), as JSON."""
+
+    media_type: ClassVar[str] = "application/json"
+    error: ClassVar[str] = "invalid_request"
+
+    def __init__(self, description: str, **kwargs: Any) -> None:
+        headers = {
+            "Cache-Control": "no-store",
+            "Pragma": "no-cache",
+            **kwargs.pop("headers", {}),
+        }
+        super().__init__(
+            description,
+            headers=headers,
+            extra={"error": self.error, "error_description": description},
+            **kwargs,
+        )
+
+
+class OAuth2InvalidRequest(OAuth2Error):
+    error = code = "invalid_request"
+    title = "Invalid token request"
+
+
+class OAuth2InvalidClient(OAuth2Error):
+    status = 401
+    error = code = "invalid_client"
+    title = "Client authentication failed"
+
+
+class OAuth2InvalidGrant(OAuth2Error):
+    error = code = "invalid_grant"
+    title = "Invalid grant"
+
+
+class OAuth2InvalidScope(OAuth2Error):
+    error = code = "invalid_scope"
+    title = "Invalid scope"
+
+
+class OAuth2UnsupportedGrantType(OAuth2Error):
+    error = code = "unsupported_grant_type"
+    title = "Unsupported grant type"
+
+
+class OAuth2UnsupportedTokenType(OAuth2Error):
+    error = code = "unsupported_token_type"
+    title = "Unsupported token type"

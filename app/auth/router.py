@@ -1,0 +1,289 @@
+import base64
+import binascii
+from typing import Annotated
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Form, Request, Response, status
+
+from app.access.policy import AuthenticatedDep
+from app.auth import service as auth_service
+from app.auth.errors import (
+    AccountDisabled,
+    AccountLocked,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    OAuth2InvalidClient,
+    OAuth2InvalidGrant,
+    OAuth2InvalidRequest,
+    OAuth2InvalidScope,
+    OAuth2UnsupportedGrantType,
+    ScopeNotAllowed,
+)
+from app.auth.models import ApiClient
+from app.auth.schemas import (
+    LoginRequest,
+    MeResponse,
+    RefreshRequest,
+    RoleRef,
+    TokenResponse,
+)
+from app.auth.service import IssuedTokens
+from app.auth.tokens import TokenKeys
+from app.core.deps import PasswordHasherDep, SessionDep, SettingsDep
+from app.core.errors import problem_responses
+from app.core.routing import AppRoute
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=AppRoute)
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+OAUTH2_ERROR = {"description": "RFC 6749 §5.2 error (`error`, `error_description`)"}
+FORM_FIELD = Annotated[str | None, Form()]
+
+
+def _token_response(response: Response, issued: IssuedTokens) -> TokenResponse:
+    response.headers.update(NO_STORE)
+    return TokenResponse(
+        access_token=issued.access_token,
+        expires_in=issued.expires_in,
+        refresh_token=issued.refresh_token,
+        scope=" ".join(sorted(issued.scope)),
+    )
+
+
+def _keys(request: Request) -> TokenKeys:
+    keys: TokenKeys = request.app.state.token_keys
+    return keys
+
+
+@router.post(
+    "/login",
+    responses=problem_responses(401, 403, 415, 422),
+)
+def login(
+    body: LoginRequest,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    hasher: PasswordHasherDep,
+) -> TokenResponse:
+    """Log in with username and password; returns an access token and a refresh token."""
+    user = auth_service.authenticate_user(
+        session,
+        hasher,
+        username=body.username,
+        password=body.password.get_secret_value(),
+        grant="login",
+    )
+    issued = auth_service.start_user_session(
+        session,
+        keys=_keys(request),
+        refresh_ttl=settings.refresh_ttl,
+        user=user,
+        scope=None,
+        grant="login",
+    )
+    return _token_response(response, issued)
+
+
+def _client_credentials(
+    request: Request, client_id: str | None, client_secret: str | None
+) -> tuple[str, str, bool] | None:
+    """Client id and secret from HTTP Basic (RFC 6749 §2.3.1) or the form; None if absent."""
+    header = request.headers.get("authorization", "")
+    basic = None
+    if header[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+            raw_id, _, raw_secret = decoded.partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise OAuth2InvalidClient(
+                "Malformed HTTP Basic client credentials.",
+                headers={"WWW-Authenticate": 'Basic realm="signvault"'},
+            ) from None
+        # Swagger UI sends an empty Basic client ("Og==") with the password grant: no client.
+        if raw_id or raw_secret:
+            basic = (unquote(raw_id), unquote(raw_secret))
+    if basic and (client_id or client_secret):
+        raise OAuth2InvalidRequest(
+            "Send client credentials either with HTTP Basic or in the body, not both."
+        )
+    if basic:
+        return basic[0], basic[1], True
+    if client_id:
+        return client_id, client_secret or "", False
+    return None
+
+
+def _authenticate_client(
+    session: SessionDep, credentials: tuple[str, str, bool]
+) -> ApiClient:
+    client_id, client_secret, via_basic = credentials
+    try:
+        return auth_service.authenticate_client(
+            session, client_id=client_id, client_secret=client_secret
+        )
+    except InvalidCredentials:
+        headers = {"WWW-Authenticate": 'Basic realm="signvault"'} if via_basic else {}
+        raise OAuth2InvalidClient(
+            "Client authentication failed.", headers=headers
+        ) from None
+
+
+@router.post(
+    "/token",
+    responses={400: OAUTH2_ERROR, 401: OAUTH2_ERROR},
+)
+def issue_token(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    hasher: PasswordHasherDep,
+    grant_type: FORM_FIELD = None,
+    username: FORM_FIELD = None,
+    password: FORM_FIELD = None,
+    scope: FORM_FIELD = None,
+    refresh_token: FORM_FIELD = None,
+    client_id: FORM_FIELD = None,
+    client_secret: FORM_FIELD = None,
+) -> TokenResponse:
+    """OAuth 2.0 token endpoint (RFC 6749): `client_credentials`, `password` and `refresh_token` grants, form-encoded."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        raise OAuth2InvalidRequest(
+            "The token request must be application/x-www-form-urlencoded."
+        )
+    if not grant_type:
+        raise OAuth2InvalidRequest("Missing grant_type.")
+    keys = _keys(request)
+    credentials = _client_credentials(request, client_id, client_secret)
+    try:
+        if grant_type == "client_credentials":
+            if credentials is None:
+                raise OAuth2InvalidClient(
+                    "The client_credentials grant needs client authentication.",
+                    headers={"WWW-Authenticate": 'Basic realm="signvault"'},
+                )
+            client = _authenticate_client(session, credentials)
+            requested = auth_service.parse_scope(
+                scope, allowed=frozenset(client.entitlements)
+            )
+            issued = auth_service.issue_client_token(
+                session, keys=keys, client=client, scope=requested
+            )
+        elif grant_type == "password":
+            if not username or not password:
+                raise OAuth2InvalidRequest(
+                    "The password grant needs username and password."
+                )
+            if credentials is not None:
+                _authenticate_client(session, credentials)
+            user = auth_service.authenticate_user(
+                session, hasher, username=username, password=password, grant="password"
+            )
+            requested = auth_service.parse_scope(scope, allowed=user.entitlements)
+            issued = auth_service.start_user_session(
+                session,
+                keys=keys,
+                refresh_ttl=settings.refresh_ttl,
+                user=user,
+                scope=requested,
+                grant="password",
+            )
+        elif grant_type == "refresh_token":
+            if not refresh_token:
+                raise OAuth2InvalidRequest(
+                    "The refresh_token grant needs refresh_token."
+                )
+            issued = auth_service.refresh_user_session(
+                session,
+                keys=keys,
+                refresh_ttl=settings.refresh_ttl,
+                refresh_token=refresh_token,
+            )
+        else:
+            raise OAuth2UnsupportedGrantType(
+                f"Unsupported grant_type '{grant_type[:50]}'; use client_credentials, password or refresh_token."
+            )
+    except (
+        InvalidCredentials,
+        AccountDisabled,
+        AccountLocked,
+        InvalidRefreshToken,
+    ) as exc:
+        raise OAuth2InvalidGrant(exc.detail) from None
+    except ScopeNotAllowed as exc:
+        raise OAuth2InvalidScope(exc.detail) from None
+    return _token_response(response, issued)
+
+
+@router.post("/refresh", responses=problem_responses(401, 415, 422))
+def refresh(
+    body: RefreshRequest,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> TokenResponse:
+    """Exchange a refresh token for a new pair; the old one is spent, and reusing it revokes the session."""
+    issued = auth_service.refresh_user_session(
+        session,
+        keys=_keys(request),
+        refresh_ttl=settings.refresh_ttl,
+        refresh_token=body.refresh_token.get_secret_value(),
+    )
+    return _token_response(response, issued)
+
+
+@router.post(
+    "/logout", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401)
+)
+def logout(principal: AuthenticatedDep, session: SessionDep) -> None:
+    """Revoke the presented access token and its refresh-token family."""
+    auth_service.logout(session, principal)
+
+
+@router.post(
+    "/revoke",
+    responses={
+        200: {"description": "Revoked, or nothing to revoke (RFC 7009 §2.2)"},
+        400: OAUTH2_ERROR,
+        401: OAUTH2_ERROR,
+    },
+)
+def revoke(
+    request: Request,
+    session: SessionDep,
+    token: FORM_FIELD = None,
+    token_type_hint: FORM_FIELD = None,
+    client_id: FORM_FIELD = None,
+    client_secret: FORM_FIELD = None,
+) -> Response:
+    """RFC 7009 token revocation of an access or refresh token."""
+    if not token:
+        raise OAuth2InvalidRequest("Missing token.")
+    credentials = _client_credentials(request, client_id, client_secret)
+    client = _authenticate_client(session, credentials) if credentials else None
+    auth_service.revoke_token(
+        session, keys=_keys(request), token=token, hint=token_type_hint, client=client
+    )
+    return Response(status_code=200, headers=NO_STORE)
+
+
+@router.get("/me", responses=problem_responses(401))
+def read_me(principal: AuthenticatedDep) -> MeResponse:
+    """Who the token speaks for, with the entitlements in force now."""
+    user = principal.user
+    return MeResponse(
+        id=principal.id,
+        kind=principal.kind,
+        username=user.username if user else None,
+        name=(user.full_name or user.username) if user else principal.name,
+        email=user.email if user else None,
+        roles=[RoleRef.model_validate(role) for role in user.roles] if user else [],
+        entitlements=sorted(principal.entitlements),
+        token_expires_at=principal.claims.expires_at,
+    )

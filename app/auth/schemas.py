@@ -1,0 +1,125 @@
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, ConfigDict, Field, SecretStr
+
+from app.access.entitlements import Entitlement
+from app.auth.models import ClientStatus
+from app.core.schemas import RequestSchema, Schema
+
+
+class LoginRequest(RequestSchema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"username": "admin", "password": "correct horse battery staple"}
+            ]
+        }
+    )
+
+    username: str = Field(min_length=1, max_length=150)
+    password: SecretStr = Field(min_length=1, max_length=1024)
+
+
+class RefreshRequest(RequestSchema):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"refresh_token": "kq3N…"}]}
+    )
+
+    refresh_token: SecretStr = Field(min_length=1, max_length=512)
+
+
+class TokenResponse(Schema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJFUzI1NiIs…",
+                    "token_type": "bearer",
+                    "expires_in": 900,
+                    "refresh_token": "kq3N…",
+                    "scope": "documents:read documents:sign",
+                }
+            ]
+        }
+    )
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (a type name, not a secret)
+    expires_in: int
+    refresh_token: str | None = None
+    scope: str
+
+
+class RoleRef(Schema):
+    id: uuid.UUID
+    name: str
+
+
+class MeResponse(Schema):
+    id: uuid.UUID
+    kind: Literal["user", "client"]
+    username: str | None
+    name: str
+    email: str | None = None
+    department_id: uuid.UUID | None = None
+    roles: list[RoleRef]
+    entitlements: list[str]
+    token_expires_at: datetime
+
+
+class ClientCreate(RequestSchema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "erp-invoicing",
+                    "description": "Signs invoices from the ERP",
+                    "entitlements": ["documents:write", "documents:sign"],
+                }
+            ]
+        }
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    entitlements: list[Entitlement] = Field(min_length=1)
+    expires_at: AwareDatetime | None = None
+
+
+class ClientUpdate(RequestSchema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"description": "Signs invoices and credit notes"}]
+        }
+    )
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    entitlements: list[Entitlement] | None = Field(default=None, min_length=1)
+    expires_at: AwareDatetime | None = None
+
+
+class ClientRead(Schema):
+    id: uuid.UUID
+    client_id: str
+    name: str
+    description: str
+    entitlements: list[str]
+    status: ClientStatus
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    secret_rotated_at: datetime | None
+    created_by_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ClientCreated(ClientRead):
+    client_secret: str = Field(description="Shown once: only a hash is stored.")
+
+
+class ClientSecret(Schema):
+    client_id: str
+    client_secret: str = Field(description="Shown once: only a hash is stored.")

@@ -1,0 +1,529 @@
+"""Logins, sessions, token issue/refresh/revoke, and resolving a bearer token into a principal."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, selectinload
+
+from app.access.entitlements import ALL as ALL_ENTITLEMENTS
+from app.access.models import User, UserStatus
+from app.access.principal import Principal
+from app.audit import service as audit_service
+from app.audit.service import ANONYMOUS, Actor, ActorKind, Outcome
+from app.auth.errors import (
+    AccountDisabled,
+    AccountLocked,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    ScopeNotAllowed,
+)
+from app.auth.models import (
+    ApiClient,
+    AuthSession,
+    ClientStatus,
+    RefreshToken,
+    RevokedAccessToken,
+)
+from app.auth.tokens import AccessClaims, TokenKeys
+from app.core.db import after_transaction
+from app.core.errors import InvalidToken
+from app.core.security import PasswordHasher, new_secret, secret_digest, secret_matches
+from app.core.types import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    access_token: str
+    expires_in: int
+    refresh_token: str | None
+    scope: frozenset[str]
+
+
+def user_actor(user: User) -> Actor:
+    return Actor(ActorKind.USER, str(user.id), user.username)
+
+
+def client_actor(client: ApiClient) -> Actor:
+    return Actor(ActorKind.CLIENT, str(client.id), client.name)
+
+
+def find_user_by_username(session: Session, username: str) -> User | None:
+    return session.scalars(
+        select(User)
+        .where(User.username_key == username.strip().lower())
+        .options(selectinload(User.roles))
+    ).one_or_none()
+
+
+def parse_scope(raw: str | None, *, allowed: frozenset[str]) -> frozenset[str] | None:
+    """A requested scope (space-separated entitlements), which must be within `allowed`.
+
+    Raises:
+        ScopeNotAllowed: an unknown entitlement, or one the principal does not hold.
+    """
+    if raw is None or not raw.strip():
+        return None
+    requested = frozenset(raw.split())
+    unknown = sorted(requested - ALL_ENTITLEMENTS)
+    if unknown:
+        raise ScopeNotAllowed(f"Unknown scope: {' '.join(unknown)}.")
+    missing = sorted(requested - allowed)
+    if missing:
+        raise ScopeNotAllowed(
+            f"Scope not granted to this principal: {' '.join(missing)}."
+        )
+    return requested
+
+
+def authenticate_user(
+    session: Session,
+    hasher: PasswordHasher,
+    *,
+    username: str,
+    password: str,
+    grant: str,
+) -> User:
+    """Check a username and password; every failure is audited.
+
+    Raises:
+        InvalidCredentials: unknown user or wrong password (the same answer for both).
+        AccountDisabled: right password, disabled account.
+        AccountLocked: right password, locked account.
+    """
+    user = find_user_by_username(session, username)
+    if (
+        not hasher.verify(password, user.password_hash if user else None)
+        or user is None
+    ):
+        audit_service.record_isolated(
+            session,
+            actor=user_actor(user)
+            if user
+            else Actor(ActorKind.ANONYMOUS, None, username[:200]),
+            action="auth.login",
+            resource_type="user",
+            resource_id=user.id if user else None,
+            details={
+                "grant": grant,
+                "reason": "wrong_password" if user else "unknown_user",
+            },
+        )
+        raise InvalidCredentials("Invalid username or password.")
+    if user.status != UserStatus.ACTIVE:
+        audit_service.record_isolated(
+            session,
+            actor=user_actor(user),
+            action="auth.login",
+            resource_type="user",
+            resource_id=user.id,
+            outcome=Outcome.DENIED,
+            details={"grant": grant, "reason": f"account_{user.status.value}"},
+        )
+        if user.status == UserStatus.LOCKED:
+            raise AccountLocked("This account is locked.")
+        raise AccountDisabled("This account is disabled.")
+    if hasher.needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
+    return user
+
+
+def start_user_session(
+    session: Session,
+    *,
+    keys: TokenKeys,
+    refresh_ttl: timedelta,
+    user: User,
+    scope: frozenset[str] | None,
+    grant: str,
+) -> IssuedTokens:
+    """Open a session (a refresh-token family) for an authenticated user and issue its first tokens."""
+    now = utcnow()
+    auth_session = AuthSession(
+        user_id=user.id,
+        scope=sorted(scope) if scope is not None else None,
+        expires_at=now + refresh_ttl,
+    )
+    session.add(auth_session)
+    session.flush()
+    refresh_token = _add_refresh_token(session, auth_session, refresh_ttl)
+    access_token, claims = keys.issue(
+        sub=str(user.id), kind="user", sid=str(auth_session.id), scope=scope
+    )
+    user.last_login_at = now
+    audit_service.record(
+        session,
+        actor=user_actor(user),
+        action="auth.login",
+        resource_type="user",
+        resource_id=user.id,
+        details={"grant": grant, "session_id": str(auth_session.id), "jti": claims.jti},
+    )
+    return IssuedTokens(
+        access_token,
+        _expires_in(claims),
+        refresh_token,
+        scope if scope is not None else user.entitlements,
+    )
+
+
+def refresh_user_session(
+    session: Session, *, keys: TokenKeys, refresh_ttl: timedelta, refresh_token: str
+) -> IssuedTokens:
+    """Spend a refresh token for a new pair in the same family.
+
+    A refresh token that was already spent means it leaked: the whole family is
+    revoked (stored even though this request fails).
+
+    Raises:
+        InvalidRefreshToken: unknown, expired, spent or revoked token; inactive account.
+    """
+    stored = session.scalars(
+        select(RefreshToken)
+        .where(RefreshToken.token_digest == secret_digest(refresh_token))
+        .options(selectinload(RefreshToken.session))
+    ).one_or_none()
+    if stored is None:
+        _record_refresh_refused(session, None, "unknown_token")
+        raise InvalidRefreshToken("The refresh token is not valid.")
+    family = stored.session
+    now = utcnow()
+    if family.revoked_at is not None:
+        _record_refresh_refused(session, family, "session_revoked")
+        raise InvalidRefreshToken("The refresh token's session has been revoked.")
+    spent = session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == stored.id, RefreshToken.spent_at.is_(None))
+        .values(spent_at=now)
+    )
+    if spent.rowcount != 1:  # type: ignore[attr-defined]
+        family_id = family.id
+        after_transaction(session, lambda own: _revoke_reused_family(own, family_id))
+        raise InvalidRefreshToken(
+            "The refresh token was already used; its session has been revoked."
+        )
+    if stored.expires_at <= now:
+        _record_refresh_refused(session, family, "expired")
+        raise InvalidRefreshToken("The refresh token has expired.")
+    user = session.scalars(
+        select(User).where(User.id == family.user_id).options(selectinload(User.roles))
+    ).one()
+    if user.status == UserStatus.DISABLED:
+        _record_refresh_refused(session, family, "account_disabled")
+        raise InvalidRefreshToken("The account is disabled.")
+    family.expires_at = now + refresh_ttl
+    new_refresh = _add_refresh_token(session, family, refresh_ttl)
+    scope = frozenset(family.scope) if family.scope is not None else None
+    access_token, claims = keys.issue(
+        sub=str(user.id), kind="user", sid=str(family.id), scope=scope
+    )
+    audit_service.record(
+        session,
+        actor=user_actor(user),
+        action="auth.token_refreshed",
+        resource_type="auth_session",
+        resource_id=family.id,
+        details={"jti": claims.jti},
+    )
+    return IssuedTokens(
+        access_token,
+        _expires_in(claims),
+        new_refresh,
+        scope if scope is not None else user.entitlements,
+    )
+
+
+def _revoke_reused_family(session: Session, family_id: uuid.UUID) -> None:
+    family = session.get_one(AuthSession, family_id)
+    if family.revoked_at is None:
+        family.revoked_at = utcnow()
+        family.revoke_reason = "refresh_token_reuse"
+    audit_service.record(
+        session,
+        actor=Actor(ActorKind.USER, str(family.user_id)),
+        action="auth.refresh_reuse_detected",
+        resource_type="auth_session",
+        resource_id=family.id,
+        outcome=Outcome.DENIED,
+        details={"revoked": "session"},
+    )
+
+
+def _record_refresh_refused(
+    session: Session, family: AuthSession | None, reason: str
+) -> None:
+    audit_service.record_isolated(
+        session,
+        actor=Actor(ActorKind.USER, str(family.user_id)) if family else ANONYMOUS,
+        action="auth.token_refreshed",
+        resource_type="auth_session",
+        resource_id=family.id if family else None,
+        details={"reason": reason},
+    )
+
+
+def _add_refresh_token(session: Session, family: AuthSession, ttl: timedelta) -> str:
+    value = new_secret()
+    session.add(
+        RefreshToken(
+            session_id=family.id,
+            token_digest=secret_digest(value),
+            expires_at=utcnow() + ttl,
+        )
+    )
+    return value
+
+
+def _expires_in(claims: AccessClaims) -> int:
+    return int((claims.expires_at - claims.issued_at).total_seconds())
+
+
+def authenticate_client(
+    session: Session, *, client_id: str, client_secret: str
+) -> ApiClient:
+    """Check client credentials; failures are audited.
+
+    Raises:
+        InvalidCredentials: unknown client, wrong secret, disabled or expired client.
+    """
+    client = session.scalars(
+        select(ApiClient).where(ApiClient.client_id == client_id)
+    ).one_or_none()
+    reason = None
+    if client is None:
+        reason = "unknown_client"
+    elif not secret_matches(client_secret, client.secret_digest):
+        reason = "wrong_secret"
+    elif client.status != ClientStatus.ACTIVE:
+        reason = "client_disabled"
+    elif client.expires_at is not None and client.expires_at <= utcnow():
+        reason = "client_expired"
+    if reason is not None or client is None:
+        audit_service.record_isolated(
+            session,
+            actor=client_actor(client)
+            if client
+            else Actor(ActorKind.ANONYMOUS, None, client_id[:200]),
+            action="auth.client_authentication",
+            resource_type="api_client",
+            resource_id=client.id if client else None,
+            details={"reason": reason},
+        )
+        raise InvalidCredentials("Client authentication failed.")
+    return client
+
+
+def issue_client_token(
+    session: Session,
+    *,
+    keys: TokenKeys,
+    client: ApiClient,
+    scope: frozenset[str] | None,
+) -> IssuedTokens:
+    """Access token for the client-credentials grant (no refresh token, RFC 6749 §4.4.3)."""
+    access_token, claims = keys.issue(
+        sub=str(client.id), kind="client", sid=None, scope=scope
+    )
+    client.last_used_at = utcnow()
+    audit_service.record(
+        session,
+        actor=client_actor(client),
+        action="auth.token_issued",
+        resource_type="api_client",
+        resource_id=client.id,
+        details={
+            "grant": "client_credentials",
+            "jti": claims.jti,
+            "scope": sorted(scope) if scope else None,
+        },
+    )
+    return IssuedTokens(
+        access_token,
+        _expires_in(claims),
+        None,
+        scope if scope is not None else frozenset(client.entitlements),
+    )
+
+
+def principal_from_access_token(
+    session: Session, keys: TokenKeys, token: str
+) -> Principal:
+    """Resolve a bearer token into the principal it speaks for, with current entitlements.
+
+    Entitlements come from the user's roles (or the client's grant) as they are
+    now, narrowed by the token's scope: a role change applies on the next request.
+
+    Raises:
+        InvalidToken: bad token, revoked token or session, gone or disabled principal.
+    """
+    try:
+        claims = keys.verify(token)
+        return _resolve_principal(session, claims)
+    except InvalidToken as exc:
+        audit_service.record_isolated(
+            session,
+            actor=ANONYMOUS,
+            action="auth.token_rejected",
+            outcome=Outcome.DENIED,
+            details={"reason": exc.detail},
+        )
+        raise
+
+
+def _resolve_principal(session: Session, claims: AccessClaims) -> Principal:
+    if session.get(RevokedAccessToken, claims.jti) is not None:
+        raise InvalidToken("The access token has been revoked.")
+    try:
+        subject = uuid.UUID(claims.sub)
+    except ValueError:
+        raise InvalidToken("The access token has an invalid subject.") from None
+    if claims.kind == "user":
+        if claims.sid is not None:
+            family = session.get(AuthSession, uuid.UUID(claims.sid))
+            if family is None or family.revoked_at is not None:
+                raise InvalidToken("The access token's session has been revoked.")
+        user = session.scalars(
+            select(User).where(User.id == subject).options(selectinload(User.roles))
+        ).one_or_none()
+        if user is None or user.status == UserStatus.DISABLED:
+            raise InvalidToken(
+                "The access token's account no longer exists or is disabled."
+            )
+        held = user.entitlements
+        return Principal(
+            "user",
+            user.id,
+            user.username,
+            _narrow(held, claims.scope),
+            claims,
+            user=user,
+        )
+    client = session.get(ApiClient, subject)
+    if client is None or client.status != ClientStatus.ACTIVE:
+        raise InvalidToken("The access token's client no longer exists or is disabled.")
+    if client.expires_at is not None and client.expires_at <= utcnow():
+        raise InvalidToken("The access token's client has expired.")
+    return Principal(
+        "client",
+        client.id,
+        client.name,
+        _narrow(frozenset(client.entitlements), claims.scope),
+        claims,
+        client=client,
+    )
+
+
+def _narrow(held: frozenset[str], scope: frozenset[str] | None) -> frozenset[str]:
+    return held if scope is None else held & scope
+
+
+def logout(session: Session, principal: Principal) -> None:
+    """Revoke the presented access token and, for a user, its whole session."""
+    _deny_access_token(session, principal.claims)
+    if principal.claims.sid is not None:
+        family = session.get(AuthSession, uuid.UUID(principal.claims.sid))
+        if family is not None and family.revoked_at is None:
+            family.revoked_at = utcnow()
+            family.revoke_reason = "logout"
+    audit_service.record(
+        session,
+        actor=principal.actor,
+        action="auth.logout",
+        resource_type="auth_session",
+        resource_id=principal.claims.sid,
+        details={"jti": principal.claims.jti},
+    )
+
+
+def _deny_access_token(session: Session, claims: AccessClaims) -> None:
+    if session.get(RevokedAccessToken, claims.jti) is None:
+        session.add(RevokedAccessToken(jti=claims.jti, expires_at=claims.expires_at))
+
+
+def revoke_token(
+    session: Session,
+    *,
+    keys: TokenKeys,
+    token: str,
+    hint: str | None,
+    client: ApiClient | None,
+) -> None:
+    """RFC 7009: revoke an access or refresh token; unknown or foreign tokens change nothing.
+
+    A client may revoke the tokens issued to it; without client authentication,
+    holding a user's token is the right to revoke it.
+    """
+    actor = client_actor(client) if client else ANONYMOUS
+    kinds = (
+        ("refresh_token", "access_token")
+        if hint != "access_token"
+        else ("access_token", "refresh_token")
+    )
+    for kind in kinds:
+        if kind == "refresh_token" and _revoke_refresh_token(
+            session, token, actor, client
+        ):
+            return
+        if kind == "access_token" and _revoke_access_token(
+            session, keys, token, actor, client
+        ):
+            return
+
+
+def _revoke_refresh_token(
+    session: Session, token: str, actor: Actor, client: ApiClient | None
+) -> bool:
+    stored = session.scalars(
+        select(RefreshToken)
+        .where(RefreshToken.token_digest == secret_digest(token))
+        .options(selectinload(RefreshToken.session))
+    ).one_or_none()
+    if stored is None:
+        return False
+    if client is not None:
+        # Refresh tokens belong to user sessions, never to a client: not this client's to revoke.
+        return True
+    family = stored.session
+    if family.revoked_at is None:
+        family.revoked_at = utcnow()
+        family.revoke_reason = "revoked"
+    audit_service.record(
+        session,
+        actor=Actor(ActorKind.USER, str(family.user_id)),
+        action="auth.token_revoked",
+        resource_type="auth_session",
+        resource_id=family.id,
+        details={"token_type": "refresh_token"},
+    )
+    return True
+
+
+def _revoke_access_token(
+    session: Session,
+    keys: TokenKeys,
+    token: str,
+    actor: Actor,
+    client: ApiClient | None,
+) -> bool:
+    try:
+        claims = keys.verify(token)
+    except InvalidToken:
+        return False
+    owned = (
+        claims.kind == "client" and client is not None and claims.sub == str(client.id)
+    )
+    if client is not None and not owned:
+        return True
+    if client is None and claims.kind != "user":
+        return True
+    _deny_access_token(session, claims)
+    audit_service.record(
+        session,
+        actor=actor if client else Actor(ActorKind.USER, claims.sub),
+        action="auth.token_revoked",
+        resource_type="access_token",
+        resource_id=claims.jti,
+        details={"token_type": "access_token"},
+    )
+    return True

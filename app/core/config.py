@@ -1,0 +1,112 @@
+"""Settings: one typed object, read from `SIGNVAULT_*` variables and an optional `.env`."""
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SIGNVAULT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Where the SQLite database, keys and blobs live.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default `sqlite:///<data_dir>/signvault.db`. PostgreSQL: `postgresql+psycopg://user:pw@host/db`.",
+    )
+    admin_username: str = Field(
+        default="admin",
+        min_length=1,
+        max_length=150,
+        description="Username of the bootstrap administrator.",
+    )
+    admin_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the bootstrap administrator; generated and printed once when unset.",
+    )
+    admin_bootstrap: bool = Field(
+        default=True,
+        description="Create the administrator on first start with an empty database.",
+    )
+    access_token_ttl_seconds: int = Field(
+        default=900, ge=30, le=86_400, description="Access-token lifetime."
+    )
+    refresh_token_ttl_seconds: int = Field(
+        default=604_800, ge=60, le=31_536_000, description="Refresh-token lifetime."
+    )
+    issuer: str = Field(
+        default="signvault", min_length=1, description="JWT `iss` of issued tokens."
+    )
+    audience: str = Field(
+        default="signvault-api", min_length=1, description="JWT `aud` of issued tokens."
+    )
+    jwt_private_key: SecretStr | None = Field(
+        default=None,
+        description="PEM EC P-256 private key that signs tokens; default: `<data_dir>/jwt-signing-key.pem`, generated on first start.",
+    )
+    max_upload_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1024, description="Largest accepted request body."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins allowed by CORS; empty: CORS off.",
+    )
+    metrics_public: bool = Field(
+        default=True,
+        description="Serve /metrics without a token; false: needs `metrics:read`.",
+    )
+    argon2_time_cost: int = Field(
+        default=3, ge=1, le=20, description="argon2id passes."
+    )
+    argon2_memory_kib: int = Field(
+        default=65_536, ge=8, le=4_194_304, description="argon2id memory in KiB."
+    )
+    sqlite_busy_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="How long a SQLite writer waits for the lock."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @property
+    def refresh_ttl(self) -> timedelta:
+        return timedelta(seconds=self.refresh_token_ttl_seconds)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'signvault.db'}"
+
+
+class SettingsError(Exception):
+    """A setting is invalid; the message is one line naming it."""
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment, turning a validation error into one clear line.
+
+    Raises:
+        SettingsError: a variable has a value that does not fit.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "SIGNVAULT_" + "__".join(str(part) for part in error["loc"]).upper()
+            problems.append(f"{name}: {error['msg']}")
+        raise SettingsError("invalid setting " + "; ".join(problems)) from None

@@ -1,0 +1,101 @@
+"""Engine, sessions and the declarative base."""
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any, ClassVar
+
+from fastapi import Request
+from sqlalchemy import JSON, MetaData, Uuid, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from app.core.types import UTCDateTime, utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        uuid.UUID: Uuid(),
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[str]: JSON(),
+    }
+
+
+class IdMixin:
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def make_engine(url: str, *, sqlite_busy_timeout: float = 30.0) -> Engine:
+    """Create the engine; SQLite gets WAL, foreign keys and write-serialising transactions."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(
+        url, connect_args={"timeout": sqlite_busy_timeout, "check_same_thread": False}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+        # Take over BEGIN from pysqlite (SQLAlchemy's SAVEPOINT recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        if ":memory:" not in url:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front: a deferred transaction that read
+        # first and writes later fails with SQLITE_BUSY under concurrency instead of waiting.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request, committed before the response is sent.
+
+    Audit entries of failures (`audit.record_isolated`) are written after the
+    request's transaction has ended, in a short transaction of their own.
+    """
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    session = factory()
+    try:
+        with session.begin():
+            yield session
+    finally:
+        deferred = session.info.pop("after_transaction", [])
+        session.close()
+        for work in deferred:
+            with factory.begin() as own:
+                work(own)
+
+
+def after_transaction(session: Session, work: Callable[[Session], None]) -> None:
+    """Run `work` in a short transaction of its own once the request's transaction has ended.
+
+    For what must be stored even though the request fails (audit of a denial,
+    revoking a token family on refresh-token reuse): the failing request's own
+    transaction rolls back.
+    """
+    session.info.setdefault("after_transaction", []).append(work)

@@ -1,0 +1,255 @@
+"""Domain errors and their one rendering: RFC 9457 problem+json."""
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core.context import current_request
+
+logger = logging.getLogger("signvault.errors")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class AppError(Exception):
+    """An expected failure with a stable `code`, rendered as problem+json."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+    media_type: ClassVar[str] = "application/problem+json"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.detail = detail or self.title
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+        super().__init__(self.detail)
+
+
+class NotAuthenticated(AppError):
+    status = 401
+    code = "not_authenticated"
+    title = "Authentication required"
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="signvault"'})
+        super().__init__(detail, **kwargs)
+
+
+class InvalidToken(NotAuthenticated):
+    code = "invalid_token"
+    title = "Invalid access token"
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "headers",
+            {
+                "WWW-Authenticate": f'Bearer realm="signvault", error="invalid_token", error_description="{detail or self.title}"'
+            },
+        )
+        super().__init__(detail, **kwargs)
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+    title = "Not allowed"
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    code = "payload_too_large"
+    title = "Request body too large"
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+class InvalidInput(AppError):
+    """A 422 for input that is well-formed but refused; `invalid_params` names the fields."""
+
+    status = 422
+    code = "validation_failed"
+    title = "Invalid input"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        invalid_params: Sequence[Mapping[str, str]] = (),
+        **kwargs: Any,
+    ) -> None:
+        extra = dict(kwargs.pop("extra", {}) or {})
+        if invalid_params:
+            extra["invalid_params"] = [dict(p) for p in invalid_params]
+        super().__init__(detail, extra=extra, **kwargs)
+
+
+class TooManyRequests(AppError):
+    status = 429
+    code = "too_many_requests"
+    title = "Too many requests"
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"
+
+
+def _trace_id() -> str | None:
+    context = current_request()
+    return context.request_id if context else None
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    media_type: str = PROBLEM_MEDIA_TYPE,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:signvault:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "trace_id": _trace_id(),
+    }
+    body.update(extra or {})
+    return JSONResponse(
+        body, status_code=status, headers=dict(headers or {}), media_type=media_type
+    )
+
+
+def _render_app_error(_request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, AppError):
+        raise TypeError(exc)
+    return problem_response(
+        exc.status,
+        exc.code,
+        exc.title,
+        exc.detail,
+        headers=exc.headers,
+        extra=exc.extra,
+        media_type=exc.media_type,
+    )
+
+
+def _render_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, RequestValidationError):
+        raise TypeError(exc)
+    params = []
+    for error in exc.errors():
+        location = [str(part) for part in error.get("loc", ())]
+        where = location[0] if location else "body"
+        name = ".".join(location[1:]) or where
+        params.append(
+            {"name": name, "in": where, "reason": str(error.get("msg", "invalid"))}
+        )
+    names = ", ".join(sorted({p["name"] for p in params}))
+    return problem_response(
+        422,
+        "validation_failed",
+        "Invalid input",
+        f"The request has invalid fields: {names}.",
+        extra={"invalid_params": params},
+    )
+
+
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("not_authenticated", "Authentication required"),
+    403: ("forbidden", "Not allowed"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    406: ("not_acceptable", "Not acceptable"),
+    413: ("payload_too_large", "Request body too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+}
+
+
+def _render_http_exception(_request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, StarletteHTTPException):
+        raise TypeError(exc)
+    code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail else title
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "No such resource."
+    if exc.status_code == 405:
+        detail = "This method is not allowed on this resource."
+    return problem_response(exc.status_code, code, title, detail, headers=exc.headers)
+
+
+def _render_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error (trace_id=%s)", _trace_id(), exc_info=exc)
+    return problem_response(
+        500,
+        "internal_error",
+        "Internal server error",
+        "The server failed to handle this request; quote the trace_id when reporting it.",
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _render_app_error)
+    app.add_exception_handler(RequestValidationError, _render_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _render_http_exception)
+    app.add_exception_handler(Exception, _render_unexpected)
+
+
+_STATUS_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Authentication required or failed",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict with the current state",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    429: "Too many requests",
+    503: "Service unavailable",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the problems a route can answer."""
+    return {
+        status: {
+            "description": _STATUS_DESCRIPTIONS.get(status, "Error"),
+            "content": {
+                PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
+            },
+        }
+        for status in statuses
+    }

@@ -1,0 +1,132 @@
+"""Pure ASGI middleware: request id and context, body size limit, last-resort 500."""
+
+import logging
+import re
+import uuid
+
+from fastapi import HTTPException
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.context import RequestContext, reset_current_request, set_current_request
+from app.core.errors import problem_response
+
+logger = logging.getLogger("signvault.http")
+
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class RequestContextMiddleware:
+    """Echoes a sane `X-Request-ID` (or makes one) and turns uncaught errors into a 500 problem."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        offered = headers.get("x-request-id", "")
+        request_id = offered if _SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        client = scope.get("client")
+        context = RequestContext(
+            request_id=request_id,
+            ip=client[0] if client else None,
+            user_agent=(headers.get("user-agent") or "")[:512] or None,
+        )
+        token = set_current_request(context)
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception("unhandled error (trace_id=%s)", request_id)
+            if started:
+                raise
+            response = problem_response(
+                500,
+                "internal_error",
+                "Internal server error",
+                "The server failed to handle this request; quote the trace_id when reporting it.",
+            )
+            await response(scope, receive, send_with_id)
+        finally:
+            reset_current_request(token)
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over the limit with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if (
+            declared is not None
+            and declared.isdigit()
+            and int(declared) > self.max_bytes
+        ):
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge(self.max_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if response_started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = _BodyTooLarge(self.max_bytes)
+        response = problem_response(
+            413,
+            "payload_too_large",
+            "Request body too large",
+            error.detail,
+            headers=error.headers,
+        )
+        await response(scope, receive, send)
+
+
+class _BodyTooLarge(HTTPException):
+    # An HTTPException, so FastAPI's body reader re-raises it instead of answering 400.
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(
+            413,
+            f"The request body exceeds the limit of {max_bytes} bytes (setting SIGNVAULT_MAX_UPLOAD_BYTES).",
+            headers={"Connection": "close"},
+        )

@@ -1,0 +1,120 @@
+"""The application factory."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import fastapi_offline
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import (
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+import app
+from app.api import include_routers
+from app.auth.tokens import TokenKeys
+from app.core.config import Settings, load_settings
+from app.core.db import make_engine, make_sessionmaker
+from app.core.errors import install_error_handlers
+from app.core.metrics import Metrics, MetricsMiddleware
+from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.core.schemas import Problem
+from app.core.security import PasswordHasher
+
+# Swagger UI's files ship in a Python package: the docs work on air-gapped networks.
+SWAGGER_STATIC_DIR = Path(fastapi_offline.__file__).parent / "static"
+SWAGGER_STATIC_URL = "/docs-static"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    engine = make_engine(
+        settings.effective_database_url,
+        sqlite_busy_timeout=settings.sqlite_busy_timeout_seconds,
+    )
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    api = FastAPI(
+        title="SignVault",
+        version=app.__version__,
+        description="Self-hosted PAdES signing server: certificate vault, documents, signing, audit.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    api.state.settings = settings
+    api.state.engine = engine
+    api.state.sessionmaker = make_sessionmaker(engine)
+    api.state.password_hasher = PasswordHasher(
+        time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
+    )
+    api.state.token_keys = TokenKeys.from_settings(settings)
+    api.state.metrics = metrics
+
+    install_error_handlers(api)
+    include_routers(api)
+    _install_docs(api)
+
+    if settings.cors_origins:
+        api.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID"],
+        )
+    api.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    api.add_middleware(MetricsMiddleware, metrics=metrics)
+    api.add_middleware(RequestContextMiddleware)
+    return api
+
+
+def _install_docs(api: FastAPI) -> None:
+    api.mount(
+        SWAGGER_STATIC_URL,
+        StaticFiles(directory=SWAGGER_STATIC_DIR),
+        name="docs-static",
+    )
+
+    @api.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="SignVault API",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+            swagger_js_url=f"{SWAGGER_STATIC_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_STATIC_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_STATIC_URL}/favicon.png",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
+
+    @api.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            schema = get_openapi(
+                title=api.title,
+                version=api.version,
+                description=api.description,
+                routes=api.routes,
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+                Problem.model_json_schema()
+            )
+            api.openapi_schema = schema
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,19 @@
+"""Imports every feature's models so `Base.metadata` is complete (Alembic, tests)."""
+
+from app.access.models import Role, User, user_roles
+from app.audit.models import AuditChainHead, AuditEvent
+from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessToken
+from app.core.db import Base
+
+__all__ = [
+    "ApiClient",
+    "AuditChainHead",
+    "AuditEvent",
+    "AuthSession",
+    "Base",
+    "RefreshToken",
+    "RevokedAccessToken",
+    "Role",
+    "User",
+    "user_roles",
+]

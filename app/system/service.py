@@ -1,0 +1,30 @@
+"""Readiness checks."""
+
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from app.core.errors import ServiceUnavailable
+from app.core.migrations import head_revision
+
+
+def readiness(session: Session, *, token_keys_loaded: bool) -> dict[str, str]:
+    """Raises: ServiceUnavailable naming the failed check."""
+    try:
+        session.execute(text("SELECT 1"))
+        current = MigrationContext.configure(
+            session.connection()
+        ).get_current_revision()
+    except SQLAlchemyError as exc:
+        raise ServiceUnavailable(
+            f"The database is not reachable: {type(exc).__name__}."
+        ) from None
+    head = head_revision()
+    if current != head:
+        raise ServiceUnavailable(
+            f"The database schema is at {current or 'nothing'}, not {head}: run 'signvault migrate'."
+        )
+    if not token_keys_loaded:
+        raise ServiceUnavailable("The token signing key is not loaded.")
+    return {"database": "ok", "migrations": head, "token_key": "ok"}
