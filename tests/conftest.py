@@ -1,0 +1,165 @@
+"""App, database and identity fixtures.
+
+Every test gets a database of its own, copied from one migrated template
+(a file copy on SQLite, `CREATE DATABASE … TEMPLATE` on PostgreSQL), so the
+real commit path runs, failures recorded in their own transaction stay
+recorded, and several connections can race as they do in production.
+`SIGNVAULT_TEST_DATABASE_URL` selects PostgreSQL; SQLite otherwise.
+"""
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.access import service as access_service
+from app.core.config import Settings
+from app.core.db import make_engine, make_sessionmaker
+from app.core.migrations import upgrade_to_head
+from app.core.security import PasswordHasher
+from app.main import create_app
+from tests.factories import Credentials, bearer, login
+
+POSTGRES_URL = os.environ.get("SIGNVAULT_TEST_DATABASE_URL")
+ADMIN_PASSWORD = "Admin-Passw0rd!"
+
+
+def pytest_report_header() -> str:
+    return f"database: {'PostgreSQL ' + make_url(POSTGRES_URL).render_as_string(hide_password=True) if POSTGRES_URL else 'SQLite'}"
+
+
+class DatabaseFactory:
+    """Hands out fresh, migrated databases cloned from a per-process template."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.template_name = f"sv_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.created: list[str] = []
+        if POSTGRES_URL:
+            self._admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+            with self._admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{self.template_name}"'))
+            engine = make_engine(self._url(self.template_name))
+        else:
+            self._template_file = workdir / "template.db"
+            engine = make_engine(f"sqlite:///{self._template_file}")
+        upgrade_to_head(engine)
+        engine.dispose()
+
+    def _url(self, name: str) -> str:
+        assert POSTGRES_URL
+        return (
+            make_url(POSTGRES_URL)
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
+
+    def new(self) -> str:
+        name = f"sv_t_{uuid.uuid4().hex[:12]}"
+        if not POSTGRES_URL:
+            target = self.workdir / f"{name}.db"
+            shutil.copyfile(self._template_file, target)
+            return f"sqlite:///{target}"
+        with self._admin.connect() as conn:
+            conn.execute(
+                text(f'CREATE DATABASE "{name}" TEMPLATE "{self.template_name}"')
+            )
+        self.created.append(name)
+        return self._url(name)
+
+    def drop(self, url: str) -> None:
+        if POSTGRES_URL:
+            name = make_url(url).database
+            with self._admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    def close(self) -> None:
+        if POSTGRES_URL:
+            with self._admin.connect() as conn:
+                conn.execute(
+                    text(f'DROP DATABASE IF EXISTS "{self.template_name}" WITH (FORCE)')
+                )
+            self._admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[DatabaseFactory]:
+    factory = DatabaseFactory(tmp_path_factory.mktemp("databases"))
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def database_url(database_factory: DatabaseFactory) -> Iterator[str]:
+    url = database_factory.new()
+    yield url
+    database_factory.drop(url)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        argon2_time_cost=1,
+        argon2_memory_kib=64,
+        admin_password=None,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[FastAPI]:
+    application = create_app(settings)
+    yield application
+    application.state.engine.dispose()
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def engine(app: FastAPI) -> Engine:
+    engine: Engine = app.state.engine
+    return engine
+
+
+@pytest.fixture
+def session_factory(app: FastAPI) -> sessionmaker[Session]:
+    return make_sessionmaker(app.state.engine)
+
+
+@pytest.fixture
+def hasher(app: FastAPI) -> PasswordHasher:
+    hasher: PasswordHasher = app.state.password_hasher
+    return hasher
+
+
+@pytest.fixture
+def admin(
+    session_factory: sessionmaker[Session], hasher: PasswordHasher
+) -> Credentials:
+    with session_factory.begin() as session:
+        created = access_service.bootstrap_admin(
+            session, hasher, username="admin", password=ADMIN_PASSWORD
+        )
+        assert created is not None
+        return Credentials("admin", ADMIN_PASSWORD, created[0].id)
+
+
+@pytest.fixture
+def admin_headers(client: TestClient, admin: Credentials) -> dict[str, str]:
+    return bearer(login(client, admin)["access_token"])
