@@ -63,7 +63,7 @@ def test_protected_routes_answer_401_without_a_token(
         if route.path == "/metrics":
             continue  # public by default; see tests/system
         path = route.path.replace("{client_id}", "00000000-0000-0000-0000-000000000000")
-        for method in route.methods:
+        for method in route.methods or ():
             response = client.request(method, path)
             assert response.status_code == 401, (method, path, response.text)
             assert response.headers["content-type"] == "application/problem+json"
