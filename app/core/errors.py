@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.context import current_request
@@ -152,9 +153,12 @@ def problem_response(
     )
 
 
-def _render_app_error(_request: Request, exc: Exception) -> JSONResponse:
+def _render_app_error(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, AppError):
         raise TypeError(exc)
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.problems.labels(exc.code).inc()
     return problem_response(
         exc.status,
         exc.code,
@@ -221,8 +225,20 @@ def _render_unexpected(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _render_database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    logger.error("database unavailable (trace_id=%s): %s", _trace_id(), type(exc).__name__)
+    return problem_response(
+        503,
+        "database_unavailable",
+        "Database unavailable",
+        "The database cannot be reached right now; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _render_app_error)
+    app.add_exception_handler(OperationalError, _render_database_unavailable)
     app.add_exception_handler(RequestValidationError, _render_validation_error)
     app.add_exception_handler(StarletteHTTPException, _render_http_exception)
     app.add_exception_handler(Exception, _render_unexpected)
