@@ -30,10 +30,10 @@ class Metrics:
             ["method", "route"],
             registry=target,
         )
-        self.auth_failures = Counter(
-            "signvault_auth_failures_total",
-            "Refused logins, token requests and tokens.",
-            ["reason"],
+        self.problems = Counter(
+            "signvault_problems_total",
+            "Error responses by stable problem code (invalid_credentials, invalid_token, forbidden, ...).",
+            ["code"],
             registry=target,
         )
 
