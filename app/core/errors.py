@@ -226,7 +226,9 @@ def _render_unexpected(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _render_database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    logger.error("database unavailable (trace_id=%s): %s", _trace_id(), type(exc).__name__)
+    logger.error(
+        "database unavailable (trace_id=%s): %s", _trace_id(), type(exc).__name__
+    )
     return problem_response(
         503,
         "database_unavailable",

@@ -1,9 +1,12 @@
 """The hash-chained audit log: atomic with the change, never forked, tamper-evident."""
 
+import itertools
 import multiprocessing
-import uuid
 import threading
+import uuid
+from collections.abc import Generator
 from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from sqlalchemy import text, update
@@ -18,7 +21,14 @@ from tests.factories import audit_events
 
 
 def _record(session: Session, n: int) -> None:
-    audit_service.record(session, actor=SYSTEM, action="test.event", resource_type="thing", resource_id=str(n), details={"n": n})
+    audit_service.record(
+        session,
+        actor=SYSTEM,
+        action="test.event",
+        resource_type="thing",
+        resource_id=str(n),
+        details={"n": n},
+    )
 
 
 def test_entries_link_into_one_chain(session_factory: sessionmaker[Session]) -> None:
@@ -28,41 +38,72 @@ def test_entries_link_into_one_chain(session_factory: sessionmaker[Session]) -> 
     events = audit_events(session_factory, "test.event")
     assert [e.seq for e in events] == [1, 2, 3, 4, 5]
     assert events[0].prev_hash == GENESIS_HASH
-    for previous, current in zip(events, events[1:], strict=False):
+    for previous, current in itertools.pairwise(events):
         assert current.prev_hash == previous.hash
     assert all(event_hash(e) == e.hash for e in events)
     with session_factory() as session:
         assert audit_service.verify_chain(session) is None
 
 
-def test_entry_is_dropped_with_a_rolled_back_change(session_factory: sessionmaker[Session]) -> None:
-    with pytest.raises(RuntimeError), session_factory.begin() as session:
-        _record(session, 1)
-        raise RuntimeError("the change failed")
+def test_entry_is_dropped_with_a_rolled_back_change(
+    session_factory: sessionmaker[Session],
+) -> None:
+    def failing_change() -> None:
+        with session_factory.begin() as session:
+            _record(session, 1)
+            raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError):
+        failing_change()
     with session_factory.begin() as session:
         _record(session, 2)
-    assert [(e.seq, e.resource_id) for e in audit_events(session_factory, "test.event")] == [(1, "2")]
+    assert [
+        (e.seq, e.resource_id) for e in audit_events(session_factory, "test.event")
+    ] == [(1, "2")]
 
 
-def test_isolated_entry_survives_the_request_rollback(session_factory: sessionmaker[Session]) -> None:
-    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(sessionmaker=session_factory)))
-    dependency = get_session(request)  # type: ignore[arg-type]
+def test_isolated_entry_survives_the_request_rollback(
+    session_factory: sessionmaker[Session],
+) -> None:
+    request = SimpleNamespace(
+        app=SimpleNamespace(state=SimpleNamespace(sessionmaker=session_factory))
+    )
+    dependency = cast(Generator[Session], get_session(request))  # type: ignore[arg-type]
     session = next(dependency)
     _record(session, 1)  # part of the failing transaction
-    audit_service.record_isolated(session, actor=Actor(ActorKind.ANONYMOUS), action="test.denied")
+    audit_service.record_isolated(
+        session, actor=Actor(ActorKind.ANONYMOUS), action="test.denied"
+    )
     with pytest.raises(RuntimeError):
         dependency.throw(RuntimeError("request failed"))
     assert [e.action for e in audit_events(session_factory)] == ["test.denied"]
 
 
-def test_secrets_in_details_are_redacted(session_factory: sessionmaker[Session]) -> None:
+def test_secrets_in_details_are_redacted(
+    session_factory: sessionmaker[Session],
+) -> None:
     with session_factory.begin() as session:
-        audit_service.record(session, actor=SYSTEM, action="test.secret", details={"password": "hunter2", "nested": {"client_secret": "s3"}, "name": "ok"})
+        audit_service.record(
+            session,
+            actor=SYSTEM,
+            action="test.secret",
+            details={
+                "password": "hunter2",
+                "nested": {"client_secret": "s3"},
+                "name": "ok",
+            },
+        )
     [event] = audit_events(session_factory, "test.secret")
-    assert event.details == {"password": "[redacted]", "nested": {"client_secret": "[redacted]"}, "name": "ok"}
+    assert event.details == {
+        "password": "[redacted]",
+        "nested": {"client_secret": "[redacted]"},
+        "name": "ok",
+    }
 
 
-def test_concurrent_threads_never_fork_the_chain(session_factory: sessionmaker[Session]) -> None:
+def test_concurrent_threads_never_fork_the_chain(
+    session_factory: sessionmaker[Session],
+) -> None:
     errors: list[BaseException] = []
 
     def writer(worker: int) -> None:
@@ -94,9 +135,14 @@ def _process_writer(url: str, worker: int, count: int) -> None:
     engine.dispose()
 
 
-def test_concurrent_processes_never_fork_the_chain(database_url: str, session_factory: sessionmaker[Session]) -> None:
+def test_concurrent_processes_never_fork_the_chain(
+    database_url: str, session_factory: sessionmaker[Session]
+) -> None:
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_process_writer, args=(database_url, w, 15)) for w in range(3)]
+    processes = [
+        context.Process(target=_process_writer, args=(database_url, w, 15))
+        for w in range(3)
+    ]
     for process in processes:
         process.start()
     for process in processes:
@@ -107,7 +153,9 @@ def test_concurrent_processes_never_fork_the_chain(database_url: str, session_fa
         assert audit_service.verify_chain(session) is None
 
 
-def _seed_chain(session_factory: sessionmaker[Session], count: int = 5) -> list[AuditEvent]:
+def _seed_chain(
+    session_factory: sessionmaker[Session], count: int = 5
+) -> list[AuditEvent]:
     for n in range(count):
         with session_factory.begin() as session:
             _record(session, n)
@@ -117,11 +165,17 @@ def _seed_chain(session_factory: sessionmaker[Session], count: int = 5) -> list[
 def test_editing_a_row_is_detected(session_factory: sessionmaker[Session]) -> None:
     events = _seed_chain(session_factory)
     with session_factory.begin() as session:
-        session.execute(update(AuditEvent).where(AuditEvent.seq == 3).values(action="test.innocent"))
+        session.execute(
+            update(AuditEvent).where(AuditEvent.seq == 3).values(action="test.innocent")
+        )
     with session_factory() as session:
         broken = audit_service.verify_chain(session)
     assert broken is not None
-    assert (broken.seq, broken.event_id, broken.reason) == (3, str(events[2].id), "content does not match its hash")
+    assert (broken.seq, broken.event_id, broken.reason) == (
+        3,
+        str(events[2].id),
+        "content does not match its hash",
+    )
 
 
 def test_deleting_a_row_is_detected(session_factory: sessionmaker[Session]) -> None:
@@ -134,7 +188,9 @@ def test_deleting_a_row_is_detected(session_factory: sessionmaker[Session]) -> N
     assert broken.seq == 3
 
 
-def test_rehashing_an_edited_row_still_breaks_the_next_link(session_factory: sessionmaker[Session]) -> None:
+def test_rehashing_an_edited_row_still_breaks_the_next_link(
+    session_factory: sessionmaker[Session],
+) -> None:
     events = _seed_chain(session_factory)
     with session_factory.begin() as session:
         target = session.get_one(AuditEvent, events[1].id)
@@ -143,7 +199,10 @@ def test_rehashing_an_edited_row_still_breaks_the_next_link(session_factory: ses
     with session_factory() as session:
         broken = audit_service.verify_chain(session)
     assert broken is not None
-    assert (broken.seq, broken.reason) == (3, "link to the previous entry does not match")
+    assert (broken.seq, broken.reason) == (
+        3,
+        "link to the previous entry does not match",
+    )
 
 
 def test_inserting_a_row_is_detected(session_factory: sessionmaker[Session]) -> None:
@@ -164,4 +223,7 @@ def test_inserting_a_row_is_detected(session_factory: sessionmaker[Session]) -> 
     with session_factory() as session:
         broken = audit_service.verify_chain(session)
     assert broken is not None
-    assert (broken.seq, broken.reason) == (6, "link to the previous entry does not match")
+    assert (broken.seq, broken.reason) == (
+        6,
+        "link to the previous entry does not match",
+    )

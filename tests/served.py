@@ -1,0 +1,93 @@
+"""Run `signvault serve` as a real process on 127.0.0.1, as an operator would."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+BIN_DIR = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def signvault_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNVAULT_")}
+    env.update(
+        SIGNVAULT_DATA_DIR=str(data_dir),
+        SIGNVAULT_DATABASE_URL=database_url,
+        SIGNVAULT_ARGON2_MEMORY_KIB="64",
+        SIGNVAULT_ARGON2_TIME_COST="1",
+        PATH=f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Served:
+    base_url: str
+    log_path: Path
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+@contextmanager
+def serve(env: dict[str, str], workdir: Path, *args: str) -> Iterator[Served]:
+    port = free_port()
+    log_path = workdir / f"serve-{port}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(  # noqa: S603 (our own console script)
+            [
+                str(BIN_DIR / "signvault"),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *args,
+            ],
+            env=env,
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    served = Served(f"http://127.0.0.1:{port}", log_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"signvault serve exited with {process.returncode}:\n{served.log}"
+                )
+            try:
+                if httpx.get(f"{served.base_url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"signvault serve did not become ready:\n{served.log}"
+                )
+            time.sleep(0.2)
+        yield served
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
