@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.core.config import Settings, SettingsError, load_settings
+from app.main import create_app
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_documents_every_setting() -> None:
+    text = README.read_text()
+    missing = [
+        name
+        for name in Settings.model_fields
+        if f"`SIGNVAULT_{name.upper()}`" not in text
+    ]
+    assert missing == []
+
+
+def test_cors_origins_are_read_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGNVAULT_CORS_ORIGINS", "https://a.example, https://b.example")
+    assert load_settings().cors_origins == ["https://a.example", "https://b.example"]
+
+
+def test_invalid_settings_name_every_bad_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SIGNVAULT_ACCESS_TOKEN_TTL_SECONDS", "5")
+    monkeypatch.setenv("SIGNVAULT_METRICS_PUBLIC", "maybe")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    message = str(error.value)
+    assert "\n" not in message
+    assert "SIGNVAULT_ACCESS_TOKEN_TTL_SECONDS" in message
+    assert "SIGNVAULT_METRICS_PUBLIC" in message
+
+
+def test_cors_allows_configured_origins_only(settings: Settings) -> None:
+    app = create_app(
+        settings.model_copy(update={"cors_origins": ["https://portal.example"]})
+    )
+    try:
+        with TestClient(app) as client:
+            allowed = client.options(
+                "/api/v1/auth/me",
+                headers={
+                    "Origin": "https://portal.example",
+                    "Access-Control-Request-Method": "GET",
+                },
+            )
+            assert (
+                allowed.headers["access-control-allow-origin"]
+                == "https://portal.example"
+            )
+            other = client.get("/health", headers={"Origin": "https://evil.example"})
+            assert "access-control-allow-origin" not in other.headers
+    finally:
+        app.state.engine.dispose()
+
+
+def test_jwt_key_file_is_private_and_reused(settings: Settings) -> None:
+    first = create_app(settings)
+    second = create_app(settings)
+    try:
+        key_file = settings.data_dir / "jwt-signing-key.pem"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert first.state.token_keys.kid == second.state.token_keys.kid
+    finally:
+        first.state.engine.dispose()
+        second.state.engine.dispose()
