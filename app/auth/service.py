@@ -235,18 +235,37 @@ def refresh_user_session(
 
 
 def _revoke_reused_family(session: Session, family_id: uuid.UUID) -> None:
-    family = session.get_one(AuthSession, family_id)
+    _end_session(
+        session,
+        session.get_one(AuthSession, family_id),
+        reason="refresh_token_reuse",
+        action="auth.refresh_reuse_detected",
+        outcome=Outcome.DENIED,
+    )
+
+
+def _end_session(
+    session: Session,
+    family: AuthSession,
+    *,
+    reason: str,
+    action: str,
+    outcome: Outcome = Outcome.SUCCESS,
+    actor: Actor | None = None,
+    details: dict[str, str] | None = None,
+) -> None:
+    """Revoke a session (every token issued in it) and audit why."""
     if family.revoked_at is None:
         family.revoked_at = utcnow()
-        family.revoke_reason = "refresh_token_reuse"
+        family.revoke_reason = reason
     audit_service.record(
         session,
-        actor=Actor(ActorKind.USER, str(family.user_id)),
-        action="auth.refresh_reuse_detected",
+        actor=actor or Actor(ActorKind.USER, str(family.user_id)),
+        action=action,
         resource_type="auth_session",
         resource_id=family.id,
-        outcome=Outcome.DENIED,
-        details={"revoked": "session"},
+        outcome=outcome,
+        details={"reason": reason, **(details or {})},
     )
 
 
@@ -484,16 +503,11 @@ def _revoke_refresh_token(
     if client is not None:
         # Refresh tokens belong to user sessions, never to a client: not this client's to revoke.
         return True
-    family = stored.session
-    if family.revoked_at is None:
-        family.revoked_at = utcnow()
-        family.revoke_reason = "revoked"
-    audit_service.record(
+    _end_session(
         session,
-        actor=Actor(ActorKind.USER, str(family.user_id)),
+        stored.session,
+        reason="revoked",
         action="auth.token_revoked",
-        resource_type="auth_session",
-        resource_id=family.id,
         details={"token_type": "refresh_token"},
     )
     return True
