@@ -15,11 +15,19 @@ from fastapi.openapi.docs import (
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 import app
 from app.api import include_routers
 from app.auth.tokens import TokenKeys
 from app.core.config import Settings, load_settings
+from app.core.crypto import (
+    MASTER_KEY_FILE_NAME,
+    EnvelopeCipher,
+    load_master_key,
+    read_master_key_file,
+)
 from app.core.db import make_engine, make_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.metrics import Metrics, MetricsMiddleware
@@ -60,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
     )
     api.state.token_keys = TokenKeys.from_settings(settings)
+    api.state.cipher = _load_cipher(settings, api.state.sessionmaker)
     api.state.metrics = metrics
 
     install_error_handlers(api)
@@ -78,6 +87,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.add_middleware(MetricsMiddleware, metrics=metrics)
     api.add_middleware(RequestContextMiddleware)
     return api
+
+
+def _load_cipher(
+    settings: Settings, factory: sessionmaker[Session]
+) -> EnvelopeCipher | None:
+    """The envelope cipher, or None when the master key is missing (then /ready says so)."""
+    settings_key = (
+        settings.master_key.get_secret_value() if settings.master_key else None
+    )
+    try:
+        with factory() as session:
+            master_key = load_master_key(
+                settings_key, settings.data_dir / MASTER_KEY_FILE_NAME, session
+            )
+    except SQLAlchemyError:
+        # Database not reachable or not migrated yet: /ready reports that; retry on next start.
+        master_key = read_master_key_file(settings.data_dir / MASTER_KEY_FILE_NAME)
+    return EnvelopeCipher(master_key) if master_key else None
 
 
 def _install_docs(api: FastAPI) -> None:

@@ -3,6 +3,7 @@
 from app.access.models import Role, User, user_roles
 from app.audit.models import AuditChainHead, AuditEvent
 from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessToken
+from app.core.crypto import DataKey
 from app.core.db import Base
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "Base",
+    "DataKey",
     "RefreshToken",
     "RevokedAccessToken",
     "Role",

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
         default=None,
         description="PEM EC P-256 private key that signs tokens; default: `<data_dir>/jwt-signing-key.pem`, generated on first start.",
     )
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 of the 32-byte master key that wraps stored secrets' keys; default: `<data_dir>/master.key`, generated (0600) on first start.",
+    )
     max_upload_bytes: int = Field(
         default=50 * 1024 * 1024, ge=1024, description="Largest accepted request body."
     )

@@ -33,7 +33,9 @@ def read_health() -> HealthStatus:
 def read_readiness(request: Request, session: SessionDep) -> ReadinessStatus:
     """Readiness: database reachable, migrations current, token key loaded; 503 problem otherwise."""
     checks = system_service.readiness(
-        session, token_keys_loaded=hasattr(request.app.state, "token_keys")
+        session,
+        token_keys_loaded=hasattr(request.app.state, "token_keys"),
+        cipher=request.app.state.cipher,
     )
     return ReadinessStatus(status="ready", checks=checks)
 

@@ -5,11 +5,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app.core.crypto import EnvelopeCipher, master_key_status
 from app.core.errors import ServiceUnavailable
 from app.core.migrations import head_revision
 
 
-def readiness(session: Session, *, token_keys_loaded: bool) -> dict[str, str]:
+def readiness(
+    session: Session, *, token_keys_loaded: bool, cipher: EnvelopeCipher | None
+) -> dict[str, str]:
     """Raises: ServiceUnavailable naming the failed check."""
     try:
         session.execute(text("SELECT 1"))
@@ -27,4 +30,7 @@ def readiness(session: Session, *, token_keys_loaded: bool) -> dict[str, str]:
         )
     if not token_keys_loaded:
         raise ServiceUnavailable("The token signing key is not loaded.")
-    return {"database": "ok", "migrations": head, "token_key": "ok"}
+    problem = master_key_status(session, cipher.master_key if cipher else None)
+    if problem:
+        raise ServiceUnavailable(f"The master key is not usable: {problem}.")
+    return {"database": "ok", "migrations": head, "token_key": "ok", "master_key": "ok"}

@@ -16,7 +16,12 @@ def test_ready_reports_each_check(client: TestClient) -> None:
     body = client.get("/ready").json()
     assert body == {
         "status": "ready",
-        "checks": {"database": "ok", "migrations": head_revision(), "token_key": "ok"},
+        "checks": {
+            "database": "ok",
+            "migrations": head_revision(),
+            "token_key": "ok",
+            "master_key": "ok",
+        },
     }
 
 

@@ -1,0 +1,235 @@
+"""Envelope encryption of stored secrets (private keys, TOTP seeds, SMTP passwords).
+
+Each secret is sealed with AES-256-GCM under a data key of its own; each data
+key is stored wrapped (AES-256-GCM) by the master key, with the master key's id.
+Rotating the master key re-wraps data keys and never touches a ciphertext;
+deleting a secret's data key destroys the secret for good.
+"""
+
+import base64
+import binascii
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import LargeBinary, String, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from app.core.db import Base
+from app.core.types import utcnow
+
+MASTER_KEY_FILE_NAME = "master.key"
+_FORMAT = b"SV1"
+_NONCE = 12
+
+
+class CryptoError(Exception):
+    """A secret cannot be sealed or opened; the message says why, never the secret."""
+
+
+class MasterKeyError(CryptoError):
+    """The master key is missing, malformed, or not the one the data keys are wrapped by."""
+
+
+class DataKey(Base):
+    """A per-secret AES-256 key, stored only wrapped by the master key."""
+
+    __tablename__ = "data_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    master_key_id: Mapped[str] = mapped_column(String(32), index=True)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    purpose: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rewrapped_at: Mapped[datetime | None]
+
+
+@dataclass(frozen=True, slots=True)
+class MasterKey:
+    key: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.key) != 32:
+            raise MasterKeyError(
+                "the master key must be 32 bytes (base64 of 32 random bytes)"
+            )
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha256(b"signvault-master-key-id" + self.key).hexdigest()[:32]
+
+    @classmethod
+    def from_base64(cls, text: str) -> "MasterKey":
+        try:
+            return cls(base64.b64decode(text.strip(), validate=True))
+        except (binascii.Error, ValueError):
+            raise MasterKeyError("the master key is not valid base64") from None
+
+    @classmethod
+    def generate(cls) -> "MasterKey":
+        return cls(AESGCM.generate_key(bit_length=256))
+
+    def to_base64(self) -> str:
+        return base64.b64encode(self.key).decode()
+
+
+def read_master_key_file(path: Path) -> MasterKey | None:
+    if not path.exists():
+        return None
+    return MasterKey.from_base64(path.read_text())
+
+
+def write_master_key_file(path: Path, master_key: MasterKey) -> None:
+    """Create the key file with 0600 permissions; never replaces an existing one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(master_key.to_base64() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+class EnvelopeCipher:
+    """Seals and opens secrets under per-secret data keys wrapped by one master key."""
+
+    def __init__(self, master_key: MasterKey) -> None:
+        self.master_key = master_key
+        self._wrapper = AESGCM(master_key.key)
+
+    def seal(self, session: Session, plaintext: bytes, *, purpose: str) -> bytes:
+        """Encrypt under a new data key; returns the blob to store with the owning row."""
+        data_key = AESGCM.generate_key(bit_length=256)
+        row = DataKey(
+            id=uuid.uuid4(), master_key_id=self.master_key.id, purpose=purpose
+        )
+        row.wrapped_key = self._wrap(data_key, row.id)
+        session.add(row)
+        nonce = os.urandom(_NONCE)
+        ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, _aad(row.id, purpose))
+        return _FORMAT + row.id.bytes + nonce + ciphertext
+
+    def open(self, session: Session, blob: bytes, *, purpose: str) -> bytes:
+        """Decrypt a sealed blob.
+
+        Raises:
+            MasterKeyError: the data key is wrapped by another master key.
+            CryptoError: the blob or its data key is missing, damaged or for another purpose.
+        """
+        key_id, nonce, ciphertext = _parse(blob)
+        row = session.get(DataKey, key_id)
+        if row is None:
+            raise CryptoError(
+                "the secret's data key no longer exists (it was destroyed)"
+            )
+        if row.master_key_id != self.master_key.id:
+            raise MasterKeyError(
+                f"the secret is wrapped by master key {row.master_key_id}, but {self.master_key.id} is loaded"
+            )
+        data_key = self._unwrap(row)
+        try:
+            return AESGCM(data_key).decrypt(nonce, ciphertext, _aad(key_id, purpose))
+        except InvalidTag:
+            raise CryptoError(
+                "the sealed secret is damaged or belongs to another purpose"
+            ) from None
+
+    def destroy(self, session: Session, blob: bytes) -> None:
+        """Delete the secret's data key: the ciphertext can never be opened again."""
+        key_id, _nonce, _ciphertext = _parse(blob)
+        row = session.get(DataKey, key_id)
+        if row is not None:
+            session.delete(row)
+
+    def _wrap(self, data_key: bytes, key_id: uuid.UUID) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return nonce + self._wrapper.encrypt(nonce, data_key, key_id.bytes)
+
+    def _unwrap(self, row: DataKey) -> bytes:
+        try:
+            return self._wrapper.decrypt(
+                row.wrapped_key[:_NONCE], row.wrapped_key[_NONCE:], row.id.bytes
+            )
+        except InvalidTag:
+            raise MasterKeyError(
+                f"data key {row.id} does not open with the loaded master key"
+            ) from None
+
+
+def rotate_master_key(session: Session, *, old: MasterKey, new: MasterKey) -> int:
+    """Re-wrap every data key from `old` to `new` in the caller's transaction; returns how many.
+
+    Raises:
+        MasterKeyError: some data key is wrapped by neither key, or `old` cannot open one.
+    """
+    strangers = session.scalar(
+        select(func.count())
+        .select_from(DataKey)
+        .where(DataKey.master_key_id.not_in([old.id, new.id]))
+    )
+    if strangers:
+        raise MasterKeyError(
+            f"{strangers} data keys are wrapped by a master key other than the current one"
+        )
+    source, target = EnvelopeCipher(old), EnvelopeCipher(new)
+    count = 0
+    for row in session.scalars(
+        select(DataKey).where(DataKey.master_key_id == old.id).with_for_update()
+    ):
+        row.wrapped_key = target._wrap(source._unwrap(row), row.id)
+        row.master_key_id = new.id
+        row.rewrapped_at = utcnow()
+        count += 1
+    session.flush()
+    return count
+
+
+def master_key_status(session: Session, master_key: MasterKey | None) -> str | None:
+    """None when the loaded master key opens the stored data keys; otherwise why not."""
+    ids = set(session.scalars(select(DataKey.master_key_id).distinct()))
+    if master_key is None:
+        return "no master key is loaded (set SIGNVAULT_MASTER_KEY or restore the master.key file)"
+    if ids - {master_key.id}:
+        return f"stored secrets are wrapped by master key {', '.join(sorted(ids))}, but {master_key.id} is loaded"
+    return None
+
+
+def _aad(key_id: uuid.UUID, purpose: str) -> bytes:
+    return _FORMAT + key_id.bytes + purpose.encode()
+
+
+def _parse(blob: bytes) -> tuple[uuid.UUID, bytes, bytes]:
+    if len(blob) < len(_FORMAT) + 16 + _NONCE + 16 or not blob.startswith(_FORMAT):
+        raise CryptoError("not a sealed secret")
+    body = blob[len(_FORMAT) :]
+    return uuid.UUID(bytes=body[:16]), body[16 : 16 + _NONCE], body[16 + _NONCE :]
+
+
+def load_master_key(
+    settings_key: str | None, key_file: Path, session: Session
+) -> MasterKey | None:
+    """The master key from settings, else the key file, else a new key file if nothing is sealed yet.
+
+    Never generates a key while sealed secrets exist: a lost key file must be
+    restored, not silently replaced.
+
+    Raises:
+        MasterKeyError: the configured key or key file is malformed.
+    """
+    if settings_key:
+        return MasterKey.from_base64(settings_key)
+    existing = read_master_key_file(key_file)
+    if existing is not None:
+        return existing
+    if session.scalar(select(func.count()).select_from(DataKey)):
+        return None
+    generated = MasterKey.generate()
+    try:
+        write_master_key_file(key_file, generated)
+    except FileExistsError:  # another worker won the race
+        return read_master_key_file(key_file)
+    return generated
