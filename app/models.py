@@ -1,6 +1,6 @@
 """Imports every feature's models so `Base.metadata` is complete (Alembic, tests)."""
 
-from app.access.models import Role, User, user_roles
+from app.access.models import Department, Role, User, user_roles
 from app.audit.models import AuditChainHead, AuditEvent
 from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessToken
 from app.core.crypto import DataKey
@@ -13,6 +13,7 @@ __all__ = [
     "AuthSession",
     "Base",
     "DataKey",
+    "Department",
     "RefreshToken",
     "RevokedAccessToken",
     "Role",

@@ -1,3 +1,4 @@
+import uuid
 from datetime import datetime
 from enum import StrEnum
 
@@ -27,6 +28,13 @@ user_roles = Table(
 )
 
 
+class Department(IdMixin, TimestampMixin, Base):
+    __tablename__ = "departments"
+
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
 class Role(IdMixin, TimestampMixin, Base):
     __tablename__ = "roles"
 
@@ -50,8 +58,12 @@ class User(IdMixin, TimestampMixin, Base):
     )
     last_login_at: Mapped[datetime | None]
     password_changed_at: Mapped[datetime | None]
+    department_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("departments.id", ondelete="RESTRICT"), index=True
+    )
 
     roles: Mapped[list[Role]] = relationship(secondary=user_roles, lazy="raise")
+    department: Mapped[Department | None] = relationship(lazy="raise")
 
     @property
     def entitlements(self) -> frozenset[str]:

@@ -283,6 +283,9 @@ def read_me(principal: AuthenticatedDep) -> MeResponse:
         username=user.username if user else None,
         name=(user.full_name or user.username) if user else principal.name,
         email=user.email if user else None,
+        department_id=user.department_id
+        if user
+        else (principal.client.department_id if principal.client else None),
         roles=[RoleRef.model_validate(role) for role in user.roles] if user else [],
         entitlements=sorted(principal.entitlements),
         token_expires_at=principal.claims.expires_at,
