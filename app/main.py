@@ -34,6 +34,7 @@ from app.core.metrics import Metrics, MetricsMiddleware
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.schemas import Problem
 from app.core.security import PasswordHasher
+from app.core.storage import BlobStore
 
 # Swagger UI's files ship in a Python package: the docs work on air-gapped networks.
 SWAGGER_STATIC_DIR = Path(fastapi_offline.__file__).parent / "static"
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.state.token_keys = TokenKeys.from_settings(settings)
     api.state.cipher = _load_cipher(settings, api.state.sessionmaker)
     api.state.metrics = metrics
+    api.state.blobs = BlobStore(settings.data_dir / "blobs")
 
     install_error_handlers(api)
     include_routers(api)

@@ -1,9 +1,10 @@
 """The one place authorisation is declared: `require(...)` on every protected route."""
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import Select
 
 from app.access.entitlements import Entitlement
 from app.access.principal import Principal
@@ -12,6 +13,9 @@ from app.audit.service import Outcome
 from app.auth import service as auth_service
 from app.core.deps import SessionDep
 from app.core.errors import Forbidden, NotAuthenticated
+from app.documents.models import Document
+
+_T = TypeVar("_T")
 
 oauth2_scheme = OAuth2PasswordBearer(
     tokenUrl="/api/v1/auth/token",
@@ -67,3 +71,13 @@ def require(entitlement: Entitlement | None) -> Require:
 
 
 AuthenticatedDep = Annotated[Principal, Depends(require(None))]
+
+
+def visible_documents(statement: Select[_T], principal: Principal) -> Select[_T]:
+    """Documents a principal may see: its own, its department's, or all for an administrator."""
+    if principal.is_administrator:
+        return statement
+    mine = (Document.owner_kind == principal.kind) & (Document.owner_id == principal.id)
+    if principal.department_id is None:
+        return statement.where(mine)
+    return statement.where(mine | (Document.department_id == principal.department_id))

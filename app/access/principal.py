@@ -4,6 +4,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from app.access.entitlements import ALL
 from app.audit.service import Actor, ActorKind
 
 if TYPE_CHECKING:
@@ -28,3 +29,14 @@ class Principal:
 
     def has(self, entitlement: str) -> bool:
         return entitlement in self.entitlements
+
+    @property
+    def department_id(self) -> uuid.UUID | None:
+        if self.user is not None:
+            return self.user.department_id
+        return self.client.department_id if self.client is not None else None
+
+    @property
+    def is_administrator(self) -> bool:
+        """Holds the whole entitlement catalogue: sees every department's data."""
+        return self.entitlements >= ALL

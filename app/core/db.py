@@ -80,15 +80,21 @@ def get_session(request: Request) -> Iterator[Session]:
     """
     factory: sessionmaker[Session] = request.app.state.sessionmaker
     session = factory()
+    committed = False
     try:
         with session.begin():
             yield session
+        committed = True
     finally:
         deferred = session.info.pop("after_transaction", [])
+        on_commit_work = session.info.pop("on_commit", [])
         session.close()
         for work in deferred:
             with factory.begin() as own:
                 work(own)
+        if committed:
+            for action in on_commit_work:
+                action()
 
 
 def after_transaction(session: Session, work: Callable[[Session], None]) -> None:
@@ -99,3 +105,12 @@ def after_transaction(session: Session, work: Callable[[Session], None]) -> None
     transaction rolls back.
     """
     session.info.setdefault("after_transaction", []).append(work)
+
+
+def on_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run `action` once the request's transaction has committed (never after a rollback).
+
+    For side effects outside the database that must not precede the commit,
+    such as deleting a deleted document's files.
+    """
+    session.info.setdefault("on_commit", []).append(action)

@@ -1,0 +1,96 @@
+"""Content-addressed blob store on the filesystem: written atomically, addressed by SHA-256."""
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    sha256: str
+    size: int
+
+
+class BlobStore:
+    """Blobs live at `<root>/<namespace>/<sha256>`: one namespace per owner (a document).
+
+    Namespaces keep deletion simple and race-free: deleting a document removes
+    its folder, and no other document can share one of its files.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._incoming = root / ".incoming"
+        self._incoming.mkdir(parents=True, exist_ok=True)
+
+    def path(self, namespace: str, sha256: str) -> Path:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValueError("not a SHA-256 hex digest")
+        if not namespace or not all(c.isalnum() or c == "-" for c in namespace):
+            raise ValueError("namespace must be alphanumeric")
+        return self.root / namespace[:2] / namespace / sha256
+
+    @contextmanager
+    def spool(self) -> Iterator[IO[bytes]]:
+        """A private temporary file in the store's filesystem (so `put_file` can rename it)."""
+        with tempfile.NamedTemporaryFile(
+            dir=self._incoming, prefix="spool-", delete=True
+        ) as handle:
+            yield handle
+
+    def put_file(self, namespace: str, handle: IO[bytes]) -> StoredBlob:
+        """Store the content of a readable file: copied to a temp file, fsynced, renamed into place."""
+        handle.seek(0)
+        digest = hashlib.sha256()
+        fd, temp_name = tempfile.mkstemp(dir=self._incoming, prefix="put-")
+        temp = Path(temp_name)
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            blob = StoredBlob(digest.hexdigest(), size)
+            final = self.path(namespace, blob.sha256)
+            if final.exists():
+                return blob
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temp, final)
+            _fsync_dir(final.parent)
+            return blob
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def put_bytes(self, namespace: str, data: bytes) -> StoredBlob:
+        with self.spool() as handle:
+            handle.write(data)
+            return self.put_file(namespace, handle)
+
+    def open(self, namespace: str, sha256: str) -> IO[bytes]:
+        return self.path(namespace, sha256).open("rb")
+
+    def exists(self, namespace: str, sha256: str) -> bool:
+        return self.path(namespace, sha256).exists()
+
+    def delete_namespace(self, namespace: str) -> None:
+        folder = self.path(namespace, "0" * 64).parent
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,32 @@
+from app.core.errors import AppError, InvalidInput, NotFound, UnsupportedMediaType
+
+
+class DocumentNotFound(NotFound):
+    code = "document_not_found"
+    title = "Document not found"
+
+
+class VersionNotFound(NotFound):
+    code = "version_not_found"
+    title = "Document version not found"
+
+
+class NotAPdf(UnsupportedMediaType):
+    code = "not_a_pdf"
+    title = "Not a PDF"
+
+
+class PdfUnreadable(InvalidInput):
+    code = "pdf_unreadable"
+    title = "Unreadable PDF"
+
+
+class PdfEncrypted(InvalidInput):
+    code = "pdf_encrypted"
+    title = "Encrypted PDF"
+
+
+class EmptyUpload(AppError):
+    status = 400
+    code = "empty_upload"
+    title = "No file uploaded"

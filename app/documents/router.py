@@ -1,0 +1,270 @@
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import FileResponse
+from starlette.datastructures import UploadFile
+
+from app.access.entitlements import Entitlement
+from app.access.policy import require
+from app.access.principal import Principal
+from app.core.deps import SessionDep
+from app.core.errors import UnsupportedMediaType, problem_responses
+from app.core.pagination import Page, PageParams, page_of, page_params
+from app.core.routing import AppRoute
+from app.core.storage import BlobStore
+from app.documents import service as documents_service
+from app.documents.errors import EmptyUpload
+from app.documents.models import Document, DocumentStatus
+from app.documents.schemas import DocumentRead, DocumentUpdate, DocumentVersionRead
+
+router = APIRouter(prefix="/api/v1/documents", tags=["documents"], route_class=AppRoute)
+
+ReadPrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_READ))]
+WritePrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_WRITE))]
+DeletePrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_DELETE))]
+
+_METADATA_FIELDS = ("title", "description", "external_reference")
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "title": {"type": "string"},
+                        "description": {"type": "string"},
+                        "external_reference": {"type": "string"},
+                    },
+                }
+            },
+            "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    "parameters": [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "With a raw application/pdf body.",
+        }
+        for name in _METADATA_FIELDS
+    ],
+}
+
+
+def blob_store(request: Request) -> BlobStore:
+    blobs: BlobStore = request.app.state.blobs
+    return blobs
+
+
+BlobsDep = Annotated[BlobStore, Depends(blob_store)]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedUpload:
+    file: IO[bytes]
+    filename: str | None
+    fields: dict[str, str]
+
+
+async def receive_upload(
+    request: Request, blobs: BlobsDep
+) -> AsyncIterator[ReceivedUpload]:
+    """The uploaded PDF, spooled to disk: multipart (`file` part) or a raw `application/pdf` body."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=len(_METADATA_FIELDS))
+        try:
+            part = form.get("file")
+            if not isinstance(part, UploadFile):
+                raise EmptyUpload(
+                    "The multipart body needs a 'file' part with the PDF."
+                )
+            fields = {
+                k: v
+                for k, v in form.items()
+                if isinstance(v, str) and k in _METADATA_FIELDS
+            }
+            yield ReceivedUpload(part.file, part.filename, fields)
+        finally:
+            await form.close()
+    elif content_type.split(";")[0].strip() in (
+        "application/pdf",
+        "application/octet-stream",
+    ):
+        with blobs.spool() as handle:
+            async for chunk in request.stream():
+                handle.write(chunk)
+            if handle.tell() == 0:
+                raise EmptyUpload("The request body is empty; send the PDF bytes.")
+            fields = {
+                k: v for k, v in request.query_params.items() if k in _METADATA_FIELDS
+            }
+            yield ReceivedUpload(handle, None, fields)
+    else:
+        raise UnsupportedMediaType(
+            f"Send the PDF as multipart/form-data (part 'file') or as an application/pdf body, not {content_type or 'an untyped body'}."
+        )
+
+
+def load_document(
+    document_id: uuid.UUID, principal: ReadPrincipal, session: SessionDep
+) -> Document:
+    return documents_service.get_visible_document(session, principal, document_id)
+
+
+VisibleDocument = Annotated[Document, Depends(load_document)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DocumentRead,
+    responses=problem_responses(400, 401, 403, 413, 415, 422),
+    openapi_extra=UPLOAD_BODY,
+)
+def upload_document(
+    principal: WritePrincipal,
+    session: SessionDep,
+    blobs: BlobsDep,
+    upload: Annotated[ReceivedUpload, Depends(receive_upload)],
+) -> Document:
+    """Store a PDF (multipart `file`, or a raw application/pdf body); returns id, sha256, size, page_count."""
+    return documents_service.store_document(
+        session,
+        principal,
+        blobs=blobs,
+        upload=upload.file,
+        title=upload.fields.get("title"),
+        description=upload.fields.get("description", ""),
+        external_reference=upload.fields.get("external_reference"),
+        filename=upload.filename,
+    )
+
+
+@router.get(
+    "", response_model=Page[DocumentRead], responses=problem_responses(401, 403, 422)
+)
+def list_documents(
+    principal: ReadPrincipal,
+    session: SessionDep,
+    params: Annotated[PageParams, Depends(page_params)],
+    status_filter: Annotated[list[DocumentStatus], Query(alias="status")] = [],  # noqa: B006 (FastAPI copies defaults)
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    title_like: Annotated[str | None, Query(max_length=300)] = None,
+    owner_id: uuid.UUID | None = None,
+    external_reference: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, object]:
+    """Documents visible to the caller (its own, its department's; all for administrators)."""
+    rows, total = documents_service.list_documents(
+        session,
+        principal,
+        params=params,
+        status=status_filter,
+        created_from=created_from,
+        created_to=created_to,
+        title_like=title_like,
+        owner_id=owner_id,
+        external_reference=external_reference,
+    )
+    return page_of(rows, total, params, DocumentRead)
+
+
+@router.get(
+    "/{document_id}",
+    response_model=DocumentRead,
+    responses=problem_responses(401, 403, 404),
+)
+def read_document(document: VisibleDocument) -> Document:
+    """A document's metadata."""
+    return document
+
+
+@router.patch(
+    "/{document_id}",
+    response_model=DocumentRead,
+    responses=problem_responses(401, 403, 404, 415, 422),
+)
+def update_document(
+    body: DocumentUpdate,
+    principal: WritePrincipal,
+    session: SessionDep,
+    document: VisibleDocument,
+) -> Document:
+    """Change title, description or external reference."""
+    return documents_service.update_document(
+        session,
+        principal,
+        document=document,
+        changes=body.model_dump(exclude_unset=True),
+    )
+
+
+@router.delete(
+    "/{document_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 404),
+)
+def delete_document(
+    principal: DeletePrincipal,
+    session: SessionDep,
+    blobs: BlobsDep,
+    document: VisibleDocument,
+) -> None:
+    """Delete the document and every version's content permanently; its audit entries stay."""
+    documents_service.delete_document(
+        session, principal, blobs=blobs, document=document
+    )
+
+
+@router.get(
+    "/{document_id}/versions",
+    response_model=list[DocumentVersionRead],
+    responses=problem_responses(401, 403, 404),
+)
+def list_document_versions(session: SessionDep, document: VisibleDocument) -> Any:
+    """The original and every signed version, oldest first."""
+    return documents_service.list_versions(session, document)
+
+
+@router.get(
+    "/{document_id}/content",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"application/pdf": {}}, "description": "The PDF bytes"},
+        **problem_responses(401, 403, 404),
+    },
+)
+def download_document(
+    principal: ReadPrincipal,
+    session: SessionDep,
+    blobs: BlobsDep,
+    document: VisibleDocument,
+    version: Annotated[
+        str,
+        Query(description="`original`, `latest` or a version number.", max_length=20),
+    ] = "latest",
+) -> FileResponse:
+    """The PDF bytes of the latest (default), the original, or a numbered version."""
+    chosen = documents_service.find_version(session, document, version)
+    documents_service.record_download(
+        session, principal, document=document, version=chosen
+    )
+    filename = f"{document.title[:100] or 'document'}-v{chosen.number}.pdf".replace(
+        '"', ""
+    )
+    return FileResponse(
+        blobs.path(str(document.id), chosen.sha256),
+        media_type="application/pdf",
+        filename=filename,
+        headers={"ETag": f'"{chosen.sha256}"', "X-Content-SHA256": chosen.sha256},
+    )
