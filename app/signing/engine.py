@@ -27,6 +27,14 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers, timestamps
 from pyhanko.sign.attributes import CMSAttributeProvider, SignedAttributeProviderSpec
 from pyhanko.sign.general import SigningError, as_signing_certificate_v2
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.errors import NoDSSFoundError
+from pyhanko.sign.validation.pdf_embedded import (
+    async_validate_pdf_signature,
+    async_validate_pdf_timestamp,
+)
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 # Room for the CMS: certificates and signature (B-B/B-T), plus the timestamp token.
@@ -169,15 +177,59 @@ def _hash(name: str) -> hashes.HashAlgorithm:
         raise SigningError(f"unsupported digest {name}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class RevocationFetching:
+    """What B-LT/B-LTA signing needs: a context that fetches OCSP/CRL data, and its HTTP backend.
+
+    The backend is ours to close (`_run` does): pyHanko derives further contexts
+    from this one while signing, and those would otherwise leave sessions open.
+    """
+
+    context: ValidationContext
+    backend: AIOHttpFetcherBackend
+
+    async def aclose(self) -> None:
+        await self.context.aclose()  # type: ignore[no-untyped-call]
+        await self.backend.close()  # type: ignore[no-untyped-call]
+
+
+def revocation_fetching(
+    trust_roots: Sequence[asn1_x509.Certificate], chain: Sequence[asn1_x509.Certificate]
+) -> RevocationFetching:
+    backend = AIOHttpFetcherBackend()
+    context = ValidationContext(
+        trust_roots=list(trust_roots),
+        other_certs=list(chain),
+        allow_fetching=True,
+        revocation_mode="hard-fail",
+        fetcher_backend=backend,
+    )
+    return RevocationFetching(context, backend)
+
+
 _loops = threading.local()
 
 
-def _run(coroutine: Any) -> Any:
-    """Run a coroutine on this thread's persistent event loop (asyncio.run costs ~0.5 ms a call)."""
+def _run(
+    coroutine: Any, *contexts: ValidationContext | RevocationFetching | None
+) -> Any:
+    """Run a coroutine on this thread's persistent event loop (asyncio.run costs ~0.5 ms a call).
+
+    Validation contexts that fetched OCSP/CRL data are closed on the same loop afterwards.
+    """
     runner = getattr(_loops, "runner", None)
     if runner is None:
         runner = _loops.runner = asyncio.Runner()
-    return runner.run(coroutine)
+
+    async def run_and_release() -> Any:
+        try:
+            return await coroutine
+        finally:
+            for context in contexts:
+                if context is not None:
+                    await context.aclose()
+
+    return runner.run(run_and_release())
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,13 +285,18 @@ def sign_pdf(
     *,
     signing_time: datetime,
     timestamper: timestamps.TimeStamper | None = None,
-    validation_context: Any = None,
+    revocation: RevocationFetching | None = None,
 ) -> SignedOutput:
     """Sign `source` into `target` (readable and seekable, so memory stays flat) as an incremental update.
 
     Raises:
         EngineError: the PDF, the field, the page or the level cannot be honoured.
     """
+    if options.level in (PadesLevel.B_LT, PadesLevel.B_LTA) and revocation is None:
+        raise EngineError(
+            "revocation_not_configured",
+            f"PAdES {options.level} needs trust roots to collect revocation data.",
+        )
     if options.level != PadesLevel.B_B and timestamper is None:
         raise EngineError(
             "tsa_not_configured",
@@ -267,7 +324,7 @@ def sign_pdf(
         subfilter=fields.SigSeedSubFilter.PADES,
         use_pades_lta=options.level == PadesLevel.B_LTA,
         embed_validation_info=options.level in (PadesLevel.B_LT, PadesLevel.B_LTA),
-        validation_context=validation_context,
+        validation_context=revocation.context if revocation else None,
         certify=options.certify != Certification.NONE,
         docmdp_permissions=_DOCMDP.get(options.certify, fields.MDPPerm.FILL_FORMS),
     )
@@ -294,7 +351,8 @@ def sign_pdf(
                 appearance_text_params={"reason": options.reason or ""}
                 if stamp
                 else None,
-            )
+            ),
+            revocation,
         )
     except SigningError as exc:
         raise EngineError(
@@ -360,3 +418,194 @@ def _field_spec(
         on_page=appearance.page - 1,
         box=(int(x1), int(y1), int(x2), int(y2)),
     )
+
+
+_timestampers: dict[str, timestamps.HTTPTimeStamper] = {}
+_timestampers_lock = threading.Lock()
+
+
+def timestamper_for(url: str, *, timeout: int = 10) -> timestamps.HTTPTimeStamper:
+    """One HTTPTimeStamper per TSA URL and process: it caches the token size probe (a second TSA call otherwise)."""
+    with _timestampers_lock:
+        stamper = _timestampers.get(url)
+        if stamper is None:
+            stamper = _timestampers[url] = timestamps.HTTPTimeStamper(
+                url, timeout=timeout
+            )
+        return stamper
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureReport:
+    field_name: str
+    kind: str  # "signature" or "document_timestamp"
+    signer_subject: str | None
+    signer_certificate_sha256: str | None
+    signing_time: datetime | None
+    intact: bool
+    valid: bool
+    trusted: bool
+    revocation: str
+    timestamp_valid: bool | None
+    timestamp_time: datetime | None
+    coverage: str | None
+    modification_level: str | None
+    pades_level: str | None
+    bottom_line: bool
+    problems: list[str]
+
+
+def validate_pdf(
+    stream: IO[bytes],
+    *,
+    trust_roots: Sequence[asn1_x509.Certificate],
+    allow_fetching: bool,
+) -> list[SignatureReport]:
+    """Validate every signature and document timestamp in the PDF, oldest first.
+
+    Raises:
+        EngineError: `pdf_unreadable` or `pdf_encrypted`.
+    """
+    try:
+        reader = PdfFileReader(stream, strict=False)
+        if reader.encrypted:
+            raise EngineError(
+                "pdf_encrypted",
+                "The PDF is encrypted; it cannot be validated without its password.",
+            )
+        embedded = list(reader.embedded_signatures)
+    except EngineError:
+        raise
+    except (PdfError, KeyError, ValueError, TypeError) as exc:
+        raise EngineError(
+            "pdf_unreadable", f"The file cannot be read as a PDF: {exc}"
+        ) from None
+    dss_context = _dss_context(reader, trust_roots)
+    reports = []
+    for position, signature in enumerate(embedded):
+        later_doc_timestamp = any(
+            other.sig_object_type == "/DocTimeStamp"
+            for other in embedded[position + 1 :]
+        )
+        reports.append(
+            _validate_one(
+                signature, trust_roots, allow_fetching, dss_context, later_doc_timestamp
+            )
+        )
+    return reports
+
+
+def _dss_context(
+    reader: PdfFileReader, trust_roots: Sequence[asn1_x509.Certificate]
+) -> ValidationContext | None:
+    try:
+        dss = DocumentSecurityStore.read_dss(reader)
+    except (NoDSSFoundError, PdfError, KeyError, ValueError):
+        return None
+    # Offline and strict: B-LT means the file alone proves the chain was not revoked.
+    context: ValidationContext = dss.as_validation_context(
+        {
+            "trust_roots": list(trust_roots),
+            "allow_fetching": False,
+            "revocation_mode": "hard-fail",
+        }
+    )
+    return context
+
+
+def _validate_one(
+    signature: Any,
+    trust_roots: Sequence[asn1_x509.Certificate],
+    allow_fetching: bool,
+    dss_context: ValidationContext | None,
+    later_doc_timestamp: bool,
+) -> SignatureReport:
+    problems: list[str] = []
+    context = ValidationContext(
+        trust_roots=list(trust_roots), allow_fetching=allow_fetching
+    )
+    if signature.sig_object_type == "/DocTimeStamp":
+        ts_status = _run(
+            async_validate_pdf_timestamp(signature, validation_context=context), context
+        )
+        ts_ok = bool(ts_status.intact and ts_status.valid and ts_status.trusted)
+        return SignatureReport(
+            field_name=str(signature.field_name),
+            kind="document_timestamp",
+            signer_subject=ts_status.signing_cert.subject.human_friendly,
+            signer_certificate_sha256=ts_status.signing_cert.sha256.hex(),
+            signing_time=ts_status.timestamp,
+            intact=ts_status.intact,
+            valid=ts_status.valid,
+            trusted=ts_status.trusted,
+            revocation="not_applicable",
+            timestamp_valid=ts_ok,
+            timestamp_time=ts_status.timestamp,
+            coverage=ts_status.coverage.name.lower() if ts_status.coverage else None,
+            modification_level=ts_status.modification_level.name.lower()
+            if ts_status.modification_level
+            else None,
+            pades_level=None,
+            bottom_line=ts_ok,
+            problems=[] if ts_ok else ["the document timestamp does not validate"],
+        )
+    status = _run(
+        async_validate_pdf_signature(signature, signer_validation_context=context),
+        context,
+    )
+    ts = status.timestamp_validity
+    timestamp_ok = bool(ts and ts.intact and ts.valid and ts.trusted)
+    if not status.intact:
+        problems.append("the signed bytes were changed after signing (digest mismatch)")
+    if not status.valid:
+        problems.append("the signature value does not verify")
+    if not status.trusted:
+        problems.append("the signer's certificate does not chain to a trusted root")
+    if status.revocation_details is not None:
+        problems.append(
+            f"the signer's certificate was revoked on {status.revocation_details.revocation_date.isoformat()}"
+        )
+    if ts is not None and not timestamp_ok:
+        problems.append("the signature timestamp does not validate")
+    level = None
+    if status.intact and status.valid:
+        level = "B-B"
+        if timestamp_ok:
+            level = "B-T"
+            if dss_context is not None and _lt_holds(signature, dss_context):
+                level = "B-LTA" if later_doc_timestamp else "B-LT"
+    return SignatureReport(
+        field_name=str(signature.field_name),
+        kind="signature",
+        signer_subject=status.signing_cert.subject.human_friendly,
+        signer_certificate_sha256=status.signing_cert.sha256.hex(),
+        signing_time=status.signer_reported_dt or signature.self_reported_timestamp,
+        intact=status.intact,
+        valid=status.valid,
+        trusted=status.trusted,
+        revocation="revoked"
+        if status.revocation_details is not None
+        else ("checked" if allow_fetching and status.trusted else "not_checked"),
+        timestamp_valid=timestamp_ok if ts is not None else None,
+        timestamp_time=ts.timestamp if ts is not None else None,
+        coverage=status.coverage.name.lower() if status.coverage else None,
+        modification_level=status.modification_level.name.lower()
+        if status.modification_level
+        else None,
+        pades_level=level,
+        bottom_line=status.bottom_line,
+        problems=problems,
+    )
+
+
+def _lt_holds(signature: Any, dss_context: ValidationContext) -> bool:
+    try:
+        status = _run(
+            async_validate_pdf_signature(
+                signature, signer_validation_context=dss_context, skip_diff=True
+            ),
+            dss_context,
+        )
+    except (SigningError, ValueError):
+        return False
+    return bool(status.bottom_line)

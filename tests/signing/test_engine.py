@@ -1,0 +1,294 @@
+"""The signing engine against pyHanko's validator, a live test PKI (certomancer) and independent tools."""
+
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.timestamps import HTTPTimeStamper
+
+from app.signing.engine import (
+    Appearance,
+    CachedKeySigner,
+    Certification,
+    EngineError,
+    PadesLevel,
+    RevocationFetching,
+    SignOptions,
+    revocation_fetching,
+    sign_pdf,
+    timestamper_for,
+    validate_pdf,
+)
+from tests.independent import check_signed_pdf, missing_tools
+from tests.keys import Issued, issue, make_ca, signer_of
+from tests.pdfs import make_pdf
+from tests.pki import TestPki, running_pki
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPki]:
+    with running_pki(tmp_path_factory.mktemp("pki")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def ca() -> Issued:
+    return make_ca()
+
+
+def sign(
+    pdf: bytes,
+    signer: CachedKeySigner,
+    options: SignOptions,
+    *,
+    timestamper: HTTPTimeStamper | None = None,
+    revocation: RevocationFetching | None = None,
+) -> bytes:
+    out = io.BytesIO()
+    sign_pdf(
+        io.BytesIO(pdf),
+        out,
+        signer,
+        options,
+        signing_time=datetime.now(UTC),
+        timestamper=timestamper,
+        revocation=revocation,
+    )
+    return out.getvalue()
+
+
+def pki_signer(pki: TestPki, label: str) -> CachedKeySigner:
+    return CachedKeySigner(
+        certificate=pki.cert(label),
+        private_key=pki.private_key(label),
+        chain=[pki.interm, pki.root],
+    )
+
+
+needs_tools = pytest.mark.skipif(
+    bool(missing_tools()), reason=f"independent validators missing: {missing_tools()}"
+)
+
+
+@needs_tools
+@pytest.mark.parametrize("key_type", ["rsa2048", "p256"])
+def test_b_b_is_valid_for_pyhanko_pdfsig_qpdf_and_openssl(
+    ca: Issued, tmp_path: Path, key_type: str
+) -> None:
+    signer = signer_of(issue(ca, "Alice", key_type=key_type), ca)
+    signed = sign(
+        make_pdf(), signer, SignOptions(reason="Approved", location="Brussels")
+    )
+    [report] = validate_pdf(
+        io.BytesIO(signed), trust_roots=[ca.asn1], allow_fetching=False
+    )
+    assert (
+        report.intact,
+        report.valid,
+        report.trusted,
+        report.bottom_line,
+        report.pades_level,
+    ) == (True, True, True, True, "B-B")
+    assert report.coverage == "entire_file"
+    path = tmp_path / "signed.pdf"
+    path.write_bytes(signed)
+    independent = check_signed_pdf(path, [ca.pem], tmp_path)
+    assert independent.pdfsig_valid == [True]
+    assert independent.pdfsig_trusted == [True]
+    assert independent.qpdf_ok
+    assert independent.openssl_ok == [True]
+
+
+@needs_tools
+def test_b_t_has_a_valid_timestamp_everywhere(
+    ca: Issued, pki: TestPki, tmp_path: Path
+) -> None:
+    signer = signer_of(issue(ca, "Alice"), ca)
+    signed = sign(
+        make_pdf(),
+        signer,
+        SignOptions(level=PadesLevel.B_T),
+        timestamper=timestamper_for(pki.tsa_url),
+    )
+    [report] = validate_pdf(
+        io.BytesIO(signed), trust_roots=[ca.asn1, pki.root], allow_fetching=False
+    )
+    assert (report.pades_level, report.timestamp_valid, report.bottom_line) == (
+        "B-T",
+        True,
+        True,
+    )
+    assert report.timestamp_time is not None
+    path = tmp_path / "signed.pdf"
+    path.write_bytes(signed)
+    independent = check_signed_pdf(path, [ca.pem, pki.root_pem], tmp_path)
+    assert (independent.pdfsig_valid, independent.qpdf_ok, independent.openssl_ok) == (
+        [True],
+        True,
+        [True],
+    )
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [(PadesLevel.B_LT, ["B-LT"]), (PadesLevel.B_LTA, ["B-LTA", None])],
+)
+def test_long_term_levels_validate_offline_from_the_dss(
+    pki: TestPki, level: PadesLevel, expected: list[str | None]
+) -> None:
+    signer = pki_signer(pki, "alice")
+    signed = sign(
+        make_pdf(),
+        signer,
+        SignOptions(level=level),
+        timestamper=timestamper_for(pki.tsa_url),
+        revocation=revocation_fetching([pki.root], [pki.interm]),
+    )
+    reports = validate_pdf(
+        io.BytesIO(signed), trust_roots=[pki.root], allow_fetching=False
+    )
+    assert [r.pades_level for r in reports] == expected
+    assert all(r.bottom_line for r in reports)
+    assert [r.kind for r in reports][-1] == (
+        "document_timestamp" if level == PadesLevel.B_LTA else "signature"
+    )
+
+
+def test_b_t_without_a_tsa_is_refused(ca: Issued) -> None:
+    with pytest.raises(EngineError) as refused:
+        sign(
+            make_pdf(), signer_of(issue(ca, "A"), ca), SignOptions(level=PadesLevel.B_T)
+        )
+    assert refused.value.code == "tsa_not_configured"
+
+
+@needs_tools
+def test_second_signature_keeps_the_first_valid(ca: Issued, tmp_path: Path) -> None:
+    first = sign(
+        make_pdf(), signer_of(issue(ca, "Alice"), ca), SignOptions(reason="author")
+    )
+    both = sign(first, signer_of(issue(ca, "Bob"), ca), SignOptions(reason="approver"))
+    reports = validate_pdf(
+        io.BytesIO(both), trust_roots=[ca.asn1], allow_fetching=False
+    )
+    assert [(r.field_name, r.bottom_line) for r in reports] == [
+        ("Signature1", True),
+        ("Signature2", True),
+    ]
+    assert [r.coverage for r in reports] == ["entire_revision", "entire_file"]
+    assert "Alice" in str(reports[0].signer_subject)
+    assert "Bob" in str(reports[1].signer_subject)
+    path = tmp_path / "two.pdf"
+    path.write_bytes(both)
+    if not missing_tools():
+        independent = check_signed_pdf(path, [ca.pem], tmp_path)
+        assert independent.pdfsig_valid == [True, True]
+        assert independent.openssl_ok == [True, True]
+
+
+def test_visible_appearance_is_on_the_requested_page_and_box(ca: Issued) -> None:
+    signed = sign(
+        make_pdf(pages=3),
+        signer_of(issue(ca, "Alice"), ca),
+        SignOptions(
+            field_name="Approval",
+            appearance=Appearance(
+                page=2, box=(50, 60, 250, 120), text="Approved by %(signer)s"
+            ),
+        ),
+    )
+    reader = PdfFileReader(io.BytesIO(signed))
+    page2 = reader.root["/Pages"]["/Kids"][1].get_object()
+    widgets = [a.get_object() for a in page2["/Annots"]]
+    [widget] = [w for w in widgets if w.get("/T") == "Approval"]
+    assert [float(v) for v in widget["/Rect"]] == [50.0, 60.0, 250.0, 120.0]
+    assert "/AP" in widget
+    assert "/Annots" not in reader.root["/Pages"]["/Kids"][0].get_object()
+
+
+@pytest.mark.parametrize(
+    ("options", "code"),
+    [
+        (
+            SignOptions(appearance=Appearance(page=9, box=(0, 0, 10, 10))),
+            "page_out_of_range",
+        ),
+        (
+            SignOptions(appearance=Appearance(page=1, box=(100, 100, 50, 150))),
+            "invalid_box",
+        ),
+    ],
+)
+def test_impossible_appearances_are_refused(
+    ca: Issued, options: SignOptions, code: str
+) -> None:
+    with pytest.raises(EngineError) as refused:
+        sign(make_pdf(), signer_of(issue(ca, "A"), ca), options)
+    assert refused.value.code == code
+
+
+def test_a_signed_field_cannot_be_signed_again(ca: Issued) -> None:
+    signer = signer_of(issue(ca, "A"), ca)
+    signed = sign(make_pdf(), signer, SignOptions(field_name="Only"))
+    with pytest.raises(EngineError) as refused:
+        sign(signed, signer, SignOptions(field_name="Only"))
+    assert refused.value.code == "field_already_signed"
+
+
+def test_certification_locks_the_document(ca: Issued) -> None:
+    signed = sign(
+        make_pdf(),
+        signer_of(issue(ca, "A"), ca),
+        SignOptions(certify=Certification.NO_CHANGES),
+    )
+    reader = PdfFileReader(io.BytesIO(signed))
+    assert "/DocMDP" in reader.root["/Perms"]
+    [report] = validate_pdf(
+        io.BytesIO(signed), trust_roots=[ca.asn1], allow_fetching=False
+    )
+    assert report.bottom_line
+
+
+def test_tampered_pdf_gets_a_report_not_an_error(ca: Issued) -> None:
+    original = make_pdf(text="pay 100 EUR")
+    signed = bytearray(sign(original, signer_of(issue(ca, "A"), ca), SignOptions()))
+    signed[len(original) // 2] ^= 0x01  # a byte inside the first signed range
+    [report] = validate_pdf(
+        io.BytesIO(bytes(signed)), trust_roots=[ca.asn1], allow_fetching=False
+    )
+    assert (report.intact, report.bottom_line) == (False, False)
+    assert "changed after signing" in report.problems[0]
+
+
+def test_unsigned_pdf_has_no_signatures_and_untrusted_signer_is_reported(
+    ca: Issued,
+) -> None:
+    assert (
+        validate_pdf(
+            io.BytesIO(make_pdf()), trust_roots=[ca.asn1], allow_fetching=False
+        )
+        == []
+    )
+    other = make_ca("Other CA")
+    signed = sign(make_pdf(), signer_of(issue(other, "Mallory"), other), SignOptions())
+    [report] = validate_pdf(
+        io.BytesIO(signed), trust_roots=[ca.asn1], allow_fetching=False
+    )
+    assert (report.intact, report.valid, report.trusted, report.bottom_line) == (
+        True,
+        True,
+        False,
+        False,
+    )
+
+
+def test_revoked_signer_is_reported_revoked(pki: TestPki) -> None:
+    signed = sign(make_pdf(), pki_signer(pki, "revoked"), SignOptions())
+    [report] = validate_pdf(
+        io.BytesIO(signed), trust_roots=[pki.root], allow_fetching=True
+    )
+    assert report.revocation == "revoked"
+    assert report.bottom_line is False
