@@ -5,6 +5,7 @@ from fastapi import FastAPI
 from app.auth.clients_router import router as clients_router
 from app.auth.router import router as auth_router
 from app.documents.router import router as documents_router
+from app.signing.router import router as signing_router
 from app.system.router import router as system_router
 
 
@@ -13,3 +14,4 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(auth_router)
     app.include_router(clients_router)
     app.include_router(documents_router)
+    app.include_router(signing_router)

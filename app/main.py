@@ -35,6 +35,7 @@ from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddlewar
 from app.core.schemas import Problem
 from app.core.security import PasswordHasher
 from app.core.storage import BlobStore
+from app.signing.validation import load_trust_roots
 
 # Swagger UI's files ship in a Python package: the docs work on air-gapped networks.
 SWAGGER_STATIC_DIR = Path(fastapi_offline.__file__).parent / "static"
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.state.cipher = _load_cipher(settings, api.state.sessionmaker)
     api.state.metrics = metrics
     api.state.blobs = BlobStore(settings.data_dir / "blobs")
+    api.state.trust_roots = load_trust_roots(settings.trust_roots_file)
 
     install_error_handlers(api)
     include_routers(api)

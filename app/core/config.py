@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(
         default=65_536, ge=8, le=4_194_304, description="argon2id memory in KiB."
     )
+    trust_roots_file: Path | None = Field(
+        default=None,
+        description="PEM bundle of the root certificates signatures are validated against (`/verify`).",
+    )
+    validation_online: bool = Field(
+        default=True,
+        description="Fetch OCSP responses and CRLs while validating; false: use only what the PDF holds.",
+    )
     sqlite_busy_timeout_seconds: float = Field(
         default=30.0, gt=0, description="How long a SQLite writer waits for the lock."
     )

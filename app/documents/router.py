@@ -1,23 +1,19 @@
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Annotated, Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import FileResponse
-from starlette.datastructures import UploadFile
 
 from app.access.entitlements import Entitlement
 from app.access.policy import require
 from app.access.principal import Principal
 from app.core.deps import SessionDep
-from app.core.errors import UnsupportedMediaType, problem_responses
+from app.core.errors import problem_responses
 from app.core.pagination import Page, PageParams, page_of, page_params
 from app.core.routing import AppRoute
-from app.core.storage import BlobStore
 from app.documents import service as documents_service
-from app.documents.errors import EmptyUpload
+from app.documents.deps import UPLOAD_BODY, BlobsDep, ReceivedUpload, receive_upload
 from app.documents.models import Document, DocumentStatus
 from app.documents.schemas import DocumentRead, DocumentUpdate, DocumentVersionRead
 
@@ -26,93 +22,6 @@ router = APIRouter(prefix="/api/v1/documents", tags=["documents"], route_class=A
 ReadPrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_READ))]
 WritePrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_WRITE))]
 DeletePrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_DELETE))]
-
-_METADATA_FIELDS = ("title", "description", "external_reference")
-UPLOAD_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "title": {"type": "string"},
-                        "description": {"type": "string"},
-                        "external_reference": {"type": "string"},
-                    },
-                }
-            },
-            "application/pdf": {"schema": {"type": "string", "format": "binary"}},
-        },
-    },
-    "parameters": [
-        {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": "With a raw application/pdf body.",
-        }
-        for name in _METADATA_FIELDS
-    ],
-}
-
-
-def blob_store(request: Request) -> BlobStore:
-    blobs: BlobStore = request.app.state.blobs
-    return blobs
-
-
-BlobsDep = Annotated[BlobStore, Depends(blob_store)]
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedUpload:
-    file: IO[bytes]
-    filename: str | None
-    fields: dict[str, str]
-
-
-async def receive_upload(
-    request: Request, blobs: BlobsDep
-) -> AsyncIterator[ReceivedUpload]:
-    """The uploaded PDF, spooled to disk: multipart (`file` part) or a raw `application/pdf` body."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=len(_METADATA_FIELDS))
-        try:
-            part = form.get("file")
-            if not isinstance(part, UploadFile):
-                raise EmptyUpload(
-                    "The multipart body needs a 'file' part with the PDF."
-                )
-            fields = {
-                k: v
-                for k, v in form.items()
-                if isinstance(v, str) and k in _METADATA_FIELDS
-            }
-            yield ReceivedUpload(part.file, part.filename, fields)
-        finally:
-            await form.close()
-    elif content_type.split(";")[0].strip() in (
-        "application/pdf",
-        "application/octet-stream",
-    ):
-        with blobs.spool() as handle:
-            async for chunk in request.stream():
-                handle.write(chunk)
-            if handle.tell() == 0:
-                raise EmptyUpload("The request body is empty; send the PDF bytes.")
-            fields = {
-                k: v for k, v in request.query_params.items() if k in _METADATA_FIELDS
-            }
-            yield ReceivedUpload(handle, None, fields)
-    else:
-        raise UnsupportedMediaType(
-            f"Send the PDF as multipart/form-data (part 'file') or as an application/pdf body, not {content_type or 'an untyped body'}."
-        )
 
 
 def load_document(

@@ -207,6 +207,16 @@ def revocation_fetching(
     return RevocationFetching(context, backend)
 
 
+class _ThreadLoop:
+    """One event loop per thread, closed when the thread (and so this holder) goes away."""
+
+    def __init__(self) -> None:
+        self.runner = asyncio.Runner()
+
+    def __del__(self) -> None:
+        self.runner.close()
+
+
 _loops = threading.local()
 
 
@@ -217,9 +227,10 @@ def _run(
 
     Validation contexts that fetched OCSP/CRL data are closed on the same loop afterwards.
     """
-    runner = getattr(_loops, "runner", None)
-    if runner is None:
-        runner = _loops.runner = asyncio.Runner()
+    holder = getattr(_loops, "holder", None)
+    if holder is None:
+        holder = _loops.holder = _ThreadLoop()
+    runner = holder.runner
 
     async def run_and_release() -> Any:
         try:
