@@ -3,6 +3,11 @@
 from app.access.models import Department, Role, User, user_roles
 from app.audit.models import AuditChainHead, AuditEvent
 from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessToken
+from app.certificates.models import (
+    CertificateAssignment,
+    SigningCertificate,
+    VaultState,
+)
 from app.core.crypto import DataKey
 from app.core.db import Base
 
@@ -12,11 +17,14 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "Base",
+    "CertificateAssignment",
     "DataKey",
     "Department",
     "RefreshToken",
     "RevokedAccessToken",
     "Role",
+    "SigningCertificate",
     "User",
+    "VaultState",
     "user_roles",
 ]
