@@ -112,10 +112,16 @@ def load_pkcs12(data: bytes, password: str, *, max_bytes: int) -> Pkcs12Contents
         bundle = pkcs12.load_pkcs12(data, password.encode() if password else None)
     except ValueError:
         raise WrongPassword("The password does not open this PKCS#12 file.") from None
-    if bundle.cert is None:
-        raise NoCertificate("The PKCS#12 file holds no certificate for its key.")
     if bundle.key is None:
-        raise NoPrivateKey("The PKCS#12 file holds a certificate but no private key.")
+        raise NoPrivateKey("The PKCS#12 file holds no private key.")
+    if bundle.cert is None:
+        # The parser pairs the key with the certificate that matches it; certificates
+        # without a match mean the file's certificate is not the key's.
+        if bundle.additional_certs:
+            raise KeyMismatch(
+                "None of the file's certificates belongs to its private key."
+            )
+        raise NoCertificate("The PKCS#12 file holds no certificate.")
     certificate = bundle.cert.certificate
     key: PrivateKeyTypes = bundle.key
     describe_key(certificate.public_key())

@@ -340,6 +340,7 @@ def _new_certificate(
         extended_key_usage=details.extended_key_usage,
         certificate_der=details.certificate_der,
         chain_pem=details.chain_pem,
+        assignments=[],
     )
 
 
