@@ -19,8 +19,10 @@ from app.certificates.errors import (
     AssignmentNotFound,
     CertificateDeleted,
     CertificateDisabled,
+    CertificateExpired,
     CertificateNotAssigned,
     CertificateNotFound,
+    CertificateNotYetValid,
     CertificateOtherDepartment,
     CertificateRevoked,
     DuplicateAssignment,
@@ -602,9 +604,14 @@ def check_may_sign(
         raise CertificateRevoked("The certificate is revoked.")
     if certificate.stored_status is StoredStatus.DISABLED:
         raise CertificateDisabled("The certificate is disabled.")
-    check_signing_certificate(
-        x509.load_der_x509_certificate(certificate.certificate_der)
-    )
+    if status is CertificateStatus.EXPIRED:
+        raise CertificateExpired(
+            f"The certificate expired on {certificate.not_after.isoformat()}."
+        )
+    if certificate.not_before > utcnow():
+        raise CertificateNotYetValid(
+            f"The certificate is valid only from {certificate.not_before.isoformat()}."
+        )
 
 
 def record_key_use(
