@@ -25,7 +25,6 @@ from app.core.errors import AppError
 from app.core.metrics import MULTIPROC_ENV
 from app.core.migrations import head_revision, upgrade_to_head
 from app.core.security import PasswordHasher
-from app.core.types import utcnow
 
 
 def _fail(message: str) -> None:
@@ -176,7 +175,7 @@ def rotate_master_key() -> None:
             err=True,
         )
         return
-    retired = crypto.promote_key_file(key_file, retired_tag=_retired_tag())
+    retired = crypto.promote_key_file(key_file)
     click.echo(
         f"signvault: re-wrapped {count} data keys under master key {new.id}; "
         f"{key_file} holds the new key"
@@ -207,7 +206,7 @@ def _settle_pending_key(key_file: Path, current: crypto.MasterKey) -> None:
     """Finish or discard the pending key of an interrupted rotation."""
     pending = crypto.read_master_key_file(crypto.pending_key_file(key_file))
     if pending is not None and pending.id == current.id:
-        crypto.promote_key_file(key_file, retired_tag=_retired_tag())
+        crypto.promote_key_file(key_file)
         click.echo(
             "signvault: finished an interrupted rotation (promoted the pending key)",
             err=True,
@@ -215,10 +214,6 @@ def _settle_pending_key(key_file: Path, current: crypto.MasterKey) -> None:
     else:
         # Never used: the data keys are wrapped by the current key.
         crypto.pending_key_file(key_file).unlink()
-
-
-def _retired_tag() -> str:
-    return utcnow().strftime("%Y%m%dT%H%M%SZ")
 
 
 @main.command()

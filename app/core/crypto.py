@@ -298,18 +298,21 @@ def stage_key_file(key_file: Path, master_key: MasterKey) -> Path:
     return pending
 
 
-def promote_key_file(key_file: Path, *, retired_tag: str) -> Path | None:
+def promote_key_file(key_file: Path) -> Path | None:
     """Make the pending key the key file; the old one stays as a retired file.
 
     At every instant a file holds the key that wraps the data: the old key is
-    hard-linked to its retired name first, then the pending file atomically
-    replaces the key file. Returns the retired file (None if there was no old file).
+    hard-linked to its retired name (time and key id) first, then the pending
+    file atomically replaces the key file. Returns the retired file, if any.
     """
     pending = pending_key_file(key_file)
     retired = None
-    if key_file.exists():
-        retired = key_file.with_name(key_file.name + RETIRED_SUFFIX + retired_tag)
-        os.link(key_file, retired)
+    old = read_master_key_file(key_file)
+    if old is not None:
+        tag = f"{utcnow():%Y%m%dT%H%M%SZ}-{old.id[:8]}"
+        retired = key_file.with_name(key_file.name + RETIRED_SUFFIX + tag)
+        if not retired.exists():
+            os.link(key_file, retired)
     os.replace(pending, key_file)
     _fsync_dir(key_file.parent)
     return retired
