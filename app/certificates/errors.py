@@ -123,7 +123,6 @@ class Pkcs11NotConfigured(AppError):
     title = "No PKCS#11 module configured"
 
 
-class Pkcs11ObjectNotFound(AppError):
-    status = 422
+class Pkcs11ObjectNotFound(ImportRefused):
     code = "pkcs11_object_not_found"
     title = "Token, key or certificate not found in the HSM"

@@ -6,6 +6,7 @@ consistency check (about 50 ms for RSA-2048, twice per PDF signature; see
 shared/research/signing-performance.md).
 """
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,12 +93,17 @@ def open_token(location: Pkcs11Location) -> Any:
     """
     from pkcs11 import exceptions as pkcs11_errors
 
+    criteria = TokenCriteria(label=location.token_label)
     try:
-        return hanko_pkcs11.open_pkcs11_session(
-            location.module,
-            token_criteria=TokenCriteria(label=location.token_label),
-            user_pin=location.pin,
-        )
+        try:
+            return hanko_pkcs11.open_pkcs11_session(
+                location.module, token_criteria=criteria, user_pin=location.pin
+            )
+        except pkcs11_errors.UserAlreadyLoggedIn:
+            # PKCS#11 login is per application: another open session logged us in.
+            return hanko_pkcs11.open_pkcs11_session(
+                location.module, token_criteria=criteria
+            )
     except (pkcs11_errors.PKCS11Error, SigningError) as exc:
         raise Pkcs11ObjectNotFound(
             f"Cannot open the PKCS#11 token '{location.token_label}': {type(exc).__name__}."
@@ -162,7 +168,8 @@ def check_token_key(
         session, key_label=key_label, certificate=certificate, chain=[]
     )
     probe = b"signvault key check"
-    signature = signer.sign_raw(probe, "sha256")
+    # Registration runs in a worker thread (a sync route), where no event loop runs.
+    signature = asyncio.run(signer.async_sign_raw(probe, "sha256"))
     public_key = certificate.public_key()
     try:
         if isinstance(public_key, rsa.RSAPublicKey):

@@ -285,17 +285,7 @@ def register_pkcs11(
         DuplicateCertificate: the certificate is in the vault already.
     """
     try:
-        token = keystores.open_token(location)
-        if certificate_data is not None:
-            leaf = load_certificate(certificate_data)
-        else:
-            leaf = load_certificate(
-                keystores.token_certificate(
-                    token, location.cert_label or location.key_label
-                )
-            )
-        check_signing_certificate(leaf)
-        keystores.check_token_key(token, key_label=location.key_label, certificate=leaf)
+        leaf = _token_certificate(location, certificate_data)
     except ImportRefused as refusal:
         _record_refusal(session, principal, name=name, refusal=refusal)
         raise
@@ -317,6 +307,27 @@ def register_pkcs11(
         key_label=location.key_label,
     )
     return certificate
+
+
+def _token_certificate(
+    location: keystores.Pkcs11Location, certificate_data: bytes | None
+) -> x509.Certificate:
+    """The certificate for the token's key, after a probe signature proved they match."""
+    token = keystores.open_token(location)
+    try:
+        if certificate_data is not None:
+            leaf = load_certificate(certificate_data)
+        else:
+            leaf = load_certificate(
+                keystores.token_certificate(
+                    token, location.cert_label or location.key_label
+                )
+            )
+        check_signing_certificate(leaf)
+        keystores.check_token_key(token, key_label=location.key_label, certificate=leaf)
+    finally:
+        token.close()
+    return leaf
 
 
 def _new_certificate(

@@ -218,7 +218,7 @@ def test_unsupported_rsa_size_and_edwards448_are_refused(
     client: TestClient, admin_headers: dict[str, str], ca: Issued
 ) -> None:
     for key_type in ("rsa1024", "ed448"):
-        data = make_pkcs12(make_signer(ca, key_type=key_type), P12_PASSWORD)  # type: ignore[arg-type]
+        data = make_pkcs12(make_signer(ca, key_type=key_type), P12_PASSWORD)
         assert_problem(
             import_p12(client, admin_headers, data), 422, "unsupported_key_type"
         )
