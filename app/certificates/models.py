@@ -4,7 +4,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
@@ -16,6 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.certificates.parsing import chain_summary
 from app.core.db import Base, IdMixin, TimestampMixin
 from app.core.types import enum_column_type, utcnow
 
@@ -102,15 +102,7 @@ class SigningCertificate(IdMixin, TimestampMixin, Base):
     @property
     def chain(self) -> list[dict[str, object]]:
         """The issuers kept from the import: public facts only."""
-        return [
-            {
-                "subject": issuer.subject.rfc4514_string(),
-                "issuer": issuer.issuer.rfc4514_string(),
-                "not_after": issuer.not_valid_after_utc,
-                "fingerprint_sha256": issuer.fingerprint(hashes.SHA256()).hex(),
-            }
-            for issuer in self.chain_certificates()
-        ]
+        return chain_summary(self.chain_certificates())
 
     @property
     def status(self) -> CertificateStatus:

@@ -10,7 +10,7 @@ from typing import Any
 
 from asn1crypto import pkcs12 as asn1_pkcs12
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
@@ -102,11 +102,23 @@ def load_pkcs12(data: bytes, password: str, *, max_bytes: int) -> Pkcs12Contents
     Raises:
         ImportRefused: one subclass per reason the file is not accepted.
     """
+    contents = open_pkcs12(data, password, max_bytes=max_bytes)
+    check_signing_certificate(contents.certificate)
+    return contents
+
+
+def open_pkcs12(data: bytes, password: str, *, max_bytes: int) -> Pkcs12Contents:
+    """Open a PKCS#12 file and pair its key with its certificate, without judging the certificate.
+
+    Raises:
+        NotPkcs12, Pkcs12TooLarge, WrongPassword, NoPrivateKey, NoCertificate,
+        KeyMismatch, UnsupportedKeyType.
+    """
     if len(data) > max_bytes:
         raise Pkcs12TooLarge(
             f"The file has {len(data)} bytes; the limit is {max_bytes} bytes."
         )
-    if not _looks_like_pfx(data):
+    if not looks_like_pkcs12(data):
         raise NotPkcs12("The file is not a PKCS#12 (.p12/.pfx) archive.")
     try:
         bundle = pkcs12.load_pkcs12(data, password.encode() if password else None)
@@ -127,7 +139,6 @@ def load_pkcs12(data: bytes, password: str, *, max_bytes: int) -> Pkcs12Contents
     describe_key(certificate.public_key())
     if _public_der(key.public_key()) != _public_der(certificate.public_key()):
         raise KeyMismatch("The private key does not belong to the certificate.")
-    check_signing_certificate(certificate)
     return Pkcs12Contents(
         certificate, key, [extra.certificate for extra in bundle.additional_certs]
     )
@@ -218,11 +229,24 @@ def certificate_details(
     )
 
 
+def chain_summary(chain: list[x509.Certificate]) -> list[dict[str, object]]:
+    """Public facts about each issuer certificate."""
+    return [
+        {
+            "subject": issuer.subject.rfc4514_string(),
+            "issuer": issuer.issuer.rfc4514_string(),
+            "not_after": issuer.not_valid_after_utc,
+            "fingerprint_sha256": issuer.fingerprint(hashes.SHA256()).hex(),
+        }
+        for issuer in chain
+    ]
+
+
 def to_pem(certificate: x509.Certificate) -> str:
     return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def _looks_like_pfx(data: bytes) -> bool:
+def looks_like_pkcs12(data: bytes) -> bool:
     try:
         pfx = asn1_pkcs12.Pfx.load(data, strict=True)
         content_type: Any = pfx["auth_safe"]["content_type"].native

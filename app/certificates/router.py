@@ -1,10 +1,12 @@
 import base64
 import binascii
+import dataclasses
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile, status
 from fastapi.responses import Response
+from pydantic import SecretStr
 
 from app.certificates import service as vault_service
 from app.certificates.deps import (
@@ -19,12 +21,15 @@ from app.certificates.models import (
     CertificateStatus,
     SigningCertificate,
 )
+from app.certificates.parsing import chain_summary
 from app.certificates.schemas import (
     AssignmentCreate,
     AssignmentRead,
+    CertificateInspection,
     CertificateRead,
     CertificateRevoke,
     CertificateUpdate,
+    InspectBase64,
     Pkcs11Register,
     Pkcs12Import,
 )
@@ -83,15 +88,7 @@ def import_certificate_base64(
     cipher: CipherDep,
 ) -> SigningCertificate:
     """Import a PKCS#12 file sent as base64 in JSON."""
-    try:
-        data = base64.b64decode(body.pkcs12_base64.get_secret_value(), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(
-            "pkcs12_base64 is not valid base64.",
-            invalid_params=[
-                {"name": "pkcs12_base64", "in": "body", "reason": "not base64"}
-            ],
-        ) from None
+    data = _decode_base64(body.pkcs12_base64, "pkcs12_base64")
     return vault_service.import_pkcs12(
         session,
         principal,
@@ -131,6 +128,64 @@ def register_pkcs11_key(
         if body.certificate_pem
         else None,
     )
+
+
+@router.post(
+    "/inspect",
+    responses=problem_responses(401, 403, 413, 422),
+)
+def inspect_certificate(
+    _principal: ReadPrincipal,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="A .p12/.pfx file or a certificate.")],
+    password: Annotated[str | None, Form(description="The PKCS#12 password.")] = None,
+) -> CertificateInspection:
+    """Read a PKCS#12 file or certificate and say what it holds; nothing is stored."""
+    data = file.file.read(settings.pkcs12_max_bytes + 1)
+    return _inspection(
+        vault_service.inspect(data, password, max_bytes=settings.pkcs12_max_bytes)
+    )
+
+
+@router.post(
+    "/inspect/base64",
+    responses=problem_responses(401, 403, 415, 422),
+)
+def inspect_certificate_base64(
+    _principal: ReadPrincipal, body: InspectBase64, settings: SettingsDep
+) -> CertificateInspection:
+    """The same inspection, for a file sent as base64 in JSON."""
+    data = _decode_base64(body.data_base64, "data_base64")
+    password = body.password.get_secret_value() if body.password else None
+    return _inspection(
+        vault_service.inspect(data, password, max_bytes=settings.pkcs12_max_bytes)
+    )
+
+
+def _inspection(inspection: vault_service.Inspection) -> CertificateInspection:
+    facts = dataclasses.asdict(inspection.details)
+    del facts["certificate_der"], facts["chain_pem"]
+    refusal = inspection.refusal
+    return CertificateInspection.model_validate(
+        {
+            **facts,
+            "chain": chain_summary(inspection.chain),
+            "has_private_key": inspection.has_private_key,
+            "importable": inspection.has_private_key and refusal is None,
+            "refusal_code": refusal.code if refusal else None,
+            "refusal_detail": refusal.detail if refusal else None,
+        }
+    )
+
+
+def _decode_base64(value: SecretStr, field: str) -> bytes:
+    try:
+        return base64.b64decode(value.get_secret_value(), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(
+            f"{field} is not valid base64.",
+            invalid_params=[{"name": field, "in": "body", "reason": "not base64"}],
+        ) from None
 
 
 @router.get(

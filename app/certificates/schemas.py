@@ -117,3 +117,36 @@ class CertificateRead(Schema):
     deleted_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+class CertificateInspection(Schema):
+    """What a PKCS#12 file or certificate holds, and whether the vault would import it."""
+
+    subject: str
+    subject_cn: str | None
+    subject_o: str | None
+    subject_email: str | None
+    issuer: str
+    serial_number: str
+    not_before: datetime
+    not_after: datetime
+    fingerprint_sha256: str
+    key_algorithm: str
+    key_size: int
+    key_curve: str | None
+    key_usage: list[str]
+    extended_key_usage: list[str]
+    chain: list[ChainCertificate]
+    has_private_key: bool
+    importable: bool
+    refusal_code: str | None
+    refusal_detail: str | None
+
+
+class InspectBase64(RequestSchema):
+    data_base64: SecretStr = Field(
+        description="A .p12/.pfx file, or a certificate (PEM or DER), base64."
+    )
+    password: SecretStr | None = Field(
+        default=None, description="The PKCS#12 password (not stored)."
+    )

@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +29,7 @@ from app.certificates.errors import (
     DuplicateAssignment,
     DuplicateCertificate,
     ImportRefused,
+    Pkcs12TooLarge,
 )
 from app.certificates.models import (
     CertificateAssignment,
@@ -43,6 +45,8 @@ from app.certificates.parsing import (
     check_signing_certificate,
     load_certificate,
     load_pkcs12,
+    looks_like_pkcs12,
+    open_pkcs12,
     to_pem,
 )
 from app.core.crypto import EnvelopeCipher, destroy_sealed
@@ -395,6 +399,37 @@ def _record_refusal(
         resource_type="certificate",
         details={"code": refusal.code, "reason": refusal.detail, "name": name},
     )
+
+
+@dataclass(frozen=True)
+class Inspection:
+    details: CertificateDetails
+    chain: list[x509.Certificate]
+    has_private_key: bool
+    refusal: ImportRefused | None
+
+
+def inspect(data: bytes, password: str | None, *, max_bytes: int) -> Inspection:
+    """Read a PKCS#12 file or a certificate (PEM/DER) and judge it; stores nothing.
+
+    Raises:
+        ImportRefused: the data cannot be read at all (size, format, password, pairing).
+    """
+    if len(data) > max_bytes:
+        raise Pkcs12TooLarge(
+            f"The file has {len(data)} bytes; the limit is {max_bytes} bytes."
+        )
+    if looks_like_pkcs12(data):
+        contents = open_pkcs12(data, password or "", max_bytes=max_bytes)
+        leaf, chain, has_key = contents.certificate, contents.chain, True
+    else:
+        leaf, chain, has_key = load_certificate(data), [], False
+    details = certificate_details(leaf, chain)
+    try:
+        check_signing_certificate(leaf)
+    except ImportRefused as refusal:
+        return Inspection(details, chain, has_key, refusal)
+    return Inspection(details, chain, has_key, None)
 
 
 # -- changes ---------------------------------------------------------------

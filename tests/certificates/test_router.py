@@ -1,5 +1,6 @@
 """Vault metadata, listing, chains, assignment and lifecycle over HTTP."""
 
+import base64
 import uuid
 from datetime import timedelta
 
@@ -14,8 +15,8 @@ from app.certificates.models import SigningCertificate
 from app.core.crypto import DataKey
 from app.core.security import PasswordHasher
 from app.core.types import utcnow
-from tests.certificates.conftest import import_signer
-from tests.certificates.pki import Issued, make_signer
+from tests.certificates.conftest import P12_PASSWORD, import_signer
+from tests.certificates.pki import Issued, make_pkcs12, make_signer
 from tests.factories import (
     Credentials,
     assert_problem,
@@ -310,4 +311,73 @@ def test_unknown_certificate_is_404(
         client.get(f"{BASE}/{uuid.uuid4()}", headers=admin_headers),
         404,
         "certificate_not_found",
+    )
+
+
+def test_inspect_reads_a_pkcs12_file_and_stores_nothing(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    ca: Issued,
+    signer: Issued,
+    session_factory: sessionmaker[Session],
+) -> None:
+    response = client.post(
+        f"{BASE}/inspect",
+        files={"file": ("a.p12", make_pkcs12(signer, P12_PASSWORD, chain=(ca,)))},
+        data={"password": P12_PASSWORD},
+        headers=admin_headers,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["subject_cn"], body["has_private_key"], body["importable"]) == (
+        "Jane Signer",
+        True,
+        True,
+    )
+    assert [c["subject"] for c in body["chain"]] == [
+        ca.certificate.subject.rfc4514_string()
+    ]
+    assert client.get(BASE, headers=admin_headers).json()["total"] == 0
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(DataKey)) == 0
+
+
+def test_inspect_reports_why_a_certificate_would_be_refused(
+    client: TestClient, admin_headers: dict[str, str], ca: Issued
+) -> None:
+    expired = make_signer(
+        ca,
+        not_before=utcnow() - timedelta(days=9),
+        not_after=utcnow() - timedelta(days=1),
+    )
+    response = client.post(
+        f"{BASE}/inspect/base64",
+        json={"data_base64": base64.b64encode(expired.certificate_pem()).decode()},
+        headers=admin_headers,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["has_private_key"], body["importable"], body["refusal_code"]) == (
+        False,
+        False,
+        "certificate_expired",
+    )
+    assert_problem(
+        client.post(
+            f"{BASE}/inspect/base64",
+            json={"data_base64": base64.b64encode(b"nothing").decode()},
+            headers=admin_headers,
+        ),
+        422,
+        "invalid_certificate",
+    )
+    assert_problem(
+        client.post(
+            f"{BASE}/inspect",
+            files={"file": ("a.p12", make_pkcs12(expired, P12_PASSWORD))},
+            data={"password": "wrong"},
+            headers=admin_headers,
+        ),
+        422,
+        "pkcs12_wrong_password",
     )
