@@ -5,6 +5,7 @@ from fastapi import FastAPI
 from app.auth.clients_router import router as clients_router
 from app.auth.router import router as auth_router
 from app.certificates.router import router as certificates_router
+from app.certificates.router import users_router as certificate_users_router
 from app.system.router import router as system_router
 
 
@@ -13,3 +14,4 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(auth_router)
     app.include_router(clients_router)
     app.include_router(certificates_router)
+    app.include_router(certificate_users_router)

@@ -5,6 +5,7 @@ from app.audit.models import AuditChainHead, AuditEvent
 from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessToken
 from app.certificates.models import (
     CertificateAssignment,
+    DefaultCertificate,
     SigningCertificate,
     VaultState,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "Base",
     "CertificateAssignment",
     "DataKey",
+    "DefaultCertificate",
     "Department",
     "RefreshToken",
     "RevokedAccessToken",

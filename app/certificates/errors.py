@@ -126,3 +126,14 @@ class Pkcs11NotConfigured(AppError):
 class Pkcs11ObjectNotFound(ImportRefused):
     code = "pkcs11_object_not_found"
     title = "Token, key or certificate not found in the HSM"
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    title = "User not found"
+
+
+class DefaultNotAssigned(AppError):
+    status = 422
+    code = "default_certificate_not_assigned"
+    title = "Certificate not assigned to the user"

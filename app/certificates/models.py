@@ -156,3 +156,17 @@ class VaultState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DefaultCertificate(Base):
+    """The certificate a user signs with when a sign request names none."""
+
+    __tablename__ = "default_certificates"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    certificate_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("signing_certificates.id", ondelete="CASCADE"), index=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

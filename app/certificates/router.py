@@ -19,6 +19,7 @@ from app.certificates.deps import (
 from app.certificates.models import (
     CertificateAssignment,
     CertificateStatus,
+    DefaultCertificate,
     SigningCertificate,
 )
 from app.certificates.parsing import chain_summary
@@ -29,6 +30,8 @@ from app.certificates.schemas import (
     CertificateRead,
     CertificateRevoke,
     CertificateUpdate,
+    DefaultCertificateRead,
+    DefaultCertificateSet,
     InspectBase64,
     Pkcs11Register,
     Pkcs12Import,
@@ -378,3 +381,49 @@ def unassign_certificate(
     vault_service.remove_assignment(
         session, principal, certificate=certificate, assignment_id=assignment_id
     )
+
+
+users_router = APIRouter(
+    prefix="/api/v1/users", tags=["certificates"], route_class=AppRoute
+)
+
+
+@users_router.put(
+    "/{user_id}/default-certificate",
+    response_model=DefaultCertificateRead,
+    responses=problem_responses(401, 403, 404, 409, 415, 422),
+)
+def set_default_certificate(
+    principal: AssignPrincipal,
+    user_id: uuid.UUID,
+    body: DefaultCertificateSet,
+    session: SessionDep,
+) -> DefaultCertificate:
+    """Set the certificate a user signs with when a sign request names none."""
+    return vault_service.set_default_certificate(
+        session, principal, user_id=user_id, certificate_id=body.certificate_id
+    )
+
+
+@users_router.get(
+    "/{user_id}/default-certificate",
+    response_model=DefaultCertificateRead,
+    responses=problem_responses(401, 403, 404),
+)
+def read_default_certificate(
+    principal: ReadPrincipal, user_id: uuid.UUID, session: SessionDep
+) -> DefaultCertificate:
+    """The user's default certificate."""
+    return vault_service.get_default_certificate(session, principal, user_id=user_id)
+
+
+@users_router.delete(
+    "/{user_id}/default-certificate",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 404),
+)
+def clear_default_certificate(
+    principal: AssignPrincipal, user_id: uuid.UUID, session: SessionDep
+) -> None:
+    """Remove the user's default certificate."""
+    vault_service.clear_default_certificate(session, principal, user_id=user_id)

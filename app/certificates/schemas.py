@@ -150,3 +150,13 @@ class InspectBase64(RequestSchema):
     password: SecretStr | None = Field(
         default=None, description="The PKCS#12 password (not stored)."
     )
+
+
+class DefaultCertificateSet(RequestSchema):
+    certificate_id: uuid.UUID
+
+
+class DefaultCertificateRead(Schema):
+    user_id: uuid.UUID
+    certificate_id: uuid.UUID
+    updated_at: datetime

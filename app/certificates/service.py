@@ -7,7 +7,16 @@ from datetime import timedelta
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import ColumnElement, Select, and_, exists, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    exists,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, selectinload
 
 from app.access.entitlements import Entitlement
@@ -26,14 +35,17 @@ from app.certificates.errors import (
     CertificateNotYetValid,
     CertificateOtherDepartment,
     CertificateRevoked,
+    DefaultNotAssigned,
     DuplicateAssignment,
     DuplicateCertificate,
     ImportRefused,
     Pkcs12TooLarge,
+    UserNotFound,
 )
 from app.certificates.models import (
     CertificateAssignment,
     CertificateStatus,
+    DefaultCertificate,
     KeyStore,
     SigningCertificate,
     StoredStatus,
@@ -527,6 +539,11 @@ def delete_certificate(
         destroy_sealed(session, certificate.sealed_private_key)
         certificate.sealed_private_key = None
     certificate.assignments.clear()
+    session.execute(
+        delete(DefaultCertificate).where(
+            DefaultCertificate.certificate_id == certificate.id
+        )
+    )
     certificate.stored_status = StoredStatus.DELETED
     certificate.deleted_at = utcnow()
     invalidate_signers(session)
@@ -609,6 +626,90 @@ def remove_assignment(
             )
             return
     raise AssignmentNotFound(f"No assignment {assignment_id} on this certificate.")
+
+
+# -- default certificate ---------------------------------------------------
+
+
+def set_default_certificate(
+    session: Session,
+    principal: Principal,
+    *,
+    user_id: uuid.UUID,
+    certificate_id: uuid.UUID,
+) -> DefaultCertificate:
+    """Make a certificate the user's default for sign requests that name none.
+
+    Raises:
+        UserNotFound, CertificateNotFound.
+        CertificateDeleted, CertificateRevoked: it can never sign again.
+        DefaultNotAssigned: it is not assigned to the user or the user's department.
+    """
+    user = session.get(User, user_id)
+    if user is None:
+        raise UserNotFound(f"No user {user_id}.")
+    certificate = get_certificate(session, principal, certificate_id)
+    _refuse_final(certificate)
+    if not any(
+        a.user_id == user.id
+        or (user.department_id is not None and a.department_id == user.department_id)
+        for a in certificate.assignments
+    ):
+        raise DefaultNotAssigned(
+            "Assign the certificate to the user (or the user's department) first."
+        )
+    current = session.get(DefaultCertificate, user_id)
+    if current is None:
+        current = DefaultCertificate(user_id=user_id, certificate_id=certificate_id)
+        session.add(current)
+    else:
+        current.certificate_id = certificate_id
+    session.flush()
+    _record(
+        session,
+        principal.actor,
+        "certificate.default_set",
+        certificate,
+        user_id=str(user_id),
+    )
+    return current
+
+
+def default_certificate_id(session: Session, user_id: uuid.UUID) -> uuid.UUID | None:
+    """The user's default certificate, if one is set (whether it may sign is checked at use)."""
+    return session.scalar(
+        select(DefaultCertificate.certificate_id).where(
+            DefaultCertificate.user_id == user_id
+        )
+    )
+
+
+def get_default_certificate(
+    session: Session, principal: Principal, *, user_id: uuid.UUID
+) -> DefaultCertificate:
+    """Raises: NotFound (no user, or no default set)."""
+    if session.get(User, user_id) is None:
+        raise UserNotFound(f"No user {user_id}.")
+    current = session.get(DefaultCertificate, user_id)
+    if current is None:
+        raise CertificateNotFound("The user has no default certificate.")
+    return current
+
+
+def clear_default_certificate(
+    session: Session, principal: Principal, *, user_id: uuid.UUID
+) -> None:
+    """Raises: NotFound (no user, or no default set)."""
+    current = get_default_certificate(session, principal, user_id=user_id)
+    session.delete(current)
+    audit_service.record(
+        session,
+        actor=principal.actor,
+        action="certificate.default_cleared",
+        resource_type="user",
+        resource_id=user_id,
+        details={"certificate_id": str(current.certificate_id)},
+    )
 
 
 # -- use -------------------------------------------------------------------

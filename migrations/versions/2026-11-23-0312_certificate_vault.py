@@ -1,4 +1,4 @@
-"""Certificate vault: signing certificates, their assignments, the signer-cache version.
+"""Certificate vault: certificates, assignments, default certificates, signer-cache version.
 
 Revision ID: a4vault
 Revises: a1departments
@@ -123,8 +123,38 @@ def upgrade() -> None:
             batch_op.f("ix_certificate_assignments_user_id"), ["user_id"], unique=False
         )
 
+    op.create_table(
+        "default_certificates",
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("certificate_id", sa.Uuid(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["certificate_id"],
+            ["signing_certificates.id"],
+            name=op.f("fk_default_certificates_certificate_id_signing_certificates"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_default_certificates_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_default_certificates")),
+    )
+    with op.batch_alter_table("default_certificates", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_default_certificates_certificate_id"),
+            ["certificate_id"],
+            unique=False,
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("default_certificates", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_default_certificates_certificate_id"))
+
+    op.drop_table("default_certificates")
     with op.batch_alter_table("certificate_assignments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_certificate_assignments_user_id"))
         batch_op.drop_index(batch_op.f("ix_certificate_assignments_department_id"))

@@ -381,3 +381,73 @@ def test_inspect_reports_why_a_certificate_would_be_refused(
         422,
         "pkcs12_wrong_password",
     )
+
+
+def test_default_certificate_is_set_only_when_assigned_and_cleared_on_delete(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    ca: Issued,
+    signer: Issued,
+    session_factory: sessionmaker[Session],
+    hasher: PasswordHasher,
+) -> None:
+    created = import_signer(client, admin_headers, signer, ca)
+    user = make_user(session_factory, hasher, username="hank")
+    url = f"/api/v1/users/{user.user_id}/default-certificate"
+    body = {"certificate_id": created["id"]}
+    assert_problem(
+        client.put(url, json=body, headers=admin_headers),
+        422,
+        "default_certificate_not_assigned",
+    )
+    department = make_department(session_factory, "Audit")
+    put_in_department(session_factory, user, department)
+    client.post(
+        f"{BASE}/{created['id']}/assignments",
+        json={"department_id": str(department)},
+        headers=admin_headers,
+    )
+    response = client.put(url, json=body, headers=admin_headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["certificate_id"] == created["id"]
+    assert (
+        client.get(url, headers=admin_headers).json()["certificate_id"]
+        == (created["id"])
+    )
+    with session_factory() as session:
+        assert vault_service.default_certificate_id(session, user.user_id) == (
+            uuid.UUID(created["id"])
+        )
+    assert_problem(
+        client.put(
+            f"/api/v1/users/{uuid.uuid4()}/default-certificate",
+            json=body,
+            headers=admin_headers,
+        ),
+        404,
+        "user_not_found",
+    )
+    client.delete(f"{BASE}/{created['id']}", headers=admin_headers)
+    assert_problem(client.get(url, headers=admin_headers), 404, "certificate_not_found")
+    assert [e.action for e in audit_events(session_factory, "certificate.default_set")]
+
+
+def test_default_certificate_can_be_cleared(
+    client: TestClient,
+    admin: Credentials,
+    admin_headers: dict[str, str],
+    ca: Issued,
+    signer: Issued,
+) -> None:
+    created = import_signer(client, admin_headers, signer, ca)
+    client.post(
+        f"{BASE}/{created['id']}/assignments",
+        json={"user_id": str(admin.user_id)},
+        headers=admin_headers,
+    )
+    url = f"/api/v1/users/{admin.user_id}/default-certificate"
+    client.put(url, json={"certificate_id": created["id"]}, headers=admin_headers)
+    assert client.delete(url, headers=admin_headers).status_code == 204
+    assert_problem(
+        client.delete(url, headers=admin_headers), 404, "certificate_not_found"
+    )
