@@ -3,6 +3,12 @@
 from app.access.models import Department, Role, User, user_roles
 from app.audit.models import AuditChainHead, AuditEvent
 from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessToken
+from app.certificates.models import (
+    CertificateAssignment,
+    DefaultCertificate,
+    SigningCertificate,
+    VaultState,
+)
 from app.core.crypto import DataKey
 from app.core.db import Base
 from app.documents.models import Document, DocumentVersion
@@ -13,13 +19,17 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "Base",
+    "CertificateAssignment",
     "DataKey",
+    "DefaultCertificate",
     "Department",
     "Document",
     "DocumentVersion",
     "RefreshToken",
     "RevokedAccessToken",
     "Role",
+    "SigningCertificate",
     "User",
+    "VaultState",
     "user_roles",
 ]
