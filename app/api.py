@@ -4,10 +4,10 @@ from fastapi import FastAPI
 
 from app.auth.clients_router import router as clients_router
 from app.auth.router import router as auth_router
-from app.documents.router import router as documents_router
-from app.signing.router import router as signing_router
 from app.certificates.router import router as certificates_router
 from app.certificates.router import users_router as certificate_users_router
+from app.documents.router import router as documents_router
+from app.signing.router import router as signing_router
 from app.system.router import router as system_router
 
 

@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     validation_online: bool = Field(
         default=True,
         description="Fetch OCSP responses and CRLs while validating; false: use only what the PDF holds.",
+    )
     pkcs12_max_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,
