@@ -12,6 +12,7 @@ from app.certificates.models import (
 from app.core.crypto import DataKey
 from app.core.db import Base
 from app.documents.models import Document, DocumentVersion
+from app.signing.models import IdempotencyRecord, Signature
 
 __all__ = [
     "ApiClient",
@@ -25,9 +26,11 @@ __all__ = [
     "Department",
     "Document",
     "DocumentVersion",
+    "IdempotencyRecord",
     "RefreshToken",
     "RevokedAccessToken",
     "Role",
+    "Signature",
     "SigningCertificate",
     "User",
     "VaultState",

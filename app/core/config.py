@@ -76,6 +76,16 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(
         default=65_536, ge=8, le=4_194_304, description="argon2id memory in KiB."
     )
+    tsa_url: str | None = Field(
+        default=None,
+        description="RFC 3161 timestamp authority for PAdES B-T, B-LT and B-LTA signatures.",
+    )
+    tsa_timeout_seconds: int = Field(
+        default=10,
+        ge=1,
+        le=120,
+        description="How long to wait for the timestamp authority.",
+    )
     trust_roots_file: Path | None = Field(
         default=None,
         description="PEM bundle of the root certificates signatures are validated against (`/verify`).",

@@ -11,7 +11,7 @@ from app.core.errors import UnsupportedMediaType
 from app.core.storage import BlobStore
 from app.documents.errors import EmptyUpload
 
-_METADATA_FIELDS = ("title", "description", "external_reference")
+_METADATA_FIELDS = ("title", "description", "external_reference", "options")
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,

@@ -27,6 +27,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers, timestamps
 from pyhanko.sign.attributes import CMSAttributeProvider, SignedAttributeProviderSpec
 from pyhanko.sign.general import SigningError, as_signing_certificate_v2
+from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.errors import NoDSSFoundError
 from pyhanko.sign.validation.pdf_embedded import (
@@ -34,6 +35,11 @@ from pyhanko.sign.validation.pdf_embedded import (
     async_validate_pdf_timestamp,
 )
 from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.errors import (
+    PathBuildingError,
+    PathValidationError,
+    RevokedError,
+)
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
@@ -214,7 +220,11 @@ class _ThreadLoop:
         self.runner = asyncio.Runner()
 
     def __del__(self) -> None:
-        self.runner.close()
+        # Not runner.close(): that runs the loop, and the collector may call us
+        # from a thread whose own loop is running. Nothing is pending here.
+        loop = self.runner.get_loop()
+        if not loop.is_closed():
+            loop.close()
 
 
 _loops = threading.local()
@@ -365,6 +375,15 @@ def sign_pdf(
             ),
             revocation,
         )
+    except TimestampRequestError as exc:
+        raise EngineError(
+            "tsa_unavailable", f"The timestamp authority did not answer: {exc}"
+        ) from None
+    except (PathValidationError, PathBuildingError, RevokedError) as exc:
+        raise EngineError(
+            "revocation_unavailable",
+            f"The signer's chain could not be validated for long-term data: {exc}",
+        ) from None
     except SigningError as exc:
         raise EngineError(
             "signing_failed", f"The document could not be signed: {exc}"

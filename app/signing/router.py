@@ -1,18 +1,23 @@
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request, status
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
 
 from app.access.entitlements import Entitlement
 from app.access.policy import require
 from app.access.principal import Principal
 from app.core.deps import SessionDep, SettingsDep
-from app.core.errors import problem_responses
+from app.core.errors import Forbidden, InvalidInput, problem_responses
 from app.core.routing import AppRoute
 from app.documents import service as documents_service
 from app.documents.deps import UPLOAD_BODY, BlobsDep, ReceivedUpload, receive_upload
+from app.signing import service as signing_service
 from app.signing import validation
-from app.signing.schemas import ValidationReport
+from app.signing.engine import Appearance, SignOptions
+from app.signing.models import Signature
+from app.signing.schemas import SignatureRead, SignDocumentRequest, ValidationReport
 
 router = APIRouter(prefix="/api/v1", tags=["signing"], route_class=AppRoute)
 
@@ -64,3 +69,182 @@ def verify_document(
             allow_fetching=settings.validation_online,
             document_id=str(document.id),
         )
+
+
+SignPrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_SIGN))]
+ReadPrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_READ))]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Retrying with the same key returns the first result instead of signing again.",
+    ),
+]
+
+
+def _sign_request(body: SignDocumentRequest) -> signing_service.SignRequest:
+    appearance = body.appearance
+    return signing_service.SignRequest(
+        certificate_id=body.certificate_id,
+        options=SignOptions(
+            level=body.level,
+            field_name=body.field_name,
+            reason=body.reason,
+            location=body.location,
+            contact_info=body.contact_info,
+            certify=body.certify,
+            appearance=Appearance(
+                page=appearance.page, box=appearance.box, text=appearance.text
+            )
+            if appearance
+            else None,
+        ),
+    )
+
+
+@router.post(
+    "/documents/{document_id}/sign",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SignatureRead,
+    responses=problem_responses(401, 403, 404, 409, 415, 422, 502, 503),
+)
+def sign_document(
+    document_id: uuid.UUID,
+    body: SignDocumentRequest,
+    request: Request,
+    principal: SignPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+    blobs: BlobsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Signature:
+    """Sign the latest version with a vault certificate (PAdES B-B to B-LTA); the document gets a new version."""
+    document = documents_service.get_visible_document(
+        session, principal, document_id, lock=True
+    )
+    return signing_service.sign_document(
+        session,
+        principal,
+        vault=request.app.state.vault,
+        blobs=blobs,
+        settings=settings,
+        trust_roots=request.app.state.trust_roots,
+        document=document,
+        request=_sign_request(body),
+        idempotency_key=idempotency_key,
+    )
+
+
+@router.get(
+    "/documents/{document_id}/signatures",
+    response_model=list[SignatureRead],
+    responses=problem_responses(401, 403, 404),
+)
+def list_document_signatures(
+    document_id: uuid.UUID, principal: ReadPrincipal, session: SessionDep
+) -> Any:
+    """Signatures this server applied to the document, oldest first."""
+    document = documents_service.get_visible_document(session, principal, document_id)
+    return signing_service.list_signatures(session, document)
+
+
+@router.post(
+    "/sign",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "content": {"application/pdf": {}},
+            "description": "The signed PDF; headers name the stored document and signature",
+        },
+        **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 502, 503),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "options": {
+                                "type": "string",
+                                "description": "JSON of the /documents/{id}/sign body",
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+def sign_upload(
+    request: Request,
+    principal: SignPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+    blobs: BlobsDep,
+    upload: Annotated[ReceivedUpload, Depends(receive_upload)],
+    idempotency_key: IdempotencyKey = None,
+) -> FileResponse:
+    """One-shot: upload and sign in one call; answers the signed PDF and keeps document and signature records."""
+    body = _options_from_form(upload.fields.get("options"))
+    sign_request = _sign_request(body)
+    earlier = signing_service.previous_result(
+        session, principal, key=idempotency_key, request=sign_request
+    )
+    if earlier is None:
+        if not principal.has(Entitlement.DOCUMENTS_WRITE):
+            raise Forbidden(
+                "The one-shot /sign stores the document too: it needs 'documents:write' as well."
+            )
+        document = documents_service.store_document(
+            session,
+            principal,
+            blobs=blobs,
+            upload=upload.file,
+            title=upload.fields.get("title"),
+            description="",
+            external_reference=upload.fields.get("external_reference"),
+            filename=upload.filename,
+        )
+        earlier = signing_service.sign_document(
+            session,
+            principal,
+            vault=request.app.state.vault,
+            blobs=blobs,
+            settings=settings,
+            trust_roots=request.app.state.trust_roots,
+            document=document,
+            request=sign_request,
+            idempotency_key=idempotency_key,
+        )
+    return FileResponse(
+        blobs.path(str(earlier.document_id), earlier.sha256_after),
+        media_type="application/pdf",
+        filename="signed.pdf",
+        headers={
+            "X-Document-ID": str(earlier.document_id),
+            "X-Signature-ID": str(earlier.id),
+            "X-Content-SHA256": earlier.sha256_after,
+        },
+    )
+
+
+def _options_from_form(raw: str | None) -> SignDocumentRequest:
+    try:
+        return SignDocumentRequest.model_validate_json(raw or "{}")
+    except ValidationError as exc:
+        raise InvalidInput(
+            "The 'options' part is not a valid sign request.",
+            invalid_params=[
+                {
+                    "name": "options." + ".".join(str(p) for p in e["loc"]),
+                    "in": "body",
+                    "reason": e["msg"],
+                }
+                for e in exc.errors()
+            ],
+        ) from None

@@ -1,7 +1,10 @@
 import uuid
 from datetime import datetime
 
-from app.core.schemas import Schema
+from pydantic import ConfigDict, Field
+
+from app.core.schemas import RequestSchema, Schema
+from app.signing.engine import Certification, PadesLevel
 
 
 class Provenance(Schema):
@@ -35,3 +38,67 @@ class ValidationReport(Schema):
     all_valid: bool
     provenance: Provenance
     signatures: list[SignatureValidation]
+
+
+class AppearanceIn(RequestSchema):
+    page: int = Field(ge=1, description="1-based page number.")
+    box: tuple[float, float, float, float] = Field(
+        description="[x1, y1, x2, y2] in PDF points from the bottom-left corner."
+    )
+    text: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Stamp text; placeholders %(signer)s and %(ts)s. Default: signer and time.",
+    )
+
+
+class SignDocumentRequest(RequestSchema):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "certificate_id": "3f1c2a9e-5b7d-4c1e-9a3b-2d6f8e0c1b4a",
+                    "level": "B-T",
+                    "reason": "Approved",
+                    "location": "Brussels",
+                    "appearance": {"page": 1, "box": [50, 50, 250, 110]},
+                }
+            ]
+        },
+    )
+
+    certificate_id: uuid.UUID | None = Field(
+        default=None, description="Default: the caller's default certificate."
+    )
+    level: PadesLevel = PadesLevel.B_B
+    reason: str | None = Field(default=None, max_length=500)
+    location: str | None = Field(default=None, max_length=200)
+    contact_info: str | None = Field(default=None, max_length=200)
+    field_name: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=r"^[^.]+$"
+    )
+    certify: Certification = Certification.NONE
+    appearance: AppearanceIn | None = None
+
+
+class SignatureRead(Schema):
+    id: uuid.UUID
+    document_id: uuid.UUID
+    version_number: int
+    certificate_id: uuid.UUID | None
+    certificate_fingerprint: str
+    certificate_subject: str
+    signer_kind: str
+    signer_id: uuid.UUID
+    signer_name: str
+    level: str
+    field_name: str
+    reason: str | None
+    location: str | None
+    certified: str
+    signing_time: datetime
+    timestamp_time: datetime | None
+    sha256_before: str
+    sha256_after: str
+    created_at: datetime

@@ -23,7 +23,7 @@ from app.signing.engine import (
     validate_pdf,
 )
 from tests.independent import check_signed_pdf, missing_tools
-from tests.keys import Issued, issue, make_ca, signer_of
+from tests.keys import Issued, asn1_of, issue, make_ca, pem_of, signer_of
 from tests.pdfs import make_pdf
 from tests.pki import TestPki, running_pki
 
@@ -83,7 +83,7 @@ def test_b_b_is_valid_for_pyhanko_pdfsig_qpdf_and_openssl(
         make_pdf(), signer, SignOptions(reason="Approved", location="Brussels")
     )
     [report] = validate_pdf(
-        io.BytesIO(signed), trust_roots=[ca.asn1], allow_fetching=False
+        io.BytesIO(signed), trust_roots=[asn1_of(ca)], allow_fetching=False
     )
     assert (
         report.intact,
@@ -95,7 +95,7 @@ def test_b_b_is_valid_for_pyhanko_pdfsig_qpdf_and_openssl(
     assert report.coverage == "entire_file"
     path = tmp_path / "signed.pdf"
     path.write_bytes(signed)
-    independent = check_signed_pdf(path, [ca.pem], tmp_path)
+    independent = check_signed_pdf(path, [pem_of(ca)], tmp_path)
     assert independent.pdfsig_valid == [True]
     assert independent.pdfsig_trusted == [True]
     assert independent.qpdf_ok
@@ -114,7 +114,7 @@ def test_b_t_has_a_valid_timestamp_everywhere(
         timestamper=timestamper_for(pki.tsa_url),
     )
     [report] = validate_pdf(
-        io.BytesIO(signed), trust_roots=[ca.asn1, pki.root], allow_fetching=False
+        io.BytesIO(signed), trust_roots=[asn1_of(ca), pki.root], allow_fetching=False
     )
     assert (report.pades_level, report.timestamp_valid, report.bottom_line) == (
         "B-T",
@@ -124,7 +124,7 @@ def test_b_t_has_a_valid_timestamp_everywhere(
     assert report.timestamp_time is not None
     path = tmp_path / "signed.pdf"
     path.write_bytes(signed)
-    independent = check_signed_pdf(path, [ca.pem, pki.root_pem], tmp_path)
+    independent = check_signed_pdf(path, [pem_of(ca), pki.root_pem], tmp_path)
     assert (independent.pdfsig_valid, independent.qpdf_ok, independent.openssl_ok) == (
         [True],
         True,
@@ -172,7 +172,7 @@ def test_second_signature_keeps_the_first_valid(ca: Issued, tmp_path: Path) -> N
     )
     both = sign(first, signer_of(issue(ca, "Bob"), ca), SignOptions(reason="approver"))
     reports = validate_pdf(
-        io.BytesIO(both), trust_roots=[ca.asn1], allow_fetching=False
+        io.BytesIO(both), trust_roots=[asn1_of(ca)], allow_fetching=False
     )
     assert [(r.field_name, r.bottom_line) for r in reports] == [
         ("Signature1", True),
@@ -184,7 +184,7 @@ def test_second_signature_keeps_the_first_valid(ca: Issued, tmp_path: Path) -> N
     path = tmp_path / "two.pdf"
     path.write_bytes(both)
     if not missing_tools():
-        independent = check_signed_pdf(path, [ca.pem], tmp_path)
+        independent = check_signed_pdf(path, [pem_of(ca)], tmp_path)
         assert independent.pdfsig_valid == [True, True]
         assert independent.openssl_ok == [True, True]
 
@@ -247,7 +247,7 @@ def test_certification_locks_the_document(ca: Issued) -> None:
     reader = PdfFileReader(io.BytesIO(signed))
     assert "/DocMDP" in reader.root["/Perms"]
     [report] = validate_pdf(
-        io.BytesIO(signed), trust_roots=[ca.asn1], allow_fetching=False
+        io.BytesIO(signed), trust_roots=[asn1_of(ca)], allow_fetching=False
     )
     assert report.bottom_line
 
@@ -257,7 +257,7 @@ def test_tampered_pdf_gets_a_report_not_an_error(ca: Issued) -> None:
     signed = bytearray(sign(original, signer_of(issue(ca, "A"), ca), SignOptions()))
     signed[len(original) // 2] ^= 0x01  # a byte inside the first signed range
     [report] = validate_pdf(
-        io.BytesIO(bytes(signed)), trust_roots=[ca.asn1], allow_fetching=False
+        io.BytesIO(bytes(signed)), trust_roots=[asn1_of(ca)], allow_fetching=False
     )
     assert (report.intact, report.bottom_line) == (False, False)
     assert "changed after signing" in report.problems[0]
@@ -268,14 +268,14 @@ def test_unsigned_pdf_has_no_signatures_and_untrusted_signer_is_reported(
 ) -> None:
     assert (
         validate_pdf(
-            io.BytesIO(make_pdf()), trust_roots=[ca.asn1], allow_fetching=False
+            io.BytesIO(make_pdf()), trust_roots=[asn1_of(ca)], allow_fetching=False
         )
         == []
     )
     other = make_ca("Other CA")
     signed = sign(make_pdf(), signer_of(issue(other, "Mallory"), other), SignOptions())
     [report] = validate_pdf(
-        io.BytesIO(signed), trust_roots=[ca.asn1], allow_fetching=False
+        io.BytesIO(signed), trust_roots=[asn1_of(ca)], allow_fetching=False
     )
     assert (report.intact, report.valid, report.trusted, report.bottom_line) == (
         True,

@@ -14,7 +14,7 @@ from app.core.config import Settings
 from app.main import create_app
 from app.signing.engine import SignOptions, sign_pdf
 from tests.factories import Credentials, assert_problem, audit_events, bearer, login
-from tests.keys import Issued, issue, make_ca, signer_of
+from tests.keys import Issued, issue, make_ca, pem_of, signer_of
 from tests.pdfs import make_pdf
 
 
@@ -26,7 +26,7 @@ def ca() -> Issued:
 @pytest.fixture
 def verifying(settings: Settings, tmp_path: Path, ca: Issued) -> Iterator[TestClient]:
     bundle = tmp_path / "roots.pem"
-    bundle.write_bytes(ca.pem)
+    bundle.write_bytes(pem_of(ca))
     app = create_app(
         settings.model_copy(
             update={"trust_roots_file": bundle, "validation_online": False}

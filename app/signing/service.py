@@ -1,0 +1,289 @@
+"""Signing stored documents with vault keys: one new version and one signature record per signature."""
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.access.principal import Principal
+from app.audit import service as audit_service
+from app.certificates import service as vault_service
+from app.certificates.models import SigningCertificate
+from app.certificates.vault import Vault
+from app.core.config import Settings
+from app.core.storage import BlobStore
+from app.core.types import utcnow
+from app.documents.models import Document, DocumentStatus, DocumentVersion
+from app.signing import engine
+from app.signing.errors import (
+    IdempotencyKeyReused,
+    NoCertificateChosen,
+    RevocationUnavailable,
+    SigningRefused,
+    TimestampUnavailable,
+)
+from app.signing.models import IdempotencyRecord, Signature
+
+
+@dataclass(frozen=True, slots=True)
+class SignRequest:
+    certificate_id: uuid.UUID | None
+    options: engine.SignOptions
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the request's content, to tell a retry from a different request."""
+        options = self.options
+        appearance = options.appearance
+        content = {
+            "certificate_id": str(self.certificate_id) if self.certificate_id else None,
+            "level": options.level.value,
+            "field_name": options.field_name,
+            "reason": options.reason,
+            "location": options.location,
+            "contact_info": options.contact_info,
+            "certify": options.certify.value,
+            "appearance": [appearance.page, list(appearance.box), appearance.text]
+            if appearance
+            else None,
+        }
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def previous_result(
+    session: Session, principal: Principal, *, key: str | None, request: SignRequest
+) -> Signature | None:
+    """The signature an earlier request with this `Idempotency-Key` produced, if any.
+
+    Raises:
+        IdempotencyKeyReused: the key was used by this principal for a different request.
+    """
+    if key is None:
+        return None
+    record = session.scalars(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.principal_kind == principal.kind,
+            IdempotencyRecord.principal_id == principal.id,
+            IdempotencyRecord.key == key,
+        )
+    ).one_or_none()
+    if record is None:
+        return None
+    if record.request_sha256 != request.fingerprint():
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used for a different sign request."
+        )
+    return session.get_one(Signature, record.signature_id)
+
+
+def sign_document(
+    session: Session,
+    principal: Principal,
+    *,
+    vault: Vault,
+    blobs: BlobStore,
+    settings: Settings,
+    trust_roots: Sequence[asn1_x509.Certificate],
+    document: Document,
+    request: SignRequest,
+    idempotency_key: str | None = None,
+) -> Signature:
+    """Sign the document's latest version with a vault key the principal may use.
+
+    The new version is stored before the transaction commits; on any failure the
+    document and its versions stay exactly as they were, and the refusal is audited.
+
+    Raises:
+        NoCertificateChosen: no certificate given and no default set (422).
+        The vault's refusals (403/404/409/422/503) for the certificate.
+        SigningRefused (422), TimestampUnavailable / RevocationUnavailable (502).
+        IdempotencyKeyReused (409).
+    """
+    earlier = previous_result(session, principal, key=idempotency_key, request=request)
+    if earlier is not None:
+        return earlier
+    certificate_id = request.certificate_id or _default_certificate(session, principal)
+    try:
+        signer = vault.signer_for(session, principal, certificate_id)
+        certificate = session.get_one(SigningCertificate, certificate_id)
+        signature = _sign(
+            session,
+            principal,
+            blobs=blobs,
+            settings=settings,
+            trust_roots=trust_roots,
+            document=document,
+            request=request,
+            signer=signer,
+            certificate=certificate,
+        )
+    except (SigningRefused, TimestampUnavailable, RevocationUnavailable) as exc:
+        audit_service.record_isolated(
+            session,
+            actor=principal.actor,
+            action="document.sign_failed",
+            resource_type="document",
+            resource_id=document.id,
+            details={
+                "code": exc.code,
+                "reason": exc.detail,
+                "certificate_id": str(certificate_id),
+                "level": request.options.level.value,
+            },
+        )
+        raise
+    if idempotency_key is not None:
+        session.add(
+            IdempotencyRecord(
+                principal_kind=principal.kind,
+                principal_id=principal.id,
+                key=idempotency_key,
+                request_sha256=request.fingerprint(),
+                signature_id=signature.id,
+            )
+        )
+    return signature
+
+
+def _default_certificate(session: Session, principal: Principal) -> uuid.UUID:
+    default = (
+        vault_service.default_certificate_id(session, principal.id)
+        if principal.kind == "user"
+        else None
+    )
+    if default is None:
+        raise NoCertificateChosen(
+            "Name a certificate_id: no default certificate is set for you."
+        )
+    return default
+
+
+def _sign(
+    session: Session,
+    principal: Principal,
+    *,
+    blobs: BlobStore,
+    settings: Settings,
+    trust_roots: Sequence[asn1_x509.Certificate],
+    document: Document,
+    request: SignRequest,
+    signer: Any,
+    certificate: SigningCertificate,
+) -> Signature:
+    options = request.options
+    if options.signer_name is None:
+        options = replace(options, signer_name=principal.name)
+    timestamper = (
+        engine.timestamper_for(settings.tsa_url, timeout=settings.tsa_timeout_seconds)
+        if settings.tsa_url
+        else None
+    )
+    revocation = None
+    if options.level in (engine.PadesLevel.B_LT, engine.PadesLevel.B_LTA):
+        # The chain's own root counts as trusted for collecting revocation data:
+        # the vault admitted this certificate, and the DSS records what was found.
+        chain = [
+            asn1_x509.Certificate.load(c.public_bytes(Encoding.DER))
+            for c in certificate.chain_certificates()
+        ]
+        roots = [c for c in chain if c.self_signed]
+        revocation = engine.revocation_fetching([*trust_roots, *roots], chain)
+    namespace = str(document.id)
+    before = document.latest_sha256
+    signing_time = utcnow()
+    with blobs.open(namespace, before) as source, blobs.spool() as target:
+        try:
+            output = engine.sign_pdf(
+                source,
+                target,
+                signer,
+                options,
+                signing_time=signing_time,
+                timestamper=timestamper,
+                revocation=revocation,
+            )
+        except engine.EngineError as exc:
+            raise _refusal(exc) from None
+        stored = blobs.put_file(namespace, target)
+    number = document.version_count + 1
+    session.add(
+        DocumentVersion(
+            document_id=document.id,
+            number=number,
+            sha256=stored.sha256,
+            size=stored.size,
+        )
+    )
+    document.version_count = number
+    document.latest_sha256 = stored.sha256
+    document.size = stored.size
+    document.status = DocumentStatus.SIGNED
+    signature = Signature(
+        document_id=document.id,
+        version_number=number,
+        certificate_id=certificate.id,
+        certificate_fingerprint=certificate.fingerprint_sha256,
+        certificate_subject=certificate.subject,
+        signer_kind=principal.kind,
+        signer_id=principal.id,
+        signer_name=principal.name,
+        level=options.level.value,
+        field_name=output.field_name,
+        reason=options.reason,
+        location=options.location,
+        certified=options.certify.value,
+        signing_time=signing_time,
+        timestamp_time=signing_time if options.level != engine.PadesLevel.B_B else None,
+        sha256_before=before,
+        sha256_after=stored.sha256,
+    )
+    session.add(signature)
+    session.flush()
+    details = {
+        "signature_id": str(signature.id),
+        "version": number,
+        "level": options.level.value,
+        "certificate_fingerprint": certificate.fingerprint_sha256,
+        "sha256_before": before,
+        "sha256_after": stored.sha256,
+        "field_name": output.field_name,
+    }
+    audit_service.record(
+        session,
+        actor=principal.actor,
+        action="document.signed",
+        resource_type="document",
+        resource_id=document.id,
+        details=details,
+    )
+    vault_service.record_key_use(
+        session,
+        principal.actor,
+        certificate=certificate,
+        details={"document_id": str(document.id), "signature_id": str(signature.id)},
+    )
+    return signature
+
+
+def _refusal(exc: engine.EngineError) -> Exception:
+    if exc.code == "tsa_unavailable":
+        return TimestampUnavailable(str(exc))
+    if exc.code == "revocation_unavailable":
+        return RevocationUnavailable(str(exc))
+    refused = SigningRefused(str(exc))
+    refused.extra["reason_code"] = exc.code
+    return refused
+
+
+def list_signatures(session: Session, document: Document) -> Sequence[Signature]:
+    return session.scalars(
+        select(Signature)
+        .where(Signature.document_id == document.id)
+        .order_by(Signature.version_number)
+    ).all()

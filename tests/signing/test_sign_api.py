@@ -1,0 +1,450 @@
+"""Signing over HTTP with vault certificates: records, versions, refusals that change nothing, retries."""
+
+import io
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.config import Settings
+from app.core.security import PasswordHasher
+from app.main import create_app
+from app.signing.engine import validate_pdf
+from app.signing.models import Signature
+from tests.certificates.conftest import import_signer
+from tests.certificates.pki import Issued, make_ca, make_signer
+from tests.factories import (
+    Credentials,
+    assert_problem,
+    audit_events,
+    bearer,
+    login,
+    make_user,
+)
+from tests.keys import asn1_of
+from tests.pdfs import make_pdf
+from tests.pki import TestPki, running_pki
+
+DOCS = "/api/v1/documents"
+
+
+@pytest.fixture(scope="module")
+def ca() -> Issued:
+    return make_ca()
+
+
+@dataclass
+class Signer:
+    credentials: Credentials
+    headers: dict[str, str]
+    certificate_id: str
+
+
+def enrol_signer(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    user: Credentials,
+    ca: Issued,
+    name: str,
+) -> Signer:
+    certificate = import_signer(client, admin_headers, make_signer(ca, cn=name), ca)
+    assigned = client.post(
+        f"/api/v1/certificates/{certificate['id']}/assignments",
+        json={"user_id": str(user.user_id)},
+        headers=admin_headers,
+    )
+    assert assigned.status_code == 201, assigned.text
+    return Signer(user, bearer(login(client, user)["access_token"]), certificate["id"])
+
+
+@pytest.fixture
+def alice(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    session_factory: sessionmaker[Session],
+    hasher: PasswordHasher,
+    ca: Issued,
+) -> Signer:
+    return enrol_signer(
+        client,
+        admin_headers,
+        make_user(session_factory, hasher, username="alice"),
+        ca,
+        "Alice",
+    )
+
+
+def upload(
+    client: TestClient, headers: dict[str, str], pdf: bytes | None = None
+) -> dict[str, Any]:
+    response = client.post(
+        DOCS,
+        files={"file": ("doc.pdf", pdf or make_pdf(pages=2), "application/pdf")},
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def content(
+    client: TestClient,
+    headers: dict[str, str],
+    document_id: str,
+    version: str = "latest",
+) -> bytes:
+    return client.get(
+        f"{DOCS}/{document_id}/content?version={version}", headers=headers
+    ).content
+
+
+def test_sign_creates_a_version_and_a_record(
+    client: TestClient,
+    alice: Signer,
+    ca: Issued,
+    session_factory: sessionmaker[Session],
+) -> None:
+    original = make_pdf(pages=2)
+    document = upload(client, alice.headers, original)
+    response = client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={
+            "certificate_id": alice.certificate_id,
+            "reason": "Approved",
+            "location": "Ghent",
+            "appearance": {"page": 2, "box": [40, 40, 240, 100]},
+        },
+        headers=alice.headers,
+    )
+    assert response.status_code == 201, response.text
+    signature = response.json()
+    assert (
+        signature["version_number"],
+        signature["level"],
+        signature["signer_name"],
+        signature["reason"],
+    ) == (2, "B-B", "alice", "Approved")
+    assert signature["sha256_before"] == document["sha256"]
+    updated = client.get(f"{DOCS}/{document['id']}", headers=alice.headers).json()
+    assert (updated["status"], updated["version_count"], updated["sha256"]) == (
+        "signed",
+        2,
+        signature["sha256_after"],
+    )
+    assert content(client, alice.headers, document["id"], "original") == original
+    [report] = validate_pdf(
+        io.BytesIO(content(client, alice.headers, document["id"])),
+        trust_roots=[asn1_of(ca)],
+        allow_fetching=False,
+    )
+    assert (report.bottom_line, report.pades_level, report.field_name) == (
+        True,
+        "B-B",
+        signature["field_name"],
+    )
+    listed = client.get(
+        f"{DOCS}/{document['id']}/signatures", headers=alice.headers
+    ).json()
+    assert [s["id"] for s in listed] == [signature["id"]]
+    [signed] = audit_events(session_factory, "document.signed")
+    assert (
+        signed.details["certificate_fingerprint"]
+        == signature["certificate_fingerprint"]
+    )
+    assert len(audit_events(session_factory, "certificate.key_used")) == 1
+
+
+def test_second_signature_keeps_the_first_valid(
+    client: TestClient, admin_headers: dict[str, str], alice: Signer, ca: Issued
+) -> None:
+    document = upload(client, alice.headers)
+    first = client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={"certificate_id": alice.certificate_id},
+        headers=alice.headers,
+    )
+    assert first.status_code == 201
+    # the administrator (who sees every document) signs second, with a certificate of its own
+    admin_id = client.get("/api/v1/auth/me", headers=admin_headers).json()["id"]
+    bob = import_signer(client, admin_headers, make_signer(ca, cn="Bob"), ca)
+    client.post(
+        f"/api/v1/certificates/{bob['id']}/assignments",
+        json={"user_id": admin_id},
+        headers=admin_headers,
+    )
+    second = client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={"certificate_id": bob["id"]},
+        headers=admin_headers,
+    )
+    assert second.status_code == 201, second.text
+    reports = validate_pdf(
+        io.BytesIO(content(client, admin_headers, document["id"])),
+        trust_roots=[asn1_of(ca)],
+        allow_fetching=False,
+    )
+    assert [r.bottom_line for r in reports] == [True, True]
+    assert [r.coverage for r in reports] == ["entire_revision", "entire_file"]
+    assert [
+        s["version_number"]
+        for s in client.get(
+            f"{DOCS}/{document['id']}/signatures", headers=admin_headers
+        ).json()
+    ] == [2, 3]
+
+
+def count_signatures(session_factory: sessionmaker[Session]) -> int:
+    with session_factory() as session:
+        return session.scalar(select(func.count()).select_from(Signature)) or 0
+
+
+def assert_unchanged(
+    client: TestClient,
+    headers: dict[str, str],
+    document: dict[str, Any],
+    session_factory: sessionmaker[Session],
+) -> None:
+    now = client.get(f"{DOCS}/{document['id']}", headers=headers).json()
+    assert (now["version_count"], now["sha256"], now["status"]) == (
+        1,
+        document["sha256"],
+        "uploaded",
+    )
+    assert count_signatures(session_factory) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"level": "B-X"}, 422, "validation_failed"),
+        ({"appearance": {"page": 7, "box": [0, 0, 10, 10]}}, 422, "signing_refused"),
+        ({"level": "B-T"}, 422, "signing_refused"),
+        ({"certify": "sometimes"}, 422, "validation_failed"),
+    ],
+)
+def test_refused_requests_change_nothing(
+    client: TestClient,
+    alice: Signer,
+    session_factory: sessionmaker[Session],
+    body: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
+    document = upload(client, alice.headers)
+    response = client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={"certificate_id": alice.certificate_id, **body},
+        headers=alice.headers,
+    )
+    assert_problem(response, status, code)
+    assert_unchanged(client, alice.headers, document, session_factory)
+
+
+def test_unassigned_disabled_and_revoked_certificates_are_refused(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    alice: Signer,
+    ca: Issued,
+    session_factory: sessionmaker[Session],
+) -> None:
+    document = upload(client, alice.headers)
+    stranger = import_signer(client, admin_headers, make_signer(ca, cn="Stranger"), ca)
+    refused = client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={"certificate_id": stranger["id"]},
+        headers=alice.headers,
+    )
+    assert refused.status_code == 403
+    client.post(
+        f"/api/v1/certificates/{alice.certificate_id}/disable", headers=admin_headers
+    )
+    assert (
+        client.post(
+            f"{DOCS}/{document['id']}/sign",
+            json={"certificate_id": alice.certificate_id},
+            headers=alice.headers,
+        ).status_code
+        == 409
+    )
+    client.post(
+        f"/api/v1/certificates/{alice.certificate_id}/enable", headers=admin_headers
+    )
+    client.post(
+        f"/api/v1/certificates/{alice.certificate_id}/revoke",
+        json={},
+        headers=admin_headers,
+    )
+    assert (
+        client.post(
+            f"{DOCS}/{document['id']}/sign",
+            json={"certificate_id": alice.certificate_id},
+            headers=alice.headers,
+        ).status_code
+        == 409
+    )
+    assert_unchanged(client, alice.headers, document, session_factory)
+    assert len(audit_events(session_factory, "certificate.key_use_refused")) == 3
+
+
+def test_without_certificate_or_default_is_422(
+    client: TestClient, alice: Signer
+) -> None:
+    document = upload(client, alice.headers)
+    assert_problem(
+        client.post(f"{DOCS}/{document['id']}/sign", json={}, headers=alice.headers),
+        422,
+        "certificate_required",
+    )
+
+
+def test_idempotency_key_returns_the_first_result(
+    client: TestClient, alice: Signer, session_factory: sessionmaker[Session]
+) -> None:
+    document = upload(client, alice.headers)
+    headers = {**alice.headers, "Idempotency-Key": "job-42"}
+    body = {"certificate_id": alice.certificate_id, "reason": "once"}
+    first = client.post(f"{DOCS}/{document['id']}/sign", json=body, headers=headers)
+    again = client.post(f"{DOCS}/{document['id']}/sign", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json()["id"] == again.json()["id"]
+    assert (
+        client.get(f"{DOCS}/{document['id']}", headers=alice.headers).json()[
+            "version_count"
+        ]
+        == 2
+    )
+    assert count_signatures(session_factory) == 1
+    other = client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={**body, "reason": "twice"},
+        headers=headers,
+    )
+    assert_problem(other, 409, "idempotency_key_reused")
+
+
+def test_one_shot_sign_returns_the_signed_pdf_and_keeps_the_record(
+    client: TestClient, alice: Signer, ca: Issued
+) -> None:
+    response = client.post(
+        "/api/v1/sign",
+        files={"file": ("in.pdf", make_pdf(), "application/pdf")},
+        data={
+            "options": f'{{"certificate_id": "{alice.certificate_id}", "reason": "one shot"}}'
+        },
+        headers=alice.headers,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/pdf"
+    [report] = validate_pdf(
+        io.BytesIO(response.content), trust_roots=[asn1_of(ca)], allow_fetching=False
+    )
+    assert report.bottom_line
+    document_id = response.headers["x-document-id"]
+    signatures = client.get(
+        f"{DOCS}/{document_id}/signatures", headers=alice.headers
+    ).json()
+    assert [s["id"] for s in signatures] == [response.headers["x-signature-id"]]
+    bad = client.post(
+        "/api/v1/sign",
+        files={"file": ("in.pdf", make_pdf(), "application/pdf")},
+        data={"options": '{"level": 5}'},
+        headers=alice.headers,
+    )
+    assert_problem(bad, 422, "validation_failed")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPki]:
+    with running_pki(tmp_path_factory.mktemp("pki")) as running:
+        yield running
+
+
+@pytest.fixture
+def tsa_client(settings: Settings, pki: TestPki) -> Iterator[TestClient]:
+    app = create_app(settings.model_copy(update={"tsa_url": pki.tsa_url}))
+    with TestClient(app) as client:
+        yield client
+    app.state.engine.dispose()
+
+
+def test_b_t_through_the_api_uses_the_configured_tsa(
+    tsa_client: TestClient,
+    admin: Credentials,
+    session_factory: sessionmaker[Session],
+    hasher: PasswordHasher,
+    ca: Issued,
+    pki: TestPki,
+) -> None:
+    admin_headers = bearer(login(tsa_client, admin)["access_token"])
+    signer = enrol_signer(
+        tsa_client,
+        admin_headers,
+        make_user(session_factory, hasher, username="tina"),
+        ca,
+        "Tina",
+    )
+    document = upload(tsa_client, signer.headers)
+    response = tsa_client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={"certificate_id": signer.certificate_id, "level": "B-T"},
+        headers=signer.headers,
+    )
+    assert response.status_code == 201, response.text
+    [report] = validate_pdf(
+        io.BytesIO(content(tsa_client, signer.headers, document["id"])),
+        trust_roots=[asn1_of(ca), pki.root],
+        allow_fetching=False,
+    )
+    assert (report.pades_level, report.timestamp_valid) == ("B-T", True)
+
+
+def test_unreachable_tsa_is_502_and_changes_nothing(
+    settings: Settings,
+    admin: Credentials,
+    session_factory: sessionmaker[Session],
+    hasher: PasswordHasher,
+    ca: Issued,
+    tmp_path: Path,
+) -> None:
+    app: FastAPI = create_app(
+        settings.model_copy(
+            update={"tsa_url": "http://127.0.0.1:9/tsa", "tsa_timeout_seconds": 2}
+        )
+    )
+    try:
+        with TestClient(app) as client:
+            admin_headers = bearer(login(client, admin)["access_token"])
+            signer = enrol_signer(
+                client,
+                admin_headers,
+                make_user(session_factory, hasher, username="tom"),
+                ca,
+                "Tom",
+            )
+            document = upload(client, signer.headers)
+            response = client.post(
+                f"{DOCS}/{document['id']}/sign",
+                json={"certificate_id": signer.certificate_id, "level": "B-T"},
+                headers=signer.headers,
+            )
+            assert_problem(response, 502, "tsa_unavailable")
+            assert_unchanged(client, signer.headers, document, session_factory)
+            [failed] = audit_events(session_factory, "document.sign_failed")
+            assert failed.details["code"] == "tsa_unavailable"
+    finally:
+        app.state.engine.dispose()
+
+
+def test_unknown_document_is_404(client: TestClient, alice: Signer) -> None:
+    assert_problem(
+        client.post(f"{DOCS}/{uuid.uuid4()}/sign", json={}, headers=alice.headers),
+        404,
+        "document_not_found",
+    )
