@@ -34,7 +34,9 @@ class LicenseUsage(Base):
 
     They are incremented with a conditional UPDATE inside the signing
     transaction: a rolled-back signature does not count, and concurrent signers
-    can never pass a limit.
+    can never pass a limit. The `total` row's `updated_at` is the latest time the
+    server has counted (or refused) a signature at: licence time never runs
+    backwards from it.
     """
 
     __tablename__ = "license_usage"

@@ -3,9 +3,10 @@ import binascii
 import json
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from app.access.entitlements import Entitlement
 from app.access.policy import require

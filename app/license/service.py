@@ -34,6 +34,7 @@ from app.access.models import User, UserStatus
 from app.audit import service as audit_service
 from app.audit.service import Actor, Outcome
 from app.core.config import Settings
+from app.core.db import after_transaction
 from app.core.types import utcnow
 from app.license.errors import (
     LicenseAlreadyExpired,
@@ -271,7 +272,7 @@ def usage(session: Session, *, now: datetime | None = None) -> Usage:
     )
     period = month_of(status.now)
     counts = dict(
-        session.execute(select(LicenseUsage.period, LicenseUsage.signatures)).tuples()
+        session.execute(select(LicenseUsage.period, LicenseUsage.signatures)).all()
     )
     months = sorted(
         ((p, n) for p, n in counts.items() if p != TOTAL_PERIOD), reverse=True
@@ -420,6 +421,8 @@ def reserve_signature(
     """
     status = _usable(session, actor=actor, now=now, operation="sign")
     if status.state in (LicenseState.EXPIRED, LicenseState.MISSING):
+        # Remember having seen this moment: setting the clock back does not help.
+        after_transaction(session, lambda own: _advance_clock(own, status.now))
         raise _refuse(
             session,
             LicenseExpired(status.detail),
@@ -487,6 +490,27 @@ def _ensure_period_row(session: Session, period: str) -> None:
     )
 
 
+def _latest(moment: datetime) -> Any:
+    """`updated_at` moved forward to `moment`, never backwards."""
+    value = literal(moment, LicenseUsage.updated_at.type)
+    return case(
+        (
+            LicenseUsage.updated_at.is_(None) | (LicenseUsage.updated_at < value),
+            value,
+        ),
+        else_=LicenseUsage.updated_at,
+    )
+
+
+def _advance_clock(session: Session, now: datetime) -> None:
+    session.execute(
+        update(LicenseUsage)
+        .where(LicenseUsage.period == TOTAL_PERIOD)
+        .values(updated_at=_latest(now))
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _increment(
     session: Session, period: str, limit: int | None, now: datetime
 ) -> int | None:
@@ -494,19 +518,9 @@ def _increment(
     statement = update(LicenseUsage).where(LicenseUsage.period == period)
     if limit is not None:
         statement = statement.where(LicenseUsage.signatures < limit)
-    moment = literal(now, LicenseUsage.updated_at.type)
     count: int | None = session.execute(
         statement.values(
-            signatures=LicenseUsage.signatures + 1,
-            # The high-water mark of time, never moved backwards.
-            updated_at=case(
-                (
-                    LicenseUsage.updated_at.is_(None)
-                    | (LicenseUsage.updated_at < moment),
-                    moment,
-                ),
-                else_=LicenseUsage.updated_at,
-            ),
+            signatures=LicenseUsage.signatures + 1, updated_at=_latest(now)
         )
         .returning(LicenseUsage.signatures)
         .execution_options(synchronize_session=False)
