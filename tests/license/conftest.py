@@ -51,7 +51,10 @@ def make_license(
     features: tuple[str, ...] = ("batch", "ltv", "pkcs11"),
     licensee: str = "Acme Ltd",
     license_id: str | None = None,
-    **limits: int | None,
+    users: int | None = None,
+    certificates: int | None = None,
+    signatures_per_month: int | None = None,
+    signatures_total: int | None = None,
 ) -> bytes:
     start = valid_from or utcnow() - timedelta(days=1)
     payload = new_payload(
@@ -60,7 +63,12 @@ def make_license(
         issued_at=start,
         valid_from=start,
         valid_until=valid_until or start + timedelta(days=366),
-        limits=Limits(**limits),
+        limits=Limits(
+            users=users,
+            certificates=certificates,
+            signatures_per_month=signatures_per_month,
+            signatures_total=signatures_total,
+        ),
         features=features,
     )
     return sign_license(payload, issuer).encode()

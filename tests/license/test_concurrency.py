@@ -38,12 +38,21 @@ class Abort(Exception):
 
 
 def grant(
-    sessions: sessionmaker[Session], issuer: Ed25519PrivateKey, **limits: int
+    sessions: sessionmaker[Session],
+    issuer: Ed25519PrivateKey,
+    *,
+    users: int | None = None,
+    signatures_per_month: int | None = None,
+    signatures_total: int | None = None,
 ) -> None:
+    content = make_license(
+        issuer,
+        users=users,
+        signatures_per_month=signatures_per_month,
+        signatures_total=signatures_total,
+    )
     with sessions.begin() as session:
-        license_service.install_license(
-            session, actor=SYSTEM, content=make_license(issuer, **limits)
-        )
+        license_service.install_license(session, actor=SYSTEM, content=content)
 
 
 def attempt(factory: sessionmaker[Session], *, abort: bool = False) -> str:
