@@ -13,8 +13,9 @@ Each raises a 403 `LicenseRefusal` (`license_limit_reached`, `license_expired`,
 `license_invalid`, `license_feature_missing`) after recording the refusal in the
 audit log. Every function takes `now` so tests (and schedulers) control the clock.
 
-The time used is never earlier than the last counted signature: setting the
-system clock back does not bring an expired licence back to life.
+The time used is never earlier than the latest signature counted or refused
+(the `total` counter's `updated_at`): setting the system clock back does not
+bring an expired licence back to life.
 """
 
 import hashlib
@@ -613,6 +614,9 @@ def _announce_expiry(session: Session, status: LicenseStatus) -> int | None:
     if days_left is None or days_left > EXPIRY_WARNING_DAYS[0]:
         return None
     threshold = min(t for t in EXPIRY_WARNING_DAYS if days_left <= t)
+    warned = _state_row(session).expiry_warned_days
+    if warned is not None and warned <= threshold:
+        return None  # announced already (the UPDATE below decides races)
     won = session.execute(
         update(LicenseStateRow)
         .where(
