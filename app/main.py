@@ -34,6 +34,7 @@ from app.core.metrics import Metrics, MetricsMiddleware
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.schemas import Problem
 from app.core.security import PasswordHasher
+from app.license import service as license_service
 
 # Swagger UI's files ship in a Python package: the docs work on air-gapped networks.
 SWAGGER_STATIC_DIR = Path(fastapi_offline.__file__).parent / "static"
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.state.settings = settings
     api.state.engine = engine
     api.state.sessionmaker = make_sessionmaker(engine)
+    license_service.bind_issuer_key(api.state.sessionmaker, settings)
     api.state.password_hasher = PasswordHasher(
         time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
     )

@@ -5,6 +5,7 @@ from app.audit.models import AuditChainHead, AuditEvent
 from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessToken
 from app.core.crypto import DataKey
 from app.core.db import Base
+from app.license.models import LicenseStateRow, LicenseUsage
 
 __all__ = [
     "ApiClient",
@@ -14,6 +15,8 @@ __all__ = [
     "Base",
     "DataKey",
     "Department",
+    "LicenseStateRow",
+    "LicenseUsage",
     "RefreshToken",
     "RevokedAccessToken",
     "Role",
