@@ -7,6 +7,7 @@ from app.auth.router import router as auth_router
 from app.certificates.router import router as certificates_router
 from app.certificates.router import users_router as certificate_users_router
 from app.documents.router import router as documents_router
+from app.license.router import router as license_router
 from app.signing.router import router as signing_router
 from app.system.router import router as system_router
 
@@ -19,3 +20,4 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(signing_router)
     app.include_router(certificates_router)
     app.include_router(certificate_users_router)
+    app.include_router(license_router)

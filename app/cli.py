@@ -25,6 +25,8 @@ from app.core.errors import AppError
 from app.core.metrics import MULTIPROC_ENV
 from app.core.migrations import head_revision, upgrade_to_head
 from app.core.security import PasswordHasher
+from app.license import service as license_service
+from app.license.cli import license_group
 
 
 def _fail(message: str) -> None:
@@ -104,8 +106,10 @@ def create_admin(username: str, password: str, email: str | None) -> None:
     )
     with _engine(settings) as engine:
         _migrate(engine)
+        factory = make_sessionmaker(engine)
+        license_service.bind_issuer_key(factory, settings)
         try:
-            with make_sessionmaker(engine).begin() as session:
+            with factory.begin() as session:
                 role = access_service.get_role_by_name(
                     session, access_service.ADMINISTRATOR_ROLE
                 )
@@ -234,6 +238,7 @@ def serve(host: str, port: int, workers: int) -> None:
     with _engine(settings) as engine:
         _migrate(engine)
         _bootstrap(settings, engine)
+        _license_check(settings, engine)
     try:
         TokenKeys.from_settings(
             settings
@@ -253,6 +258,16 @@ def serve(host: str, port: int, workers: int) -> None:
         workers=workers,
         proxy_headers=True,
     )
+
+
+def _license_check(settings: Settings, engine: Engine) -> None:
+    """Say which licence is in force, and announce an approaching expiry."""
+    factory = make_sessionmaker(engine)
+    license_service.bind_issuer_key(factory, settings)
+    with factory.begin() as session:
+        status = license_service.current_status(session)
+        license_service.scan_expiry(session)
+    click.echo(f"signvault: licence {status.state.value}: {status.detail}", err=True)
 
 
 def _bootstrap(settings: Settings, engine: Engine) -> None:
@@ -290,3 +305,6 @@ def _bootstrap(settings: Settings, engine: Engine) -> None:
             f"signvault: created administrator '{user.username}' (password from SIGNVAULT_ADMIN_PASSWORD)",
             err=True,
         )
+
+
+main.add_command(license_group)

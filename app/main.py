@@ -36,6 +36,7 @@ from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddlewar
 from app.core.schemas import Problem
 from app.core.security import PasswordHasher
 from app.core.storage import BlobStore
+from app.license import service as license_service
 from app.signing.validation import load_trust_roots
 
 # Swagger UI's files ship in a Python package: the docs work on air-gapped networks.
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.state.settings = settings
     api.state.engine = engine
     api.state.sessionmaker = make_sessionmaker(engine)
+    license_service.bind_issuer_key(api.state.sessionmaker, settings)
     api.state.password_hasher = PasswordHasher(
         time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
     )

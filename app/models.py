@@ -12,6 +12,7 @@ from app.certificates.models import (
 from app.core.crypto import DataKey
 from app.core.db import Base
 from app.documents.models import Document, DocumentVersion
+from app.license.models import LicenseStateRow, LicenseUsage
 from app.signing.models import IdempotencyRecord, Signature
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "Document",
     "DocumentVersion",
     "IdempotencyRecord",
+    "LicenseStateRow",
+    "LicenseUsage",
     "RefreshToken",
     "RevokedAccessToken",
     "Role",

@@ -11,6 +11,8 @@ from app.audit.service import SYSTEM, Actor
 from app.core.errors import Conflict, NotFound
 from app.core.security import PasswordHasher
 from app.core.types import utcnow
+from app.license import service as license_service
+from app.license.service import Capacity
 
 ADMINISTRATOR_ROLE = "administrator"
 
@@ -34,7 +36,10 @@ def create_user(
     email: str | None = None,
     full_name: str = "",
 ) -> User:
-    """Raises: Conflict if the username is taken (case-insensitively)."""
+    """Raises: Conflict if the username is taken (case-insensitively); LicenseRefusal
+    beyond the licence's user limit (the first user of an empty database is exempt).
+    """
+    license_service.check_capacity(session, Capacity.USERS, actor=actor)
     key = username.strip().lower()
     if (
         session.scalars(select(User.id).where(User.username_key == key)).first()

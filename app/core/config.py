@@ -117,12 +117,25 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_seconds: float = Field(
         default=30.0, gt=0, description="How long a SQLite writer waits for the lock."
     )
+    license_public_key: str | None = Field(
+        default=None,
+        description="Ed25519 public key (base64 of its 32 bytes, or PEM) that licence files must be signed with; default: SignVault's issuer key.",
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
     def split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("license_public_key")
+    @classmethod
+    def check_license_key(cls, value: str | None) -> str | None:
+        if value:
+            from app.license.verifier import load_public_key
+
+            load_public_key(value)
         return value
 
     @property

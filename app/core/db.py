@@ -88,13 +88,13 @@ def get_session(request: Request) -> Iterator[Session]:
     finally:
         deferred = session.info.pop("after_transaction", [])
         on_commit_work = session.info.pop("on_commit", [])
+        on_rollback_work = session.info.pop("on_rollback", [])
         session.close()
         for work in deferred:
             with factory.begin() as own:
                 work(own)
-        if committed:
-            for action in on_commit_work:
-                action()
+        for action in on_commit_work if committed else on_rollback_work:
+            action()
 
 
 def after_transaction(session: Session, work: Callable[[Session], None]) -> None:
@@ -114,3 +114,8 @@ def on_commit(session: Session, action: Callable[[], None]) -> None:
     such as deleting a deleted document's files.
     """
     session.info.setdefault("on_commit", []).append(action)
+
+
+def on_rollback(session: Session, action: Callable[[], None]) -> None:
+    """Run `action` if the request's transaction rolls back (to undo files written for it)."""
+    session.info.setdefault("on_rollback", []).append(action)

@@ -83,6 +83,9 @@ class BlobStore:
     def exists(self, namespace: str, sha256: str) -> bool:
         return self.path(namespace, sha256).exists()
 
+    def delete(self, namespace: str, sha256: str) -> None:
+        self.path(namespace, sha256).unlink(missing_ok=True)
+
     def delete_namespace(self, namespace: str) -> None:
         folder = self.path(namespace, "0" * 64).parent
         shutil.rmtree(folder, ignore_errors=True)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 from app.access.policy import visible_documents
 from app.access.principal import Principal
 from app.audit import service as audit_service
-from app.core.db import on_commit
+from app.core.db import on_commit, on_rollback
 from app.core.pagination import PageParams, paginate
 from app.core.storage import BlobStore
 from app.documents.errors import (
@@ -65,6 +65,7 @@ def store_document(
         ) from None
     document_id = uuid.uuid4()
     stored = blobs.put_file(str(document_id), upload)
+    on_rollback(session, lambda: blobs.delete_namespace(str(document_id)))
     document = Document(
         id=document_id,
         title=title or _title_from(filename) or "Untitled document",

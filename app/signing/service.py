@@ -18,9 +18,12 @@ from app.certificates import service as vault_service
 from app.certificates.models import SigningCertificate
 from app.certificates.vault import Vault
 from app.core.config import Settings
+from app.core.db import on_rollback
 from app.core.storage import BlobStore
 from app.core.types import utcnow
 from app.documents.models import Document, DocumentStatus, DocumentVersion
+from app.license import service as license_service
+from app.license.service import Feature
 from app.signing import engine
 from app.signing.errors import (
     IdempotencyKeyReused,
@@ -179,6 +182,8 @@ def _sign(
     options = request.options
     if options.signer_name is None:
         options = replace(options, signer_name=principal.name)
+    if options.level in (engine.PadesLevel.B_LT, engine.PadesLevel.B_LTA):
+        license_service.require_feature(session, Feature.LTV, actor=principal.actor)
     timestamper = (
         engine.timestamper_for(settings.tsa_url, timeout=settings.tsa_timeout_seconds)
         if settings.tsa_url
@@ -211,6 +216,8 @@ def _sign(
         except engine.EngineError as exc:
             raise _refusal(exc) from None
         stored = blobs.put_file(namespace, target)
+    # A signed output is unique (it holds the signing time): nothing else uses this file.
+    on_rollback(session, lambda: blobs.delete(namespace, stored.sha256))
     number = document.version_count + 1
     session.add(
         DocumentVersion(
@@ -268,6 +275,8 @@ def _sign(
         certificate=certificate,
         details={"document_id": str(document.id), "signature_id": str(signature.id)},
     )
+    # Last, so the licence counters stay locked only until the commit that follows.
+    license_service.reserve_signature(session, actor=principal.actor)
     return signature
 
 

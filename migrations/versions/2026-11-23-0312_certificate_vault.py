@@ -1,7 +1,7 @@
 """Certificate vault: certificates, assignments, default certificates, signer-cache version.
 
 Revision ID: a4vault
-Revises: a1departments
+Revises: a8license
 Create Date: 2026-11-23 03:12:15.698532
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "a4vault"
-down_revision: str | None = "a1departments"
+down_revision: str | None = "a8license"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -2,12 +2,13 @@
 
 import io
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -29,15 +30,24 @@ from tests.factories import (
     make_user,
 )
 from tests.keys import asn1_of
+from tests.license.conftest import issuer, make_license, public_key_text
 from tests.pdfs import make_pdf
 from tests.pki import TestPki, running_pki
 
 DOCS = "/api/v1/documents"
 
 
+__all__ = ["issuer"]  # the licence issuer fixture, shared from tests/license
+
+
 @pytest.fixture(scope="module")
 def ca() -> Issued:
     return make_ca()
+
+
+@pytest.fixture
+def settings(settings: Settings, issuer: Ed25519PrivateKey) -> Settings:
+    return settings.model_copy(update={"license_public_key": public_key_text(issuer)})
 
 
 @dataclass
@@ -448,3 +458,66 @@ def test_unknown_document_is_404(client: TestClient, alice: Signer) -> None:
         404,
         "document_not_found",
     )
+
+
+@pytest.fixture
+def licensed(
+    client: TestClient, admin_headers: dict[str, str], issuer: Ed25519PrivateKey
+) -> Callable[..., None]:
+    def install(**limits: Any) -> None:
+        response = client.post(
+            "/api/v1/license",
+            content=make_license(issuer, **limits),
+            headers={**admin_headers, "Content-Type": "application/octet-stream"},
+        )
+        assert response.status_code == 200, response.text
+
+    return install
+
+
+def stored_files(app: FastAPI) -> set[Path]:
+    root: Path = app.state.blobs.root
+    return {p for p in root.rglob("*") if p.is_file() and ".incoming" not in p.parts}
+
+
+def test_signing_over_the_licence_limit_is_refused_and_stores_nothing(
+    client: TestClient,
+    app: FastAPI,
+    alice: Signer,
+    licensed: Callable[..., None],
+    session_factory: sessionmaker[Session],
+) -> None:
+    licensed(signatures_total=1)
+    first, second = upload(client, alice.headers), upload(client, alice.headers)
+    assert (
+        client.post(
+            f"{DOCS}/{first['id']}/sign",
+            json={"certificate_id": alice.certificate_id},
+            headers=alice.headers,
+        ).status_code
+        == 201
+    )
+    files = stored_files(app)
+    refused = client.post(
+        f"{DOCS}/{second['id']}/sign",
+        json={"certificate_id": alice.certificate_id},
+        headers=alice.headers,
+    )
+    assert_problem(refused, 403, "license_limit_reached")
+    now = client.get(f"{DOCS}/{second['id']}", headers=alice.headers).json()
+    assert (now["version_count"], now["sha256"]) == (1, second["sha256"])
+    assert stored_files(app) == files
+    assert count_signatures(session_factory) == 1
+
+
+def test_long_term_levels_need_the_ltv_feature(
+    client: TestClient, alice: Signer, licensed: Callable[..., None]
+) -> None:
+    licensed(features=("batch",))
+    document = upload(client, alice.headers)
+    response = client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={"certificate_id": alice.certificate_id, "level": "B-LT"},
+        headers=alice.headers,
+    )
+    assert_problem(response, 403, "license_feature_missing")

@@ -1,0 +1,31 @@
+"""Licence warnings (`license.expiring`, `license.limit_reached`) leave this feature here."""
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit_service
+from app.audit.service import SYSTEM
+
+
+class LicenseEvent(StrEnum):
+    EXPIRING = "license.expiring"
+    LIMIT_REACHED = "license.limit_reached"
+
+
+def announce(session: Session, event: LicenseEvent, details: Mapping[str, Any]) -> None:
+    """Announce a licence event inside the caller's transaction (gone if it rolls back).
+
+    The audit entry is written here; this is the one place the notification
+    rules must hook into.
+    """
+    audit_service.record(
+        session,
+        actor=SYSTEM,
+        action=event.value,
+        resource_type="license",
+        details=details,
+    )
+    # TODO(#7): notifications.emit(session, event.value, details) — rules and outbox.
