@@ -1,0 +1,317 @@
+"""Signing throughput: raw RSA, pyHanko stock and tuned, the engine, and the full HTTP path.
+
+    python bench/sign.py [--seconds 3] [--http-seconds 10] [--clients 8]
+
+Same 20 KB one-page PDF and RSA-2048 key everywhere; PAdES B-B; bytes in, bytes out.
+Every variant's first output is validated with pyHanko before it is timed.
+The HTTP part starts `signvault serve` (1, then 2 workers) on loopback with a
+fresh SQLite data dir and an unlimited test licence, and posts the PDF to
+`POST /api/v1/documents/{id}/sign` from N client threads with `Connection: close`
+(keep-alive would pin each client to one worker).
+"""
+
+import argparse
+import base64
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import fields, signers
+from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko_certvalidator import ValidationContext
+from reportlab.pdfgen import canvas
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.license.verifier import Limits, new_payload, sign_license  # noqa: E402
+from app.signing.engine import CachedKeySigner, SignOptions, sign_pdf  # noqa: E402
+
+
+def make_pki() -> tuple[
+    x509.Certificate, rsa.RSAPrivateKey, x509.Certificate, rsa.RSAPrivateKey
+]:
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    now = datetime.now(UTC)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca = (
+        x509.CertificateBuilder().subject_name(name("Bench CA")).issuer_name(name("Bench CA")).public_key(ca_key.public_key())
+        .serial_number(1).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = (
+        x509.CertificateBuilder().subject_name(name("Bench Signer")).issuer_name(ca.subject).public_key(key.public_key())
+        .serial_number(2).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    return ca, ca_key, cert, key
+
+
+def make_pdf(target_size: int = 20_000) -> bytes:
+    buffer = io.BytesIO()
+    page = canvas.Canvas(buffer, pageCompression=0)
+    for line in range(target_size // 85):
+        page.drawString(
+            40,
+            800 - (line % 60) * 12,
+            f"Line {line} of the benchmark document, padding the page to about 20 KB.",
+        )
+    page.showPage()
+    page.save()
+    return buffer.getvalue()
+
+
+def rate(label: str, seconds: float, work: Callable[[], object]) -> float:
+    work()  # warm-up
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        work()
+        count += 1
+    per_second = count / (time.perf_counter() - started)
+    print(
+        f"{label:<58} {per_second:9.1f} /s  ({1000 / per_second:6.2f} ms)", flush=True
+    )
+    return per_second
+
+
+def check(pdf: bytes, ca: x509.Certificate) -> None:
+    root = asn1_x509.Certificate.load(ca.public_bytes(serialization.Encoding.DER))
+    [embedded] = PdfFileReader(io.BytesIO(pdf)).embedded_signatures
+    status = validate_pdf_signature(embedded, ValidationContext(trust_roots=[root]))
+    assert status.bottom_line, "output does not validate"
+
+
+def in_process(
+    seconds: float,
+    pdf: bytes,
+    ca: x509.Certificate,
+    cert: x509.Certificate,
+    key: rsa.RSAPrivateKey,
+) -> dict[str, float]:
+    p12 = pkcs12.serialize_key_and_certificates(
+        b"b", key, cert, [ca], serialization.BestAvailableEncryption(b"pw")
+    )
+    meta = signers.PdfSignatureMetadata(
+        field_name="Signature1", subfilter=fields.SigSeedSubFilter.PADES
+    )
+
+    def stock() -> bytes:
+        signer = signers.SimpleSigner.load_pkcs12_data(
+            p12, other_certs=[], passphrase=b"pw"
+        )
+        return (
+            signers.PdfSigner(meta, signer=signer)
+            .sign_pdf(IncrementalPdfFileWriter(io.BytesIO(pdf)))
+            .getvalue()
+        )  # type: ignore[union-attr]
+
+    loaded = signers.SimpleSigner.load_pkcs12_data(
+        p12, other_certs=[], passphrase=b"pw"
+    )
+
+    def tuned() -> bytes:
+        out = io.BytesIO()
+        signers.PdfSigner(meta, signer=loaded).sign_pdf(
+            IncrementalPdfFileWriter(io.BytesIO(pdf)), output=out, bytes_reserved=16384
+        )
+        return out.getvalue()
+
+    engine_signer = CachedKeySigner(
+        certificate=asn1_x509.Certificate.load(
+            cert.public_bytes(serialization.Encoding.DER)
+        ),
+        private_key=key,
+        chain=[asn1_x509.Certificate.load(ca.public_bytes(serialization.Encoding.DER))],
+    )
+
+    def engine() -> bytes:
+        out = io.BytesIO()
+        sign_pdf(
+            io.BytesIO(pdf),
+            out,
+            engine_signer,
+            SignOptions(),
+            signing_time=datetime.now(UTC),
+        )
+        return out.getvalue()
+
+    for variant in (stock, tuned, engine):
+        check(variant(), ca)
+    digest = b"x" * 32
+    return {
+        "raw RSA-2048 (cryptography)": rate(
+            "raw RSA-2048 sign (cryptography)",
+            seconds,
+            lambda: key.sign(digest, padding.PKCS1v15(), hashes.SHA256()),
+        ),
+        "pyHanko stock": rate(
+            "pyHanko the obvious way (load_pkcs12_data per signature)",
+            min(seconds, 3),
+            stock,
+        ),
+        "pyHanko tuned": rate(
+            "pyHanko tuned (key loaded once, bytes_reserved)", seconds, tuned
+        ),
+        "engine": rate("SignVault engine in-process", seconds, engine),
+    }
+
+
+def http_path(
+    workers: int,
+    seconds: float,
+    clients: int,
+    pdf: bytes,
+    p12: bytes,
+    licence: bytes,
+    public_key: str,
+) -> float:
+    with tempfile.TemporaryDirectory() as work:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNVAULT_")}
+        env.update(
+            SIGNVAULT_DATA_DIR=work,
+            SIGNVAULT_ADMIN_PASSWORD="Bench-Passw0rd!",
+            SIGNVAULT_LICENSE_PUBLIC_KEY=public_key,
+        )
+        port = 8600 + workers
+        base = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "signvault"), "serve", "--port", str(port), "--workers", str(workers)],
+            env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            token = httpx.post(
+                f"{base}/api/v1/auth/login",
+                json={"username": "admin", "password": "Bench-Passw0rd!"},
+            ).json()["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            httpx.post(
+                f"{base}/api/v1/license",
+                content=licence,
+                headers={**headers, "Content-Type": "application/octet-stream"},
+            ).raise_for_status()
+            certificate = httpx.post(
+                f"{base}/api/v1/certificates/base64",
+                json={
+                    "pkcs12_base64": base64.b64encode(p12).decode(),
+                    "password": "pw",
+                },
+                headers=headers,
+            ).json()
+            me = httpx.get(f"{base}/api/v1/auth/me", headers=headers).json()
+            httpx.post(
+                f"{base}/api/v1/certificates/{certificate['id']}/assignments",
+                json={"user_id": me["id"]},
+                headers=headers,
+            )
+            documents = [
+                httpx.post(
+                    f"{base}/api/v1/documents",
+                    content=pdf,
+                    headers={**headers, "Content-Type": "application/pdf"},
+                ).json()["id"]
+                for _ in range(clients)
+            ]
+            done = [0] * clients
+            stop = time.perf_counter() + seconds
+            close = {**headers, "Connection": "close"}
+
+            def client(n: int) -> None:
+                with httpx.Client(timeout=60) as http:
+                    while time.perf_counter() < stop:
+                        response = http.post(
+                            f"{base}/api/v1/documents/{documents[n]}/sign",
+                            json={"certificate_id": certificate["id"]},
+                            headers=close,
+                        )
+                        response.raise_for_status()
+                        done[n] += 1
+
+            threads = [
+                threading.Thread(target=client, args=(n,)) for n in range(clients)
+            ]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            per_second = sum(done) / (time.perf_counter() - started)
+            print(
+                f"{'HTTP /documents/{id}/sign, ' + str(workers) + ' worker(s), ' + str(clients) + ' clients':<58} {per_second:9.1f} /s",
+                flush=True,
+            )
+            return per_second
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--http-seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--skip-http", action="store_true")
+    args = parser.parse_args()
+    ca, _ca_key, cert, key = make_pki()
+    pdf = make_pdf()
+    print(
+        f"PDF {len(pdf)} bytes, RSA-2048, PAdES B-B, python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+    )
+    results = in_process(args.seconds, pdf, ca, cert, key)
+    if not args.skip_http:
+        issuer = Ed25519PrivateKey.generate()
+        public_key = base64.b64encode(
+            issuer.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
+        ).decode()
+        now = datetime.now(UTC)
+        payload = new_payload(
+            licensee="bench", license_id=None, issued_at=now, valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=30),
+            limits=Limits(users=None, certificates=None, signatures_per_month=None, signatures_total=None), features=("batch", "ltv", "pkcs11"),
+        )  # fmt: skip
+        licence = sign_license(payload, issuer).encode()
+        p12 = pkcs12.serialize_key_and_certificates(
+            b"b", key, cert, [ca], serialization.BestAvailableEncryption(b"pw")
+        )
+        one = http_path(
+            1, args.http_seconds, args.clients, pdf, p12, licence, public_key
+        )
+        two = http_path(
+            2, args.http_seconds, args.clients, pdf, p12, licence, public_key
+        )
+        print(
+            f"HTTP 1 worker / tuned pyHanko: {one / results['pyHanko tuned']:.2f}x; 2 workers / 1 worker: {two / one:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
