@@ -159,6 +159,10 @@ def serve(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         proxy_headers=True,
+        # A worker imports pyHanko and the app before it can answer; on a busy
+        # host that takes longer than uvicorn's 5 s default, and it would be
+        # killed and restarted in a loop.
+        timeout_worker_healthcheck=60,
     )
 
 
