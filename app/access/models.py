@@ -93,6 +93,14 @@ class User(IdMixin, TimestampMixin, Base):
     def entitlements(self) -> frozenset[str]:
         return frozenset(e for role in self.roles for e in role.entitlements)
 
+    @property
+    def role_ids(self) -> list[uuid.UUID]:
+        return [role.id for role in self.roles]
+
+    @property
+    def two_factor_enabled(self) -> bool:
+        return self.totp_seed is not None
+
 
 class PasswordHistory(IdMixin, Base):
     """Hashes of a user's earlier passwords, for the policy's `history` rule."""

@@ -9,6 +9,7 @@ from app.access import service as access_service
 from app.access import throttle
 from app.access.models import User
 from app.access.policy import SelfServiceDep
+from app.access.schemas import RoleRef
 from app.auth import service as auth_service
 from app.auth import totp as totp_service
 from app.auth.errors import (
@@ -30,7 +31,6 @@ from app.auth.schemas import (
     MeResponse,
     PasswordChange,
     RefreshRequest,
-    RoleRef,
     TokenResponse,
     TotpCode,
     TotpDisable,

@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import AwareDatetime, ConfigDict, Field, SecretStr
 
 from app.access.entitlements import Entitlement
+from app.access.schemas import RoleRef
 from app.auth.models import ClientStatus
 from app.core.schemas import RequestSchema, Schema
 
@@ -56,11 +57,6 @@ class TokenResponse(Schema):
     expires_in: int
     refresh_token: str | None = None
     scope: str
-
-
-class RoleRef(Schema):
-    id: uuid.UUID
-    name: str
 
 
 class MeResponse(Schema):

@@ -1,5 +1,7 @@
 """Every route declares its entitlement, unless it is on the short public list."""
 
+import re
+
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -21,7 +23,14 @@ PUBLIC = {
     ("POST", "/api/v1/auth/revoke"),
 }
 # Routes about the caller itself: a valid token, no entitlement.
-AUTHENTICATED_ONLY = {("POST", "/api/v1/auth/logout"), ("GET", "/api/v1/auth/me")}
+AUTHENTICATED_ONLY = {
+    ("POST", "/api/v1/auth/logout"),
+    ("GET", "/api/v1/auth/me"),
+    ("POST", "/api/v1/auth/password"),
+    ("POST", "/api/v1/auth/2fa/setup"),
+    ("POST", "/api/v1/auth/2fa/enable"),
+    ("POST", "/api/v1/auth/2fa/disable"),
+}
 
 
 def requirements(dependant: Dependant) -> list[Require]:
@@ -62,7 +71,7 @@ def test_protected_routes_answer_401_without_a_token(
             continue
         if route.path == "/metrics":
             continue  # public by default; see tests/system
-        path = route.path.replace("{client_id}", "00000000-0000-0000-0000-000000000000")
+        path = re.sub(r"\{[a-z_]+\}", "00000000-0000-0000-0000-000000000000", route.path)
         for method in route.methods or ():
             response = client.request(method, path)
             assert response.status_code == 401, (method, path, response.text)
