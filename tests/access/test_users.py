@@ -108,7 +108,7 @@ def test_list_filters_by_role_department_status_and_text(
     ).json()
     assert [u["username"] for u in dave["data"]] == ["dave"]
 
-    def names(**params: object) -> list[str]:
+    def names(**params: str) -> list[str]:
         page = client.get("/api/v1/users", params=params, headers=admin_headers)
         assert page.status_code == 200, page.text
         return sorted(u["username"] for u in page.json()["data"])
