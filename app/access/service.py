@@ -380,7 +380,7 @@ def unlock_user(session: Session, actor: Actor, *, user: User, reason: str) -> b
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if changed:
-        session.refresh(user)
+        session.refresh(user, ["status", "failed_login_count", "locked_until"])
         audit_service.record(
             session,
             actor=actor,

@@ -116,7 +116,7 @@ def authenticate_user(
     ):
         user_id = user.id
         access_service.unlock_if_expired(session, user_id, now)
-        session.refresh(user)
+        session.refresh(user, ["status", "failed_login_count", "locked_until"])
         # Also after this request, should it fail: the counter must restart at 0.
         after_transaction(
             session, lambda own: _unlock_expired_isolated(own, user_id, now)

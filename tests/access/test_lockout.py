@@ -186,3 +186,22 @@ def test_failures_counted_by_two_app_instances_lock_exactly_once_at_n(
     assert (user.status, user.failed_login_count) == (UserStatus.LOCKED, attempts)
     [locked] = audit_events(session_factory, "user.locked")
     assert locked.details["failures"] == THRESHOLD
+
+
+def test_right_password_after_the_lock_expired_logs_in(
+    client: TestClient, bob: Credentials, session_factory: sessionmaker[Session]
+) -> None:
+    for _ in range(THRESHOLD):
+        fail(client)
+    with session_factory.begin() as session:
+        session.execute(
+            update(User)
+            .where(User.id == bob.user_id)
+            .values(locked_until=utcnow() - timedelta(seconds=1))
+        )
+    tokens = login(client, bob)
+    me = client.get("/api/v1/auth/me", headers=bearer(tokens["access_token"])).json()
+    assert me["roles"][0]["name"] == "signer"
+    user = state(session_factory, bob)
+    assert (user.status, user.failed_login_count) == (UserStatus.ACTIVE, 0)
+    assert len(audit_events(session_factory, "user.unlocked")) == 1

@@ -12,6 +12,7 @@ from app.access.models import RateLimitWindow
 from app.core.config import Settings
 from app.main import create_app
 from app.settings.models import SettingsSection
+from app.settings.schemas import SecuritySettings
 from tests.factories import Credentials, assert_problem, login
 
 
@@ -123,3 +124,16 @@ def test_refused_requests_count_too(
             select(RateLimitWindow).where(RateLimitWindow.bucket.startswith("user:"))
         ).all()
     assert window.count == 4
+
+
+def test_the_environment_settings_apply_when_the_section_says_null() -> None:
+    settings = Settings(_env_file=None)
+    assert (settings.rate_limit_per_minute, settings.login_rate_limit_per_minute) == (
+        100,
+        20,
+    )
+    section = SecuritySettings()
+    assert throttle.principal_limit(section, settings) == 100
+    assert throttle.login_limit(section, settings) == 20
+    overridden = SecuritySettings(rate_limit_per_minute=0)
+    assert throttle.principal_limit(overridden, settings) == 0
