@@ -154,6 +154,9 @@ def serve(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         proxy_headers=True,
+        # uvicorn restarts a worker that misses a 5 s health check; on a loaded
+        # host a worker still importing at start-up would be killed in a loop.
+        timeout_worker_healthcheck=30,
     )
 
 
