@@ -2,9 +2,11 @@
 
 from fastapi import FastAPI
 
+from app.access.router import departments_router, roles_router, users_router
 from app.auth.clients_router import router as clients_router
 from app.auth.router import router as auth_router
 from app.license.router import router as license_router
+from app.settings.router import router as settings_router
 from app.system.router import router as system_router
 
 
@@ -13,3 +15,7 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(auth_router)
     app.include_router(clients_router)
     app.include_router(license_router)
+    app.include_router(users_router)
+    app.include_router(departments_router)
+    app.include_router(roles_router)
+    app.include_router(settings_router)

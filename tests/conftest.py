@@ -115,6 +115,10 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         argon2_time_cost=1,
         argon2_memory_kib=64,
         admin_password=None,
+        # Tests make many requests a minute with one token; tests/access/test_throttle.py
+        # turns the limits on through the `security` settings section.
+        rate_limit_per_minute=0,
+        login_rate_limit_per_minute=0,
     )
 
 

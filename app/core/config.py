@@ -76,6 +76,16 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(
         default=65_536, ge=8, le=4_194_304, description="argon2id memory in KiB."
     )
+    rate_limit_per_minute: int = Field(
+        default=100,
+        ge=0,
+        description="Requests per minute per user or API client (429 beyond); 0: off. The `security` settings section overrides it.",
+    )
+    login_rate_limit_per_minute: int = Field(
+        default=20,
+        ge=0,
+        description="Login attempts per minute per client IP (429 beyond); 0: off. The `security` settings section overrides it.",
+    )
     sqlite_busy_timeout_seconds: float = Field(
         default=30.0, gt=0, description="How long a SQLite writer waits for the lock."
     )
