@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.access import service as access_service
 from app.core.config import Settings
-from app.core.db import make_engine, make_sessionmaker
+from app.core.db import make_engine
 from app.core.migrations import upgrade_to_head
 from app.core.security import PasswordHasher
 from app.main import create_app
@@ -143,7 +143,9 @@ def engine(app: FastAPI) -> Engine:
 
 @pytest.fixture
 def session_factory(app: FastAPI) -> sessionmaker[Session]:
-    return make_sessionmaker(app.state.engine)
+    # The app's own factory: its sessions carry what the app binds to them (the licence issuer key).
+    factory: sessionmaker[Session] = app.state.sessionmaker
+    return factory
 
 
 @pytest.fixture

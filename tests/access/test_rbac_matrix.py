@@ -10,24 +10,32 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.access.entitlements import Entitlement
+from app.audit.service import SYSTEM
 from app.core.config import Settings
 from app.core.security import PasswordHasher
+from app.license import service as license_service
 from app.settings.models import SettingsSection
 from tests.core.test_route_walk import walk
 from tests.factories import make_role, make_user, mint_token
+from tests.license.conftest import issuer, make_license, public_key_text
 
 ZERO_ID = "00000000-0000-0000-0000-000000000000"
+__all__ = ["issuer"]  # the licence issuer fixture of tests/license
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    # /metrics then needs metrics:read like any other protected route.
-    return settings.model_copy(update={"metrics_public": False})
+def settings(settings: Settings, issuer: Ed25519PrivateKey) -> Settings:
+    # /metrics then needs metrics:read like any other protected route; one user per
+    # entitlement is more than evaluation mode allows, so a test licence is installed.
+    return settings.model_copy(
+        update={"metrics_public": False, "license_public_key": public_key_text(issuer)}
+    )
 
 
 def protected_routes(app: FastAPI) -> list[tuple[str, str, Entitlement]]:
@@ -46,11 +54,15 @@ def test_each_route_is_refused_exactly_to_holders_of_other_entitlements(
     client: TestClient,
     session_factory: sessionmaker[Session],
     hasher: PasswordHasher,
+    issuer: Ed25519PrivateKey,
     record_property: Callable[[str, object], None],
 ) -> None:
     with session_factory.begin() as session:
         session.add(
             SettingsSection(name="security", value={"rate_limit_per_minute": 0})
+        )
+        license_service.install_license(
+            session, actor=SYSTEM, content=make_license(issuer)
         )
     holders: dict[Entitlement, dict[str, str]] = {}
     for entitlement in Entitlement:
