@@ -268,12 +268,12 @@ def import_pkcs12(
         _record_refusal(session, principal, name=name, refusal=refusal)
         raise
     details = certificate_details(contents.certificate, contents.chain)
-    _refuse_duplicate(session, principal, details)
-    certificate = _new_certificate(details, name=name, key_store=KeyStore.PKCS12)
+    certificate = _add_certificate(
+        session, principal, details, name=name, key_store=KeyStore.PKCS12
+    )
     certificate.sealed_private_key = cipher.seal(
         session, contents.private_key_pkcs8(), purpose=KEY_PURPOSE
     )
-    session.add(certificate)
     session.flush()
     _record(
         session,
@@ -305,13 +305,16 @@ def register_pkcs11(
     except ImportRefused as refusal:
         _record_refusal(session, principal, name=name, refusal=refusal)
         raise
-    details = certificate_details(leaf, [])
-    _refuse_duplicate(session, principal, details)
-    certificate = _new_certificate(details, name=name, key_store=KeyStore.PKCS11)
+    certificate = _add_certificate(
+        session,
+        principal,
+        certificate_details(leaf, []),
+        name=name,
+        key_store=KeyStore.PKCS11,
+    )
     certificate.pkcs11_token_label = location.token_label
     certificate.pkcs11_key_label = location.key_label
     certificate.pkcs11_cert_label = location.cert_label
-    session.add(certificate)
     session.flush()
     _record(
         session,
@@ -346,10 +349,21 @@ def _token_certificate(
     return leaf
 
 
-def _new_certificate(
-    details: CertificateDetails, *, name: str | None, key_store: KeyStore
+def _add_certificate(
+    session: Session,
+    principal: Principal,
+    details: CertificateDetails,
+    *,
+    name: str | None,
+    key_store: KeyStore,
 ) -> SigningCertificate:
-    return SigningCertificate(
+    """The one way a certificate enters the vault (PKCS#12 import and HSM registration).
+
+    Raises:
+        DuplicateCertificate: the certificate is in the vault already.
+    """
+    _refuse_duplicate(session, principal, details)
+    certificate = SigningCertificate(
         name=name or details.subject_cn or details.subject,
         key_store=key_store,
         stored_status=StoredStatus.ACTIVE,
@@ -371,6 +385,9 @@ def _new_certificate(
         chain_pem=details.chain_pem,
         assignments=[],
     )
+    session.add(certificate)
+    session.flush()
+    return certificate
 
 
 def _refuse_duplicate(
