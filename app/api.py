@@ -5,6 +5,8 @@ from fastapi import FastAPI
 from app.access.router import departments_router, roles_router, users_router
 from app.auth.clients_router import router as clients_router
 from app.auth.router import router as auth_router
+from app.certificates.router import router as certificates_router
+from app.certificates.router import users_router as certificate_users_router
 from app.license.router import router as license_router
 from app.settings.router import router as settings_router
 from app.system.router import router as system_router
@@ -19,3 +21,5 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(departments_router)
     app.include_router(roles_router)
     app.include_router(settings_router)
+    app.include_router(certificates_router)
+    app.include_router(certificate_users_router)

@@ -5,15 +5,19 @@ import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 import app
 from app.access import service as access_service
+from app.audit import service as audit_service
 from app.audit.service import SYSTEM
 from app.auth.tokens import TokenKeys
+from app.core import crypto
 from app.core.config import Settings, SettingsError, load_settings
 from app.core.db import make_engine, make_sessionmaker
 from app.core.errors import AppError
@@ -120,6 +124,114 @@ def create_admin(username: str, password: str, email: str | None) -> None:
         except AppError as exc:
             _fail(exc.detail)
     click.echo(f"signvault: administrator '{user.username}' created")
+
+
+@main.command("rotate-master-key")
+def rotate_master_key() -> None:
+    """Re-wrap every data key under a new master key, in one transaction.
+
+    With a key file, the new key is written beside the old one before anything
+    is wrapped by it, and replaces it only after the commit; the old key stays
+    as a retired file. Running processes follow without a restart. With
+    SIGNVAULT_MASTER_KEY, the new key is printed once: set it and restart.
+    """
+    # Imported here, not at the top: uvicorn's spawned workers re-import this
+    # module before answering health checks, and the vault pulls in pyHanko.
+    from app.certificates import service as vault_service
+
+    settings = _settings()
+    from_env = settings.master_key is not None
+    key_file = settings.data_dir / crypto.MASTER_KEY_FILE_NAME
+    with _engine(settings) as engine:
+        factory = make_sessionmaker(engine)
+        with factory() as session:
+            old = _current_master_key(settings, key_file, session)
+        if not from_env and crypto.pending_key_file(key_file).exists():
+            _settle_pending_key(key_file, old)
+            old = crypto.read_master_key_file(key_file) or old
+        new = crypto.MasterKey.generate()
+        if from_env:
+            # Printed before the commit: if it cannot be shown, nothing is re-wrapped.
+            click.echo(new.to_base64())
+            sys.stdout.flush()
+        else:
+            crypto.stage_key_file(key_file, new)
+        try:
+            with factory.begin() as session:
+                count = crypto.rotate_master_key(session, old=old, new=new)
+                vault_service.invalidate_signers(session)
+                audit_service.record(
+                    session,
+                    actor=SYSTEM,
+                    action="master_key.rotated",
+                    details={
+                        "old_master_key_id": old.id,
+                        "new_master_key_id": new.id,
+                        "data_keys": count,
+                    },
+                )
+        except crypto.MasterKeyError as exc:
+            crypto.pending_key_file(key_file).unlink(missing_ok=True)
+            _fail(f"rotation failed, nothing changed: {exc}")
+            return
+        except SQLAlchemyError as exc:
+            # The commit may have reached the database: keep the new key. The next
+            # run promotes it if it wraps the data keys, and discards it otherwise.
+            _fail(
+                f"rotation failed ({type(exc).__name__}); run the command again: "
+                + (
+                    "if the database committed, the key printed above is the master key"
+                    if from_env
+                    else f"it finishes or discards {crypto.pending_key_file(key_file)}"
+                )
+            )
+            return
+    if from_env:
+        click.echo(
+            f"signvault: re-wrapped {count} data keys under master key {new.id}; "
+            "the new key is printed above, once: set SIGNVAULT_MASTER_KEY to it and restart every process",
+            err=True,
+        )
+        return
+    retired = crypto.promote_key_file(key_file)
+    click.echo(
+        f"signvault: re-wrapped {count} data keys under master key {new.id}; "
+        f"{key_file} holds the new key"
+        + (f", the old one is kept as {retired}" if retired else ""),
+        err=True,
+    )
+
+
+def _current_master_key(
+    settings: Settings, key_file: Path, session: Session
+) -> crypto.MasterKey:
+    settings_key = (
+        settings.master_key.get_secret_value() if settings.master_key else None
+    )
+    try:
+        current = crypto.load_master_key(settings_key, key_file, session)
+    except crypto.MasterKeyError as exc:
+        _fail(f"the master key is not usable: {exc}")
+        raise
+    problem = crypto.master_key_status(session, current)
+    if current is None or problem:
+        _fail(f"the master key is not usable: {problem}")
+        raise AssertionError  # unreachable: _fail exits
+    return current
+
+
+def _settle_pending_key(key_file: Path, current: crypto.MasterKey) -> None:
+    """Finish or discard the pending key of an interrupted rotation."""
+    pending = crypto.read_master_key_file(crypto.pending_key_file(key_file))
+    if pending is not None and pending.id == current.id:
+        crypto.promote_key_file(key_file)
+        click.echo(
+            "signvault: finished an interrupted rotation (promoted the pending key)",
+            err=True,
+        )
+    else:
+        # Never used: the data keys are wrapped by the current key.
+        crypto.pending_key_file(key_file).unlink()
 
 
 @main.command()

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import app
 from app.api import include_routers
 from app.auth.tokens import TokenKeys
+from app.certificates.vault import Vault
 from app.core.config import Settings, load_settings
 from app.core.crypto import (
     MASTER_KEY_FILE_NAME,
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     api.state.token_keys = TokenKeys.from_settings(settings)
     api.state.cipher = _load_cipher(settings, api.state.sessionmaker)
+    api.state.vault = Vault(cipher=api.state.cipher, settings=settings)
     api.state.metrics = metrics
 
     install_error_handlers(api)
@@ -106,7 +108,11 @@ def _load_cipher(
     except SQLAlchemyError:
         # Database not reachable or not migrated yet: /ready reports that; retry on next start.
         master_key = read_master_key_file(settings.data_dir / MASTER_KEY_FILE_NAME)
-    return EnvelopeCipher(master_key) if master_key else None
+    if master_key is None:
+        return None
+    # A key file can be re-read after a rotation; a key from the environment cannot.
+    key_file = None if settings_key else settings.data_dir / MASTER_KEY_FILE_NAME
+    return EnvelopeCipher(master_key, key_file=key_file)
 
 
 def _install_docs(api: FastAPI) -> None:

@@ -10,6 +10,12 @@ from app.access.models import (
 )
 from app.audit.models import AuditChainHead, AuditEvent
 from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessToken
+from app.certificates.models import (
+    CertificateAssignment,
+    DefaultCertificate,
+    SigningCertificate,
+    VaultState,
+)
 from app.core.crypto import DataKey
 from app.core.db import Base
 from app.license.models import LicenseStateRow, LicenseUsage
@@ -21,7 +27,9 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "Base",
+    "CertificateAssignment",
     "DataKey",
+    "DefaultCertificate",
     "Department",
     "LicenseStateRow",
     "LicenseUsage",
@@ -31,6 +39,8 @@ __all__ = [
     "RevokedAccessToken",
     "Role",
     "SettingsSection",
+    "SigningCertificate",
     "User",
+    "VaultState",
     "user_roles",
 ]

@@ -86,6 +86,26 @@ class Settings(BaseSettings):
         ge=0,
         description="Login attempts per minute per client IP (429 beyond); 0: off. The `security` settings section overrides it.",
     )
+    pkcs12_max_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest PKCS#12 file the vault imports (422 `pkcs12_too_large` beyond).",
+    )
+    signer_cache_ttl_seconds: float = Field(
+        default=300,
+        ge=0,
+        description="How long a process keeps a decrypted signing key in memory; 0: never.",
+    )
+    signer_cache_size: int = Field(
+        default=64, ge=0, description="Decrypted signing keys a process keeps at most."
+    )
+    pkcs11_module: Path | None = Field(
+        default=None,
+        description="Path of the PKCS#11 module for HSM keys (e.g. `/usr/lib/softhsm/libsofthsm2.so`).",
+    )
+    pkcs11_pin: SecretStr | None = Field(
+        default=None, description="User PIN of the PKCS#11 token(s)."
+    )
     sqlite_busy_timeout_seconds: float = Field(
         default=30.0, gt=0, description="How long a SQLite writer waits for the lock."
     )

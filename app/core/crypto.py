@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import os
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,13 +18,17 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import LargeBinary, String, func, select
+from sqlalchemy import LargeBinary, String, func, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.core.db import Base
 from app.core.types import utcnow
 
 MASTER_KEY_FILE_NAME = "master.key"
+# Beside the key file during a rotation: the new key is on disk before any data
+# key is wrapped by it, and is promoted over the old file only after the commit.
+PENDING_SUFFIX = ".new"
+RETIRED_SUFFIX = ".retired-"
 _FORMAT = b"SV1"
 _NONCE = 12
 
@@ -95,20 +100,72 @@ def write_master_key_file(path: Path, master_key: MasterKey) -> None:
 
 
 class EnvelopeCipher:
-    """Seals and opens secrets under per-secret data keys wrapped by one master key."""
+    """Seals and opens secrets under per-secret data keys wrapped by one master key.
 
-    def __init__(self, master_key: MasterKey) -> None:
+    With a `key_file`, a process survives a rotation made by `signvault
+    rotate-master-key` without a restart: meeting a data key wrapped by a master
+    key it does not hold, it re-reads the key file (and the pending `.new` file)
+    and switches to the key whose id matches. A key from SIGNVAULT_MASTER_KEY
+    cannot be re-read: those processes need the new value and a restart.
+    """
+
+    def __init__(self, master_key: MasterKey, *, key_file: Path | None = None) -> None:
+        self._lock = threading.Lock()
+        self.key_file = key_file
+        self._use(master_key)
+
+    def _use(self, master_key: MasterKey) -> None:
         self.master_key = master_key
         self._wrapper = AESGCM(master_key.key)
 
+    def reload(self, wanted_id: str) -> bool:
+        """Switch to the key file's key if its id is `wanted_id`; True when it is now loaded."""
+        if self.key_file is None:
+            return False
+        with self._lock:
+            if self.master_key.id == wanted_id:
+                return True
+            for candidate in read_key_files(self.key_file):
+                if candidate.id == wanted_id:
+                    self._use(candidate)
+                    return True
+        return False
+
+    def status(self, session: Session) -> str | None:
+        """None when the loaded master key opens the stored data keys (after a reload if rotated)."""
+        ids = _stored_master_ids(session) - {self.master_key.id}
+        if len(ids) == 1:
+            self.reload(next(iter(ids)))
+        return master_key_status(session, self.master_key)
+
     def seal(self, session: Session, plaintext: bytes, *, purpose: str) -> bytes:
-        """Encrypt under a new data key; returns the blob to store with the owning row."""
+        """Encrypt under a new data key; returns the blob to store with the owning row.
+
+        Raises:
+            MasterKeyError: the stored data keys are wrapped by a master key this
+                process cannot load (a rotation it cannot follow).
+        """
         data_key = AESGCM.generate_key(bit_length=256)
         row = DataKey(
             id=uuid.uuid4(), master_key_id=self.master_key.id, purpose=purpose
         )
         row.wrapped_key = self._wrap(data_key, row.id)
         session.add(row)
+        session.flush()
+        # After the insert: a concurrent rotation has committed (PostgreSQL's
+        # table lock made the insert wait) or will re-wrap this row too.
+        other = session.scalar(
+            select(DataKey.master_key_id)
+            .where(DataKey.master_key_id != row.master_key_id)
+            .limit(1)
+        )
+        if other is not None:
+            if not self.reload(other):
+                raise MasterKeyError(
+                    f"stored secrets are wrapped by master key {other}, but {self.master_key.id} is loaded"
+                )
+            row.master_key_id = self.master_key.id
+            row.wrapped_key = self._wrap(data_key, row.id)
         nonce = os.urandom(_NONCE)
         ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, _aad(row.id, purpose))
         return _FORMAT + row.id.bytes + nonce + ciphertext
@@ -117,7 +174,7 @@ class EnvelopeCipher:
         """Decrypt a sealed blob.
 
         Raises:
-            MasterKeyError: the data key is wrapped by another master key.
+            MasterKeyError: the data key is wrapped by another master key, or its wrapping is damaged.
             CryptoError: the blob or its data key is missing, damaged or for another purpose.
         """
         key_id, nonce, ciphertext = _parse(blob)
@@ -126,7 +183,9 @@ class EnvelopeCipher:
             raise CryptoError(
                 "the secret's data key no longer exists (it was destroyed)"
             )
-        if row.master_key_id != self.master_key.id:
+        if row.master_key_id != self.master_key.id and not self.reload(
+            row.master_key_id
+        ):
             raise MasterKeyError(
                 f"the secret is wrapped by master key {row.master_key_id}, but {self.master_key.id} is loaded"
             )
@@ -140,10 +199,7 @@ class EnvelopeCipher:
 
     def destroy(self, session: Session, blob: bytes) -> None:
         """Delete the secret's data key: the ciphertext can never be opened again."""
-        key_id, _nonce, _ciphertext = _parse(blob)
-        row = session.get(DataKey, key_id)
-        if row is not None:
-            session.delete(row)
+        destroy_sealed(session, blob)
 
     def _wrap(self, data_key: bytes, key_id: uuid.UUID) -> bytes:
         nonce = os.urandom(_NONCE)
@@ -156,8 +212,16 @@ class EnvelopeCipher:
             )
         except InvalidTag:
             raise MasterKeyError(
-                f"data key {row.id} does not open with the loaded master key"
+                f"data key {row.id} does not open with the loaded master key (damaged or wrapped by another key)"
             ) from None
+
+
+def destroy_sealed(session: Session, blob: bytes) -> None:
+    """Delete a sealed secret's data key; needs no master key (it opens nothing)."""
+    key_id, _nonce, _ciphertext = _parse(blob)
+    row = session.get(DataKey, key_id)
+    if row is not None:
+        session.delete(row)
 
 
 def rotate_master_key(session: Session, *, old: MasterKey, new: MasterKey) -> int:
@@ -175,6 +239,9 @@ def rotate_master_key(session: Session, *, old: MasterKey, new: MasterKey) -> in
         raise MasterKeyError(
             f"{strangers} data keys are wrapped by a master key other than the current one"
         )
+    if session.get_bind().dialect.name == "postgresql":
+        # Sealing in other processes waits until the re-wrapped keys are committed.
+        session.execute(text("LOCK TABLE data_keys IN SHARE ROW EXCLUSIVE MODE"))
     source, target = EnvelopeCipher(old), EnvelopeCipher(new)
     count = 0
     for row in session.scalars(
@@ -190,12 +257,73 @@ def rotate_master_key(session: Session, *, old: MasterKey, new: MasterKey) -> in
 
 def master_key_status(session: Session, master_key: MasterKey | None) -> str | None:
     """None when the loaded master key opens the stored data keys; otherwise why not."""
-    ids = set(session.scalars(select(DataKey.master_key_id).distinct()))
+    ids = _stored_master_ids(session)
     if master_key is None:
         return "no master key is loaded (set SIGNVAULT_MASTER_KEY or restore the master.key file)"
     if ids - {master_key.id}:
         return f"stored secrets are wrapped by master key {', '.join(sorted(ids))}, but {master_key.id} is loaded"
     return None
+
+
+def _stored_master_ids(session: Session) -> set[str]:
+    return set(session.scalars(select(DataKey.master_key_id).distinct()))
+
+
+def pending_key_file(key_file: Path) -> Path:
+    return key_file.with_name(key_file.name + PENDING_SUFFIX)
+
+
+def read_key_files(key_file: Path) -> list[MasterKey]:
+    """The key in the key file, then the one pending beside it (a rotation in progress)."""
+    keys = []
+    for path in (key_file, pending_key_file(key_file)):
+        try:
+            found = read_master_key_file(path)
+        except (MasterKeyError, OSError):
+            continue
+        if found is not None:
+            keys.append(found)
+    return keys
+
+
+def stage_key_file(key_file: Path, master_key: MasterKey) -> Path:
+    """Write the new key beside the current one (0600, fsynced) before it wraps anything.
+
+    Raises:
+        FileExistsError: a pending key file exists (a rotation in progress or interrupted).
+    """
+    pending = pending_key_file(key_file)
+    write_master_key_file(pending, master_key)
+    _fsync_dir(key_file.parent)
+    return pending
+
+
+def promote_key_file(key_file: Path) -> Path | None:
+    """Make the pending key the key file; the old one stays as a retired file.
+
+    At every instant a file holds the key that wraps the data: the old key is
+    hard-linked to its retired name (time and key id) first, then the pending
+    file atomically replaces the key file. Returns the retired file, if any.
+    """
+    pending = pending_key_file(key_file)
+    retired = None
+    old = read_master_key_file(key_file)
+    if old is not None:
+        tag = f"{utcnow():%Y%m%dT%H%M%SZ}-{old.id[:8]}"
+        retired = key_file.with_name(key_file.name + RETIRED_SUFFIX + tag)
+        if not retired.exists():
+            os.link(key_file, retired)
+    os.replace(pending, key_file)
+    _fsync_dir(key_file.parent)
+    return retired
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _aad(key_id: uuid.UUID, purpose: str) -> bytes:
@@ -224,6 +352,12 @@ def load_master_key(
         return MasterKey.from_base64(settings_key)
     existing = read_master_key_file(key_file)
     if existing is not None:
+        stored = _stored_master_ids(session)
+        if stored and existing.id not in stored:
+            # Interrupted rotation: committed, but the new key not yet promoted.
+            for candidate in read_key_files(key_file):
+                if candidate.id in stored:
+                    return candidate
         return existing
     if session.scalar(select(func.count()).select_from(DataKey)):
         return None

@@ -30,7 +30,7 @@ def readiness(
         )
     if not token_keys_loaded:
         raise ServiceUnavailable("The token signing key is not loaded.")
-    problem = master_key_status(session, cipher.master_key if cipher else None)
+    problem = cipher.status(session) if cipher else master_key_status(session, None)
     if problem:
         raise ServiceUnavailable(f"The master key is not usable: {problem}.")
     return {"database": "ok", "migrations": head, "token_key": "ok", "master_key": "ok"}
