@@ -17,7 +17,6 @@ from app.access import service as access_service
 from app.audit import service as audit_service
 from app.audit.service import SYSTEM
 from app.auth.tokens import TokenKeys
-from app.certificates import service as vault_service
 from app.core import crypto
 from app.core.config import Settings, SettingsError, load_settings
 from app.core.db import make_engine, make_sessionmaker
@@ -136,6 +135,10 @@ def rotate_master_key() -> None:
     as a retired file. Running processes follow without a restart. With
     SIGNVAULT_MASTER_KEY, the new key is printed once: set it and restart.
     """
+    # Imported here, not at the top: uvicorn's spawned workers re-import this
+    # module before answering health checks, and the vault pulls in pyHanko.
+    from app.certificates import service as vault_service
+
     settings = _settings()
     from_env = settings.master_key is not None
     key_file = settings.data_dir / crypto.MASTER_KEY_FILE_NAME
@@ -167,10 +170,21 @@ def rotate_master_key() -> None:
                         "data_keys": count,
                     },
                 )
-        except (crypto.MasterKeyError, SQLAlchemyError) as exc:
-            if not from_env:
-                crypto.pending_key_file(key_file).unlink(missing_ok=True)
+        except crypto.MasterKeyError as exc:
+            crypto.pending_key_file(key_file).unlink(missing_ok=True)
             _fail(f"rotation failed, nothing changed: {exc}")
+            return
+        except SQLAlchemyError as exc:
+            # The commit may have reached the database: keep the new key. The next
+            # run promotes it if it wraps the data keys, and discards it otherwise.
+            _fail(
+                f"rotation failed ({type(exc).__name__}); run the command again: "
+                + (
+                    "if the database committed, the key printed above is the master key"
+                    if from_env
+                    else f"it finishes or discards {crypto.pending_key_file(key_file)}"
+                )
+            )
             return
     if from_env:
         click.echo(
@@ -257,6 +271,10 @@ def serve(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         proxy_headers=True,
+        # A worker imports pyHanko and the app before it can answer; on a busy
+        # host that takes longer than uvicorn's 5 s default, and it would be
+        # killed and restarted in a loop.
+        timeout_worker_healthcheck=60,
     )
 
 

@@ -1,6 +1,13 @@
 """Imports every feature's models so `Base.metadata` is complete (Alembic, tests)."""
 
-from app.access.models import Department, Role, User, user_roles
+from app.access.models import (
+    Department,
+    PasswordHistory,
+    RateLimitWindow,
+    Role,
+    User,
+    user_roles,
+)
 from app.audit.models import AuditChainHead, AuditEvent
 from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessToken
 from app.certificates.models import (
@@ -13,6 +20,7 @@ from app.core.crypto import DataKey
 from app.core.db import Base
 from app.documents.models import Document, DocumentVersion
 from app.license.models import LicenseStateRow, LicenseUsage
+from app.settings.models import SettingsSection
 from app.signing.models import IdempotencyRecord, Signature
 
 __all__ = [
@@ -30,9 +38,12 @@ __all__ = [
     "IdempotencyRecord",
     "LicenseStateRow",
     "LicenseUsage",
+    "PasswordHistory",
+    "RateLimitWindow",
     "RefreshToken",
     "RevokedAccessToken",
     "Role",
+    "SettingsSection",
     "Signature",
     "SigningCertificate",
     "User",

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.access import service as access_service
 from app.core.config import Settings
-from app.core.db import make_engine, make_sessionmaker
+from app.core.db import make_engine
 from app.core.migrations import upgrade_to_head
 from app.core.security import PasswordHasher
 from app.main import create_app
@@ -115,6 +115,10 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         argon2_time_cost=1,
         argon2_memory_kib=64,
         admin_password=None,
+        # Tests make many requests a minute with one token; tests/access/test_throttle.py
+        # turns the limits on through the `security` settings section.
+        rate_limit_per_minute=0,
+        login_rate_limit_per_minute=0,
     )
 
 
@@ -139,7 +143,9 @@ def engine(app: FastAPI) -> Engine:
 
 @pytest.fixture
 def session_factory(app: FastAPI) -> sessionmaker[Session]:
-    return make_sessionmaker(app.state.engine)
+    # The app's own factory: its sessions carry what the app binds to them (the licence issuer key).
+    factory: sessionmaker[Session] = app.state.sessionmaker
+    return factory
 
 
 @pytest.fixture

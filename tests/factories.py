@@ -1,15 +1,18 @@
 """Typed factories and helpers shared by the tests."""
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx2
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.access import service as access_service
+from app.access.models import Role
 from app.audit.models import AuditEvent
 from app.audit.service import SYSTEM
 from app.core.security import PasswordHasher
@@ -82,3 +85,21 @@ def assert_problem(response: httpx2.Response, status: int, code: str) -> dict[st
     assert body["type"] == f"urn:signvault:problem:{code}"
     assert body["trace_id"] == response.headers["x-request-id"]
     return body
+
+
+def make_role(
+    session_factory: sessionmaker[Session], *, name: str, entitlements: Iterable[str]
+) -> uuid.UUID:
+    with session_factory.begin() as session:
+        role = Role(name=name, entitlements=sorted(set(entitlements)))
+        session.add(role)
+        session.flush()
+        return role.id
+
+
+def mint_token(app: FastAPI, user_id: uuid.UUID) -> dict[str, str]:
+    """Bearer headers for a user without a login (no session, no login throttle)."""
+    token, _claims = app.state.token_keys.issue(
+        sub=str(user_id), kind="user", sid=None, scope=None
+    )
+    return bearer(token)

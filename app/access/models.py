@@ -2,11 +2,20 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, ForeignKey, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.db import Base, IdMixin, TimestampMixin
-from app.core.types import enum_column_type
+from app.core.types import enum_column_type, utcnow
 
 
 class UserStatus(StrEnum):
@@ -61,6 +70,21 @@ class User(IdMixin, TimestampMixin, Base):
     department_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("departments.id", ondelete="RESTRICT"), index=True
     )
+    # Consecutive failed logins; incremented atomically in the database so that
+    # every worker process and host agrees (see access.service.count_login_failure).
+    failed_login_count: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0"
+    )
+    locked_until: Mapped[datetime | None]
+    must_change_password: Mapped[bool] = mapped_column(
+        default=False, server_default="0"
+    )
+    # TOTP seeds, sealed by the envelope cipher (never stored in clear).
+    totp_seed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_pending_seed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_enabled_at: Mapped[datetime | None]
+    # The last accepted TOTP time step: a code is never accepted twice.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
     roles: Mapped[list[Role]] = relationship(secondary=user_roles, lazy="raise")
     department: Mapped[Department | None] = relationship(lazy="raise")
@@ -68,3 +92,38 @@ class User(IdMixin, TimestampMixin, Base):
     @property
     def entitlements(self) -> frozenset[str]:
         return frozenset(e for role in self.roles for e in role.entitlements)
+
+    @property
+    def role_ids(self) -> list[uuid.UUID]:
+        return [role.id for role in self.roles]
+
+    @property
+    def two_factor_enabled(self) -> bool:
+        return self.totp_seed is not None
+
+
+class PasswordHistory(IdMixin, Base):
+    """Hashes of a user's earlier passwords, for the policy's `history` rule."""
+
+    __tablename__ = "password_history"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RateLimitWindow(Base):
+    """A fixed one-minute window's request count for one bucket (a principal or an IP).
+
+    Shared by every worker process: incremented with one atomic upsert.
+    """
+
+    __tablename__ = "rate_limit_windows"
+
+    bucket: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, autoincrement=False
+    )
+    count: Mapped[int] = mapped_column(Integer, default=0)

@@ -6,14 +6,18 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import Select
 
+from app.access import throttle
 from app.access.entitlements import Entitlement
+from app.access.errors import PasswordChangeRequired, TwoFactorEnrolmentRequired
 from app.access.principal import Principal
+from app.access.service import ADMINISTRATOR_ROLE
 from app.audit import service as audit_service
 from app.audit.service import Outcome
 from app.auth import service as auth_service
 from app.core.deps import SessionDep
-from app.core.errors import Forbidden, NotAuthenticated
+from app.core.errors import Forbidden, InvalidToken, NotAuthenticated
 from app.documents.models import Document
+from app.settings import service as settings_service
 
 _T = TypeVar("_T")
 
@@ -30,10 +34,16 @@ class Require:
 
     `entitlement=None` asks only for authentication (e.g. `/auth/me`). The route-walk
     test finds instances of this class in every protected route's dependencies.
+    A user who must first change their password (or enrol in 2FA) reaches only
+    routes declared with `allow_pending=True`.
+    Each call counts against the principal's request rate limit.
     """
 
-    def __init__(self, entitlement: Entitlement | None) -> None:
+    def __init__(
+        self, entitlement: Entitlement | None, *, allow_pending: bool = False
+    ) -> None:
         self.entitlement = entitlement
+        self.allow_pending = allow_pending
 
     def __call__(
         self,
@@ -45,9 +55,22 @@ class Require:
             raise NotAuthenticated(
                 "This resource needs an access token: send 'Authorization: Bearer <token>'."
             )
-        principal = auth_service.principal_from_access_token(
-            session, request.app.state.token_keys, token
-        )
+        keys = request.app.state.token_keys
+        try:
+            claims = keys.verify(token)
+        except InvalidToken:
+            claims = None  # refused (and audited) just below
+        if claims is not None:
+            throttle.limit_requests(
+                session,
+                request.app.state.sessionmaker,
+                request.app.state.settings,
+                bucket=f"{claims.kind}:{claims.sub}",
+                limit_of=throttle.principal_limit,
+            )
+        principal = auth_service.principal_from_access_token(session, keys, token)
+        if not self.allow_pending:
+            _refuse_pending(session, principal)
         if self.entitlement is not None and not principal.has(self.entitlement):
             audit_service.record_isolated(
                 session,
@@ -66,11 +89,31 @@ class Require:
         return principal
 
 
-def require(entitlement: Entitlement | None) -> Require:
-    return Require(entitlement)
+def _refuse_pending(session: SessionDep, principal: Principal) -> None:
+    user = principal.user
+    if user is None:
+        return
+    if user.must_change_password:
+        raise PasswordChangeRequired(
+            "Change your password first: POST /api/v1/auth/password."
+        )
+    if (
+        user.totp_seed is None
+        and any(role.name == ADMINISTRATOR_ROLE for role in user.roles)
+        and settings_service.security(session).require_2fa_for_administrators
+    ):
+        raise TwoFactorEnrolmentRequired(
+            "Administrators must enrol in two-factor authentication first: POST /api/v1/auth/2fa/setup, then /2fa/enable."
+        )
+
+
+def require(entitlement: Entitlement | None, *, allow_pending: bool = False) -> Require:
+    return Require(entitlement, allow_pending=allow_pending)
 
 
 AuthenticatedDep = Annotated[Principal, Depends(require(None))]
+# About the caller itself, reachable while a password change or 2FA enrolment is pending.
+SelfServiceDep = Annotated[Principal, Depends(require(None, allow_pending=True))]
 
 
 def visible_documents(statement: Select[_T], principal: Principal) -> Select[_T]:

@@ -1,20 +1,57 @@
-"""Users as needed to log in, and the bootstrap administrator (administration is issue #3)."""
+"""Users: creation, administration, passwords, lockout, and the guard rails around them."""
 
 import secrets
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
 
-from app.access.models import Role, User, UserStatus
+from app.access import passwords
+from app.access.errors import (
+    LastAdministrator,
+    PrivilegeEscalation,
+    RoleNotFound,
+    StillReferenced,
+    UsernameTaken,
+    UserNotFound,
+    WrongPassword,
+)
+from app.access.models import (
+    Department,
+    PasswordHistory,
+    Role,
+    User,
+    UserStatus,
+    user_roles,
+)
+from app.access.principal import Principal
 from app.audit import service as audit_service
-from app.audit.service import SYSTEM, Actor
-from app.core.errors import Conflict, NotFound
+from app.audit.service import SYSTEM, Actor, ActorKind
+from app.auth import service as auth_service
+from app.core.crypto import EnvelopeCipher
+from app.core.errors import NotFound
+from app.core.pagination import PageParams, paginate
 from app.core.security import PasswordHasher
 from app.core.types import utcnow
 from app.license import service as license_service
 from app.license.service import Capacity
+from app.settings import service as settings_service
+from app.settings.schemas import PasswordPolicy
 
 ADMINISTRATOR_ROLE = "administrator"
+
+SORTABLE = {
+    "created_at": User.created_at,
+    "username": User.username_key,
+    "email": User.email,
+    "full_name": User.full_name,
+    "last_login_at": User.last_login_at,
+    "status": User.status,
+}
 
 
 def get_role_by_name(session: Session, name: str) -> Role:
@@ -35,9 +72,16 @@ def create_user(
     roles: list[Role],
     email: str | None = None,
     full_name: str = "",
+    department: Department | None = None,
+    policy: PasswordPolicy | None = None,
 ) -> User:
-    """Raises: Conflict if the username is taken (case-insensitively); LicenseRefusal
-    beyond the licence's user limit (the first user of an empty database is exempt).
+    """Create an active user; `policy`, when given, must accept the password.
+
+    Raises:
+        UsernameTaken: the username is taken (case-insensitively).
+        PasswordRejected: the password breaks `policy`.
+        LicenseRefusal: beyond the licence's user limit (the first user of an
+            empty database is exempt).
     """
     license_service.check_capacity(session, Capacity.USERS, actor=actor)
     key = username.strip().lower()
@@ -45,7 +89,9 @@ def create_user(
         session.scalars(select(User.id).where(User.username_key == key)).first()
         is not None
     ):
-        raise Conflict(f"The username '{username}' is taken.")
+        raise UsernameTaken(f"The username '{username}' is taken.")
+    if policy is not None:
+        passwords.check(policy, hasher, password)
     user = User(
         username=username.strip(),
         username_key=key,
@@ -55,16 +101,24 @@ def create_user(
         status=UserStatus.ACTIVE,
         password_changed_at=utcnow(),
         roles=roles,
+        department=department,
     )
     session.add(user)
     session.flush()
+    session.add(PasswordHistory(user_id=user.id, password_hash=user.password_hash))
     audit_service.record(
         session,
         actor=actor,
         action="user.created",
         resource_type="user",
         resource_id=user.id,
-        details={"username": user.username, "roles": [role.name for role in roles]},
+        details={
+            "username": user.username,
+            "email": email,
+            "full_name": full_name,
+            "department_id": str(department.id) if department else None,
+            "roles": [role.name for role in roles],
+        },
     )
     return user
 
@@ -89,3 +143,491 @@ def bootstrap_admin(
         full_name="Administrator",
     )
     return user, generated
+
+
+# --- reading -------------------------------------------------------------------
+
+
+def get_user(session: Session, user_id: uuid.UUID) -> User:
+    """Raises: UserNotFound."""
+    user = session.scalars(
+        select(User).where(User.id == user_id).options(selectinload(User.roles))
+    ).one_or_none()
+    if user is None:
+        raise UserNotFound(f"No user with id {user_id}.")
+    return user
+
+
+def list_users(
+    session: Session,
+    *,
+    params: PageParams,
+    department_id: uuid.UUID | None,
+    role_id: uuid.UUID | None,
+    status: Sequence[UserStatus],
+    q: str | None,
+) -> tuple[Sequence[User], int]:
+    statement: Select[Any] = select(User).options(selectinload(User.roles))
+    if department_id is not None:
+        statement = statement.where(User.department_id == department_id)
+    if role_id is not None:
+        statement = statement.where(
+            User.id.in_(
+                select(user_roles.c.user_id).where(user_roles.c.role_id == role_id)
+            )
+        )
+    if status:
+        statement = statement.where(User.status.in_(status))
+    if q:
+        pattern = f"%{q.lower()}%"
+        statement = statement.where(
+            or_(
+                User.username_key.like(pattern),
+                func.lower(User.email).like(pattern),
+                func.lower(User.full_name).like(pattern),
+            )
+        )
+    return paginate(session, statement, params, sortable=SORTABLE, tiebreaker=User.id)
+
+
+def roles_by_ids(session: Session, role_ids: Iterable[uuid.UUID]) -> list[Role]:
+    """Raises: RoleNotFound naming the first unknown id."""
+    wanted = list(dict.fromkeys(role_ids))
+    found = {
+        role.id: role
+        for role in session.scalars(select(Role).where(Role.id.in_(wanted)))
+    }
+    for role_id in wanted:
+        if role_id not in found:
+            raise RoleNotFound(f"No role with id {role_id}.")
+    return [found[role_id] for role_id in wanted]
+
+
+# --- guard rails ---------------------------------------------------------------
+
+
+def check_grantable(
+    principal: Principal, entitlements: Iterable[str], what: str
+) -> None:
+    """Nobody hands out (or takes charge of) entitlements they do not hold.
+
+    Raises:
+        PrivilegeEscalation: naming the entitlements beyond the principal's.
+    """
+    beyond = sorted({e for e in entitlements if not principal.has(e)})
+    if beyond:
+        raise PrivilegeEscalation(
+            f"{what} entitlements you do not hold: {', '.join(beyond)}.",
+            extra={"entitlements": beyond},
+        )
+
+
+def check_manageable(principal: Principal, user: User) -> None:
+    """A user with entitlements beyond the caller's cannot be changed by the caller.
+
+    Otherwise resetting an administrator's password would be a way to become one.
+
+    Raises:
+        PrivilegeEscalation
+    """
+    check_grantable(principal, user.entitlements, "This user holds")
+
+
+def ensure_an_administrator_remains(session: Session) -> None:
+    """Call after flushing a change: at least one enabled user must hold the administrator role.
+
+    The administrator role row is locked first, so concurrent changes on
+    PostgreSQL are checked one after the other (SQLite serialises writers anyway).
+
+    Raises:
+        LastAdministrator
+    """
+    role = session.scalars(
+        select(Role).where(Role.name == ADMINISTRATOR_ROLE).with_for_update()
+    ).one()
+    session.flush()
+    remaining = session.scalar(
+        select(func.count())
+        .select_from(User)
+        .join(user_roles, user_roles.c.user_id == User.id)
+        .where(user_roles.c.role_id == role.id, User.status != UserStatus.DISABLED)
+    )
+    if not remaining:
+        raise LastAdministrator(
+            "This would leave no enabled user with the administrator role."
+        )
+
+
+def _holds_admin(user: User) -> bool:
+    return any(role.name == ADMINISTRATOR_ROLE for role in user.roles)
+
+
+# --- administration ------------------------------------------------------------
+
+
+def update_user(
+    session: Session,
+    principal: Principal,
+    *,
+    user: User,
+    changes: dict[str, Any],
+    roles: list[Role] | None,
+    department: Department | None,
+) -> User:
+    """Apply `changes` (email, full_name, department_id) and, when given, a new role set.
+
+    Raises:
+        PrivilegeEscalation: the user or the new roles hold entitlements beyond the caller's.
+        LastAdministrator: the change would leave no administrator.
+    """
+    check_manageable(principal, user)
+    before = _snapshot(user)
+    for field in ("email", "full_name"):
+        if field in changes:
+            setattr(user, field, changes[field])
+    if "department_id" in changes:
+        user.department = department
+    if roles is not None:
+        check_grantable(
+            principal,
+            {e for role in roles for e in role.entitlements},
+            "Cannot assign roles with",
+        )
+        was_admin = _holds_admin(user)
+        user.roles = roles
+        if was_admin and not _holds_admin(user):
+            ensure_an_administrator_remains(session)
+    session.flush()
+    _audit_change(session, principal, "user.updated", user, before)
+    return user
+
+
+def delete_user(
+    session: Session,
+    principal: Principal,
+    *,
+    user: User,
+    cipher: EnvelopeCipher | None,
+) -> None:
+    """Delete a user; audit entries keep their name and id, so history stays readable.
+
+    Raises:
+        PrivilegeEscalation, LastAdministrator,
+        StillReferenced: other records (documents, assignments) still point at the user.
+    """
+    check_manageable(principal, user)
+    audit_service.record(
+        session,
+        actor=principal.actor,
+        action="user.deleted",
+        resource_type="user",
+        resource_id=user.id,
+        details={"username": user.username, "email": user.email},
+    )
+    if cipher is not None:
+        for blob in (user.totp_seed, user.totp_pending_seed):
+            if blob is not None:
+                cipher.destroy(session, blob)
+    session.delete(user)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise StillReferenced(
+            "Other records still refer to this user; disable the user instead."
+        ) from None
+    ensure_an_administrator_remains(session)
+
+
+def set_status(
+    session: Session,
+    principal: Principal,
+    *,
+    user: User,
+    status: UserStatus,
+) -> User:
+    """Disable (its sessions are revoked at once) or enable a user.
+
+    Raises:
+        PrivilegeEscalation, LastAdministrator, LicenseRefusal (no free seat to enable).
+    """
+    check_manageable(principal, user)
+    if user.status == status:
+        return user
+    if user.status == UserStatus.DISABLED:
+        # A disabled user holds no licence seat: enabling one takes a seat again.
+        license_service.check_capacity(session, Capacity.USERS, actor=principal.actor)
+    before = user.status
+    user.status = status
+    if status == UserStatus.ACTIVE:
+        user.failed_login_count = 0
+        user.locked_until = None
+    session.flush()
+    if status == UserStatus.DISABLED:
+        ensure_an_administrator_remains(session)
+        auth_service.revoke_user_sessions(
+            session, user.id, reason="user_disabled", actor=principal.actor
+        )
+    audit_service.record(
+        session,
+        actor=principal.actor,
+        action="user.disabled" if status == UserStatus.DISABLED else "user.enabled",
+        resource_type="user",
+        resource_id=user.id,
+        details={"before": {"status": before.value}, "after": {"status": status.value}},
+    )
+    return user
+
+
+def unlock_user(session: Session, actor: Actor, *, user: User, reason: str) -> bool:
+    """Lift a lockout and zero the failure counter; returns whether the user was locked."""
+    changed = session.execute(
+        update(User)
+        .where(User.id == user.id, User.status == UserStatus.LOCKED)
+        .values(status=UserStatus.ACTIVE, failed_login_count=0, locked_until=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if changed:
+        session.refresh(user, ["status", "failed_login_count", "locked_until"])
+        audit_service.record(
+            session,
+            actor=actor,
+            action="user.unlocked",
+            resource_type="user",
+            resource_id=user.id,
+            details={"reason": reason},
+        )
+    elif user.failed_login_count:
+        user.failed_login_count = 0
+    return bool(changed)
+
+
+def reset_password(
+    session: Session, hasher: PasswordHasher, principal: Principal, *, user: User
+) -> str:
+    """Give the user a random temporary password, to be changed at next login; returns it.
+
+    Their sessions are revoked. Raises: PrivilegeEscalation.
+    """
+    check_manageable(principal, user)
+    policy = settings_service.password_policy(session)
+    temporary = passwords.generate(policy)
+    _store_password(session, hasher, user, temporary, policy, temporary=True)
+    auth_service.revoke_user_sessions(
+        session, user.id, reason="password_reset", actor=principal.actor
+    )
+    audit_service.record(
+        session,
+        actor=principal.actor,
+        action="user.password_reset",
+        resource_type="user",
+        resource_id=user.id,
+        details={"must_change_password": True},
+    )
+    return temporary
+
+
+def change_own_password(
+    session: Session,
+    hasher: PasswordHasher,
+    principal: Principal,
+    *,
+    user: User,
+    old_password: str,
+    new_password: str,
+) -> None:
+    """Raises: WrongPassword, PasswordRejected (policy rule or recent password)."""
+    if not hasher.verify(old_password, user.password_hash):
+        audit_service.record_isolated(
+            session,
+            actor=principal.actor,
+            action="user.password_changed",
+            resource_type="user",
+            resource_id=user.id,
+            details={"reason": "wrong_old_password"},
+        )
+        raise WrongPassword("The current password is wrong.")
+    policy = settings_service.password_policy(session)
+    passwords.check(
+        policy,
+        hasher,
+        new_password,
+        field="new_password",
+        previous_hashes=recent_password_hashes(session, user, policy.history),
+    )
+    _store_password(session, hasher, user, new_password, policy, temporary=False)
+    audit_service.record(
+        session,
+        actor=principal.actor,
+        action="user.password_changed",
+        resource_type="user",
+        resource_id=user.id,
+    )
+
+
+def recent_password_hashes(session: Session, user: User, count: int) -> list[str]:
+    if count <= 0:
+        return []
+    return list(
+        session.scalars(
+            select(PasswordHistory.password_hash)
+            .where(PasswordHistory.user_id == user.id)
+            .order_by(PasswordHistory.created_at.desc(), PasswordHistory.id)
+            .limit(count)
+        )
+    )
+
+
+def _store_password(
+    session: Session,
+    hasher: PasswordHasher,
+    user: User,
+    password: str,
+    policy: PasswordPolicy,
+    *,
+    temporary: bool,
+) -> None:
+    user.password_hash = hasher.hash(password)
+    user.password_changed_at = utcnow()
+    user.must_change_password = temporary
+    session.add(PasswordHistory(user_id=user.id, password_hash=user.password_hash))
+    session.flush()
+    keep = max(policy.history, 1)
+    stale = (
+        select(PasswordHistory.id)
+        .where(PasswordHistory.user_id == user.id)
+        .order_by(PasswordHistory.created_at.desc(), PasswordHistory.id)
+        .offset(keep)
+    )
+    session.execute(
+        delete(PasswordHistory)
+        .where(PasswordHistory.id.in_(list(session.scalars(stale))))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def password_expired(user: User, policy: PasswordPolicy, now: datetime) -> bool:
+    if not policy.max_age_days or user.password_changed_at is None:
+        return False
+    return user.password_changed_at + timedelta(days=policy.max_age_days) <= now
+
+
+# --- lockout -------------------------------------------------------------------
+
+
+def count_login_failure(session: Session, user_id: uuid.UUID) -> None:
+    """Add one failed login to the user's counter; the Nth in a row locks the account.
+
+    Runs in a transaction of its own (the failed request's rolls back). The
+    increment is one `UPDATE … RETURNING`, so concurrent failures in several
+    processes each see a distinct count and exactly one of them sees N.
+    """
+    count = session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(failed_login_count=User.failed_login_count + 1)
+        .returning(User.failed_login_count)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if count is None:
+        return
+    policy = settings_service.password_policy(session)
+    if not policy.lockout_threshold or count != policy.lockout_threshold:
+        return
+    until = utcnow() + timedelta(minutes=policy.lockout_minutes)
+    locked = session.execute(
+        update(User)
+        .where(User.id == user_id, User.status == UserStatus.ACTIVE)
+        .values(status=UserStatus.LOCKED, locked_until=until)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if locked:
+        user = session.get_one(User, user_id)
+        on_user_locked(session, user, failures=count, until=until)
+
+
+def on_user_locked(
+    session: Session, user: User, *, failures: int, until: datetime
+) -> None:
+    """The account was just locked: audit `user.locked` and emit it for notifications.
+
+    The one place a lockout is announced: the notifications feature hooks its
+    `emit("user.locked", …)` here.
+    """
+    audit_service.record(
+        session,
+        actor=SYSTEM,
+        action="user.locked",
+        resource_type="user",
+        resource_id=user.id,
+        details={
+            "username": user.username,
+            "failures": failures,
+            "locked_until": until.isoformat(),
+        },
+    )
+
+
+def unlock_if_expired(session: Session, user_id: uuid.UUID, now: datetime) -> bool:
+    """End a lockout whose time is up (idempotent: only one caller sees True)."""
+    changed = session.execute(
+        update(User)
+        .where(
+            User.id == user_id,
+            User.status == UserStatus.LOCKED,
+            User.locked_until.is_not(None),
+            User.locked_until <= now,
+        )
+        .values(status=UserStatus.ACTIVE, failed_login_count=0, locked_until=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if changed:
+        audit_service.record(
+            session,
+            actor=SYSTEM,
+            action="user.unlocked",
+            resource_type="user",
+            resource_id=user_id,
+            details={"reason": "lock_expired"},
+        )
+    return bool(changed)
+
+
+# --- audit ---------------------------------------------------------------------
+
+_AUDITED_FIELDS = ("email", "full_name", "department_id", "roles")
+
+
+def _snapshot(user: User) -> dict[str, Any]:
+    return {
+        "email": user.email,
+        "full_name": user.full_name,
+        "department_id": str(user.department_id) if user.department_id else None,
+        "roles": sorted(role.name for role in user.roles),
+    }
+
+
+def _audit_change(
+    session: Session,
+    principal: Principal,
+    action: str,
+    user: User,
+    before: dict[str, Any],
+) -> None:
+    after = _snapshot(user)
+    changed = [field for field in _AUDITED_FIELDS if before[field] != after[field]]
+    audit_service.record(
+        session,
+        actor=principal.actor,
+        action=action,
+        resource_type="user",
+        resource_id=user.id,
+        details={
+            "before": {field: before[field] for field in changed},
+            "after": {field: after[field] for field in changed},
+        },
+    )
+
+
+def user_actor(user: User) -> Actor:
+    return Actor(ActorKind.USER, str(user.id), user.username)

@@ -89,3 +89,36 @@ class OAuth2UnsupportedGrantType(OAuth2Error):
 class OAuth2UnsupportedTokenType(OAuth2Error):
     error = code = "unsupported_token_type"
     title = "Unsupported token type"
+
+
+class TotpRequired(InvalidCredentials):
+    code = "totp_required"
+    title = "Two-factor code required"
+
+
+class InvalidTotp(InvalidCredentials):
+    code = "invalid_totp"
+    title = "Invalid two-factor code"
+
+
+class TotpAlreadyEnabled(AppError):
+    status = 409
+    code = "totp_already_enabled"
+    title = "Two-factor authentication already enabled"
+
+
+class TotpNotEnabled(AppError):
+    status = 409
+    code = "totp_not_enabled"
+    title = "Two-factor authentication not enabled"
+
+
+class TotpCodeRejected(AppError):
+    status = 422
+    code = "invalid_totp_code"
+    title = "Two-factor code rejected"
+
+
+class NotAUser(Forbidden):
+    code = "not_a_user"
+    title = "Only for users"

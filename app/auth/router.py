@@ -3,15 +3,21 @@ import binascii
 from typing import Annotated
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Form, Request, Response, status
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 
-from app.access.policy import AuthenticatedDep
+from app.access import service as access_service
+from app.access import throttle
+from app.access.models import User
+from app.access.policy import SelfServiceDep
+from app.access.schemas import RoleRef
 from app.auth import service as auth_service
+from app.auth import totp as totp_service
 from app.auth.errors import (
     AccountDisabled,
     AccountLocked,
     InvalidCredentials,
     InvalidRefreshToken,
+    NotAUser,
     OAuth2InvalidClient,
     OAuth2InvalidGrant,
     OAuth2InvalidRequest,
@@ -23,15 +29,20 @@ from app.auth.models import ApiClient
 from app.auth.schemas import (
     LoginRequest,
     MeResponse,
+    PasswordChange,
     RefreshRequest,
-    RoleRef,
     TokenResponse,
+    TotpCode,
+    TotpDisable,
+    TotpEnrolment,
 )
 from app.auth.service import IssuedTokens
 from app.auth.tokens import TokenKeys
+from app.core.crypto import EnvelopeCipher
 from app.core.deps import PasswordHasherDep, SessionDep, SettingsDep
 from app.core.errors import problem_responses
 from app.core.routing import AppRoute
+from app.settings import service as settings_service
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=AppRoute)
 
@@ -55,9 +66,26 @@ def _keys(request: Request) -> TokenKeys:
     return keys
 
 
+def _cipher(request: Request) -> EnvelopeCipher | None:
+    cipher: EnvelopeCipher | None = request.app.state.cipher
+    return cipher
+
+
+def _throttle_login(request: Request, session: SessionDep) -> None:
+    """Per-IP login attempts, counted before anything else touches the database."""
+    client = request.client
+    throttle.limit_requests(
+        session,
+        request.app.state.sessionmaker,
+        request.app.state.settings,
+        bucket=f"login-ip:{client.host if client else 'unknown'}",
+        limit_of=throttle.login_limit,
+    )
+
+
 @router.post(
     "/login",
-    responses=problem_responses(401, 403, 415, 422),
+    responses=problem_responses(401, 403, 415, 422, 429, 503),
 )
 def login(
     body: LoginRequest,
@@ -67,18 +95,23 @@ def login(
     settings: SettingsDep,
     hasher: PasswordHasherDep,
 ) -> TokenResponse:
-    """Log in with username and password; returns an access token and a refresh token."""
+    """Log in with username, password and (when enrolled) a TOTP code; returns an access and a refresh token."""
+    _throttle_login(request, session)
     user = auth_service.authenticate_user(
         session,
         hasher,
         username=body.username,
         password=body.password.get_secret_value(),
         grant="login",
+        totp=body.totp.get_secret_value() if body.totp else None,
+        cipher=_cipher(request),
     )
+    access_ttl, refresh_ttl = settings_service.token_lifetimes(session, settings)
     issued = auth_service.start_user_session(
         session,
         keys=_keys(request),
-        refresh_ttl=settings.refresh_ttl,
+        refresh_ttl=refresh_ttl,
+        access_ttl=access_ttl,
         user=user,
         scope=None,
         grant="login",
@@ -159,7 +192,10 @@ def issue_token(
     if not grant_type:
         raise OAuth2InvalidRequest("Missing grant_type.")
     keys = _keys(request)
+    if grant_type == "password":
+        _throttle_login(request, session)
     credentials = _client_credentials(request, client_id, client_secret)
+    access_ttl, refresh_ttl = settings_service.token_lifetimes(session, settings)
     try:
         if grant_type == "client_credentials":
             if credentials is None:
@@ -172,7 +208,11 @@ def issue_token(
                 scope, allowed=frozenset(client.entitlements)
             )
             issued = auth_service.issue_client_token(
-                session, keys=keys, client=client, scope=requested
+                session,
+                keys=keys,
+                client=client,
+                scope=requested,
+                access_ttl=access_ttl,
             )
         elif grant_type == "password":
             if not username or not password:
@@ -188,7 +228,8 @@ def issue_token(
             issued = auth_service.start_user_session(
                 session,
                 keys=keys,
-                refresh_ttl=settings.refresh_ttl,
+                refresh_ttl=refresh_ttl,
+                access_ttl=access_ttl,
                 user=user,
                 scope=requested,
                 grant="password",
@@ -201,7 +242,8 @@ def issue_token(
             issued = auth_service.refresh_user_session(
                 session,
                 keys=keys,
-                refresh_ttl=settings.refresh_ttl,
+                refresh_ttl=refresh_ttl,
+                access_ttl=access_ttl,
                 refresh_token=refresh_token,
             )
         else:
@@ -229,10 +271,12 @@ def refresh(
     settings: SettingsDep,
 ) -> TokenResponse:
     """Exchange a refresh token for a new pair; the old one is spent, and reusing it revokes the session."""
+    access_ttl, refresh_ttl = settings_service.token_lifetimes(session, settings)
     issued = auth_service.refresh_user_session(
         session,
         keys=_keys(request),
-        refresh_ttl=settings.refresh_ttl,
+        refresh_ttl=refresh_ttl,
+        access_ttl=access_ttl,
         refresh_token=body.refresh_token.get_secret_value(),
     )
     return _token_response(response, issued)
@@ -241,7 +285,7 @@ def refresh(
 @router.post(
     "/logout", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401)
 )
-def logout(principal: AuthenticatedDep, session: SessionDep) -> None:
+def logout(principal: SelfServiceDep, session: SessionDep) -> None:
     """Revoke the presented access token and its refresh-token family."""
     auth_service.logout(session, principal)
 
@@ -274,7 +318,7 @@ def revoke(
 
 
 @router.get("/me", responses=problem_responses(401))
-def read_me(principal: AuthenticatedDep) -> MeResponse:
+def read_me(principal: SelfServiceDep) -> MeResponse:
     """Who the token speaks for, with the entitlements in force now."""
     user = principal.user
     return MeResponse(
@@ -289,4 +333,89 @@ def read_me(principal: AuthenticatedDep) -> MeResponse:
         roles=[RoleRef.model_validate(role) for role in user.roles] if user else [],
         entitlements=sorted(principal.entitlements),
         token_expires_at=principal.claims.expires_at,
+        must_change_password=user.must_change_password if user else False,
+        two_factor_enabled=user.totp_seed is not None if user else False,
+    )
+
+
+def _own_user(principal: SelfServiceDep) -> User:
+    if principal.user is None:
+        raise NotAUser("Only users have a password and a second factor.")
+    return principal.user
+
+
+OwnUserDep = Annotated[User, Depends(_own_user)]
+
+
+@router.post(
+    "/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 415, 422),
+)
+def change_password(
+    body: PasswordChange,
+    principal: SelfServiceDep,
+    user: OwnUserDep,
+    session: SessionDep,
+    hasher: PasswordHasherDep,
+) -> None:
+    """Change your own password (the current one, and a new one the password policy accepts)."""
+    access_service.change_own_password(
+        session,
+        hasher,
+        principal,
+        user=user,
+        old_password=body.old_password.get_secret_value(),
+        new_password=body.new_password.get_secret_value(),
+    )
+
+
+@router.post("/2fa/setup", responses=problem_responses(401, 403, 409, 503))
+def setup_two_factor(
+    request: Request, principal: SelfServiceDep, user: OwnUserDep, session: SessionDep
+) -> TotpEnrolment:
+    """Start TOTP enrolment: a new secret and its otpauth URI (for a QR code); confirm with /2fa/enable."""
+    secret, uri = totp_service.start_enrolment(
+        session, totp_service.require_cipher(_cipher(request)), principal, user=user
+    )
+    return TotpEnrolment(secret=secret, otpauth_uri=uri)
+
+
+@router.post(
+    "/2fa/enable",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 409, 415, 422, 503),
+)
+def enable_two_factor(
+    body: TotpCode,
+    request: Request,
+    principal: SelfServiceDep,
+    user: OwnUserDep,
+    session: SessionDep,
+) -> None:
+    """Confirm enrolment with a current code; from then on login needs a code."""
+    totp_service.confirm_enrolment(
+        session,
+        totp_service.require_cipher(_cipher(request)),
+        principal,
+        user=user,
+        code=body.code,
+    )
+
+
+@router.post(
+    "/2fa/disable",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 409, 415, 422, 503),
+)
+def disable_two_factor(
+    body: TotpDisable,
+    request: Request,
+    principal: SelfServiceDep,
+    user: OwnUserDep,
+    session: SessionDep,
+) -> None:
+    """Turn off your two-factor authentication, proven with a current code."""
+    totp_service.disable(
+        session, _cipher(request), principal.actor, user=user, code=body.code
     )

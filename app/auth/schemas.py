@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import AwareDatetime, ConfigDict, Field, SecretStr
 
 from app.access.entitlements import Entitlement
+from app.access.schemas import RoleRef
 from app.auth.models import ClientStatus
 from app.core.schemas import RequestSchema, Schema
 
@@ -20,6 +21,12 @@ class LoginRequest(RequestSchema):
 
     username: str = Field(min_length=1, max_length=150)
     password: SecretStr = Field(min_length=1, max_length=1024)
+    totp: SecretStr | None = Field(
+        default=None,
+        min_length=6,
+        max_length=8,
+        description="The current TOTP code, for accounts with two-factor authentication.",
+    )
 
 
 class RefreshRequest(RequestSchema):
@@ -52,11 +59,6 @@ class TokenResponse(Schema):
     scope: str
 
 
-class RoleRef(Schema):
-    id: uuid.UUID
-    name: str
-
-
 class MeResponse(Schema):
     id: uuid.UUID
     kind: Literal["user", "client"]
@@ -67,6 +69,47 @@ class MeResponse(Schema):
     roles: list[RoleRef]
     entitlements: list[str]
     token_expires_at: datetime
+    must_change_password: bool = False
+    two_factor_enabled: bool = False
+
+
+class PasswordChange(RequestSchema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"old_password": "Old-Passw0rd!", "new_password": "N3w-and-longer!"}
+            ]
+        }
+    )
+
+    old_password: SecretStr = Field(min_length=1, max_length=1024)
+    new_password: SecretStr = Field(min_length=1, max_length=1024)
+
+
+class TotpEnrolment(Schema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "secret": "JBSWY3DPEHPK3PXP",
+                    "otpauth_uri": "otpauth://totp/SignVault:alice?secret=JBSWY3DPEHPK3PXP&issuer=SignVault",
+                }
+            ]
+        }
+    )
+
+    secret: str = Field(description="Base32 seed, shown during enrolment only.")
+    otpauth_uri: str
+
+
+class TotpCode(RequestSchema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"code": "492039"}]})
+
+    code: str = Field(pattern=r"^[0-9]{6,8}$")
+
+
+class TotpDisable(TotpCode):
+    pass
 
 
 class ClientCreate(RequestSchema):

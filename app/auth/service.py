@@ -2,22 +2,26 @@
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
+from app.access import service as access_service
 from app.access.entitlements import ALL as ALL_ENTITLEMENTS
 from app.access.models import User, UserStatus
 from app.access.principal import Principal
 from app.audit import service as audit_service
 from app.audit.service import ANONYMOUS, Actor, ActorKind, Outcome
+from app.auth import totp as totp_service
 from app.auth.errors import (
     AccountDisabled,
     AccountLocked,
     InvalidCredentials,
     InvalidRefreshToken,
+    InvalidTotp,
     ScopeNotAllowed,
+    TotpRequired,
 )
 from app.auth.models import (
     ApiClient,
@@ -27,10 +31,12 @@ from app.auth.models import (
     RevokedAccessToken,
 )
 from app.auth.tokens import AccessClaims, TokenKeys
+from app.core.crypto import EnvelopeCipher
 from app.core.db import after_transaction
 from app.core.errors import InvalidToken
 from app.core.security import PasswordHasher, new_secret, secret_digest, secret_matches
 from app.core.types import utcnow
+from app.settings import service as settings_service
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,31 +90,43 @@ def authenticate_user(
     username: str,
     password: str,
     grant: str,
+    totp: str | None = None,
+    cipher: EnvelopeCipher | None = None,
 ) -> User:
-    """Check a username and password; every failure is audited.
+    """Check a username, password and (when enrolled) TOTP code; every failure is audited.
+
+    A wrong password or code adds to the user's failure counter in a
+    transaction of its own (this request's rolls back); the Nth failure in a
+    row locks the account for the policy's minutes.
 
     Raises:
         InvalidCredentials: unknown user or wrong password (the same answer for both).
+        TotpRequired: right password, 2FA enrolled, no code given.
+        InvalidTotp: wrong or replayed code.
         AccountDisabled: right password, disabled account.
         AccountLocked: right password, locked account.
     """
     user = find_user_by_username(session, username)
+    now = utcnow()
+    if (
+        user is not None
+        and user.status == UserStatus.LOCKED
+        and user.locked_until is not None
+        and user.locked_until <= now
+    ):
+        user_id = user.id
+        access_service.unlock_if_expired(session, user_id, now)
+        session.refresh(user, ["status", "failed_login_count", "locked_until"])
+        # Also after this request, should it fail: the counter must restart at 0.
+        after_transaction(
+            session, lambda own: _unlock_expired_isolated(own, user_id, now)
+        )
     if (
         not hasher.verify(password, user.password_hash if user else None)
         or user is None
     ):
-        audit_service.record_isolated(
-            session,
-            actor=user_actor(user)
-            if user
-            else Actor(ActorKind.ANONYMOUS, None, username[:200]),
-            action="auth.login",
-            resource_type="user",
-            resource_id=user.id if user else None,
-            details={
-                "grant": grant,
-                "reason": "wrong_password" if user else "unknown_user",
-            },
+        _refuse_login(
+            session, user, username, grant, "wrong_password" if user else "unknown_user"
         )
         raise InvalidCredentials("Invalid username or password.")
     if user.status != UserStatus.ACTIVE:
@@ -122,11 +140,83 @@ def authenticate_user(
             details={"grant": grant, "reason": f"account_{user.status.value}"},
         )
         if user.status == UserStatus.LOCKED:
-            raise AccountLocked("This account is locked.")
+            until = (
+                user.locked_until.isoformat()
+                if user.locked_until
+                else "an administrator unlocks it"
+            )
+            raise AccountLocked(f"This account is locked until {until}.")
         raise AccountDisabled("This account is disabled.")
+    if user.totp_seed is not None:
+        if not totp:
+            audit_service.record_isolated(
+                session,
+                actor=user_actor(user),
+                action="auth.login",
+                resource_type="user",
+                resource_id=user.id,
+                details={"grant": grant, "reason": "totp_missing"},
+            )
+            raise TotpRequired(
+                "This account uses two-factor authentication: send the current code in 'totp'."
+                if grant == "login"
+                else "This account uses two-factor authentication: log in with POST /api/v1/auth/login."
+            )
+        if not totp_service.verify_login_code(
+            session, totp_service.require_cipher(cipher), user=user, code=totp
+        ):
+            _refuse_login(session, user, username, grant, "wrong_totp")
+            raise InvalidTotp("The two-factor code is wrong or was already used.")
     if hasher.needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
+    user.failed_login_count = 0
+    if access_service.password_expired(
+        user, settings_service.password_policy(session), now
+    ):
+        user.must_change_password = True
     return user
+
+
+def _refuse_login(
+    session: Session, user: User | None, username: str, grant: str, reason: str
+) -> None:
+    audit_service.record_isolated(
+        session,
+        actor=user_actor(user)
+        if user
+        else Actor(ActorKind.ANONYMOUS, None, username[:200]),
+        action="auth.login",
+        resource_type="user",
+        resource_id=user.id if user else None,
+        details={"grant": grant, "reason": reason},
+    )
+    if user is not None:
+        user_id = user.id
+        after_transaction(
+            session, lambda own: access_service.count_login_failure(own, user_id)
+        )
+
+
+def _unlock_expired_isolated(
+    session: Session, user_id: uuid.UUID, now: datetime
+) -> None:
+    access_service.unlock_if_expired(session, user_id, now)
+
+
+def revoke_user_sessions(
+    session: Session, user_id: uuid.UUID, *, reason: str, actor: Actor
+) -> int:
+    """End every open session of a user (their refresh tokens and the access tokens issued in them)."""
+    families = session.scalars(
+        select(AuthSession).where(
+            AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
+        )
+    ).all()
+    for family in families:
+        _end_session(
+            session, family, reason=reason, action="auth.session_revoked", actor=actor
+        )
+    return len(families)
 
 
 def start_user_session(
@@ -137,6 +227,7 @@ def start_user_session(
     user: User,
     scope: frozenset[str] | None,
     grant: str,
+    access_ttl: timedelta | None = None,
 ) -> IssuedTokens:
     """Open a session (a refresh-token family) for an authenticated user and issue its first tokens."""
     now = utcnow()
@@ -149,7 +240,11 @@ def start_user_session(
     session.flush()
     refresh_token = _add_refresh_token(session, auth_session, refresh_ttl)
     access_token, claims = keys.issue(
-        sub=str(user.id), kind="user", sid=str(auth_session.id), scope=scope
+        sub=str(user.id),
+        kind="user",
+        sid=str(auth_session.id),
+        scope=scope,
+        ttl=access_ttl,
     )
     user.last_login_at = now
     audit_service.record(
@@ -169,7 +264,12 @@ def start_user_session(
 
 
 def refresh_user_session(
-    session: Session, *, keys: TokenKeys, refresh_ttl: timedelta, refresh_token: str
+    session: Session,
+    *,
+    keys: TokenKeys,
+    refresh_ttl: timedelta,
+    refresh_token: str,
+    access_ttl: timedelta | None = None,
 ) -> IssuedTokens:
     """Spend a refresh token for a new pair in the same family.
 
@@ -212,11 +312,15 @@ def refresh_user_session(
     if user.status == UserStatus.DISABLED:
         _record_refresh_refused(session, family, "account_disabled")
         raise InvalidRefreshToken("The account is disabled.")
+    if user.status == UserStatus.LOCKED:
+        # A locked account's tokens run out; they are not renewed.
+        _record_refresh_refused(session, family, "account_locked")
+        raise InvalidRefreshToken("The account is locked.")
     family.expires_at = now + refresh_ttl
     new_refresh = _add_refresh_token(session, family, refresh_ttl)
     scope = frozenset(family.scope) if family.scope is not None else None
     access_token, claims = keys.issue(
-        sub=str(user.id), kind="user", sid=str(family.id), scope=scope
+        sub=str(user.id), kind="user", sid=str(family.id), scope=scope, ttl=access_ttl
     )
     audit_service.record(
         session,
@@ -339,10 +443,11 @@ def issue_client_token(
     keys: TokenKeys,
     client: ApiClient,
     scope: frozenset[str] | None,
+    access_ttl: timedelta | None = None,
 ) -> IssuedTokens:
     """Access token for the client-credentials grant (no refresh token, RFC 6749 §4.4.3)."""
     access_token, claims = keys.issue(
-        sub=str(client.id), kind="client", sid=None, scope=scope
+        sub=str(client.id), kind="client", sid=None, scope=scope, ttl=access_ttl
     )
     client.last_used_at = utcnow()
     audit_service.record(
@@ -423,11 +528,21 @@ def _resolve_principal(session: Session, claims: AccessClaims) -> Principal:
         raise InvalidToken("The access token's client no longer exists or is disabled.")
     if client.expires_at is not None and client.expires_at <= utcnow():
         raise InvalidToken("The access token's client has expired.")
+    granted = frozenset(client.entitlements)
+    if client.created_by_id is not None:
+        # Never more than its creator holds now: no escalation through a client.
+        creator = session.scalars(
+            select(User)
+            .where(User.id == client.created_by_id)
+            .options(selectinload(User.roles))
+        ).one_or_none()
+        if creator is not None:
+            granted &= creator.entitlements
     return Principal(
         "client",
         client.id,
         client.name,
-        _narrow(frozenset(client.entitlements), claims.scope),
+        _narrow(granted, claims.scope),
         claims,
         client=client,
     )

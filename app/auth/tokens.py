@@ -76,7 +76,13 @@ class TokenKeys:
         )
 
     def issue(
-        self, *, sub: str, kind: str, sid: str | None, scope: frozenset[str] | None
+        self,
+        *,
+        sub: str,
+        kind: str,
+        sid: str | None,
+        scope: frozenset[str] | None,
+        ttl: timedelta | None = None,
     ) -> tuple[str, AccessClaims]:
         now = utcnow().replace(microsecond=0)
         claims = AccessClaims(
@@ -84,7 +90,7 @@ class TokenKeys:
             kind=kind,
             jti=uuid.uuid4().hex,
             issued_at=now,
-            expires_at=now + self.ttl,
+            expires_at=now + (ttl or self.ttl),
             sid=sid,
             scope=scope,
         )

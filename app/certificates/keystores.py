@@ -10,55 +10,16 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from pyhanko.config.pkcs11 import TokenCriteria
 from pyhanko.sign import pkcs11 as hanko_pkcs11
 from pyhanko.sign.general import SigningError
-from pyhanko.sign.signers import SimpleSigner
-from pyhanko_certvalidator.registry import (
-    SimpleCertificateStore,
-)
-from pyhanko_certvalidator.util import (
-    get_pyca_cryptography_hash,
-    process_pss_params,
-)
 
 from app.certificates.errors import KeyMismatch, Pkcs11ObjectNotFound
-
-
-class CachedKeySigner(SimpleSigner):
-    """A `SimpleSigner` that signs with an already-parsed private key object."""
-
-    def __init__(self, key: PrivateKeyTypes, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._key = key
-
-    def sign_raw(self, data: bytes, digest_algorithm: str) -> bytes:
-        mechanism_info = self.get_signature_mechanism_for_digest(digest_algorithm)
-        try:
-            mechanism = mechanism_info.signature_algo
-        except ValueError:
-            mechanism = mechanism_info["algorithm"].native
-        key = self._key
-        if mechanism == "rsassa_pkcs1v15" and isinstance(key, rsa.RSAPrivateKey):
-            return key.sign(
-                data, padding.PKCS1v15(), get_pyca_cryptography_hash(digest_algorithm)
-            )
-        if mechanism == "rsassa_pss" and isinstance(key, rsa.RSAPrivateKey):
-            pss, hash_algo = process_pss_params(mechanism_info["parameters"])
-            return key.sign(data, pss, hash_algo)
-        if mechanism == "ecdsa" and isinstance(key, ec.EllipticCurvePrivateKey):
-            return key.sign(
-                data, ec.ECDSA(get_pyca_cryptography_hash(digest_algorithm))
-            )
-        if mechanism == "ed25519" and isinstance(key, ed25519.Ed25519PrivateKey):
-            return key.sign(data)
-        raise SigningError(f"The signature mechanism {mechanism} is not supported.")
+from app.signing.engine import CachedKeySigner, freeze_signed_attributes
 
 
 def pkcs12_signer(
@@ -70,13 +31,16 @@ def pkcs12_signer(
     key = serialization.load_der_private_key(
         key_pkcs8, password=None, unsafe_skip_rsa_key_validation=True
     )
+    if not isinstance(
+        key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        raise KeyMismatch(
+            "The vault key is of a type the signing engine does not support."
+        )
     return CachedKeySigner(
-        key,
-        signing_cert=asn1_x509.Certificate.load(certificate_der),
-        signing_key=asn1_keys.PrivateKeyInfo.load(key_pkcs8),
-        cert_registry=SimpleCertificateStore.from_certs(  # type: ignore[no-untyped-call]
-            [_asn1(extra) for extra in chain]
-        ),
+        certificate=asn1_x509.Certificate.load(certificate_der),
+        private_key=key,
+        chain=[_asn1(extra) for extra in chain],
     )
 
 
@@ -138,7 +102,7 @@ def pkcs11_signer(
     chain: list[x509.Certificate],
 ) -> Any:
     """A pyHanko PKCS#11 signer; EC keys use the raw mechanism (SoftHSM lacks CKM_ECDSA_SHA256)."""
-    return hanko_pkcs11.PKCS11Signer(
+    signer = hanko_pkcs11.PKCS11Signer(
         session,
         key_label=key_label,
         signing_cert=_asn1(certificate),
@@ -147,6 +111,7 @@ def pkcs11_signer(
             certificate.public_key(), ec.EllipticCurvePublicKey
         ),
     )
+    return freeze_signed_attributes(signer)
 
 
 def check_token_key(

@@ -13,12 +13,14 @@ from sqlalchemy import (
     and_,
     delete,
     exists,
+    func,
     or_,
     select,
     update,
 )
 from sqlalchemy.orm import Session, selectinload
 
+from app.access import departments
 from app.access.entitlements import Entitlement
 from app.access.models import Department, User
 from app.access.principal import Principal
@@ -65,6 +67,8 @@ from app.core.crypto import EnvelopeCipher, destroy_sealed
 from app.core.errors import InvalidInput
 from app.core.pagination import PageParams, paginate
 from app.core.types import utcnow
+from app.license import service as license_service
+from app.license.service import Capacity, Feature
 
 KEY_PURPOSE = "signing-key"
 
@@ -268,12 +272,12 @@ def import_pkcs12(
         _record_refusal(session, principal, name=name, refusal=refusal)
         raise
     details = certificate_details(contents.certificate, contents.chain)
-    _refuse_duplicate(session, principal, details)
-    certificate = _new_certificate(details, name=name, key_store=KeyStore.PKCS12)
+    certificate = _add_certificate(
+        session, principal, details, name=name, key_store=KeyStore.PKCS12
+    )
     certificate.sealed_private_key = cipher.seal(
         session, contents.private_key_pkcs8(), purpose=KEY_PURPOSE
     )
-    session.add(certificate)
     session.flush()
     _record(
         session,
@@ -299,19 +303,24 @@ def register_pkcs11(
         Pkcs11ObjectNotFound: no such token, key or certificate.
         ImportRefused: the certificate is refused, or the key does not match it.
         DuplicateCertificate: the certificate is in the vault already.
+        LicenseRefusal: the licence lacks the `pkcs11` feature.
     """
+    license_service.require_feature(session, Feature.PKCS11, actor=principal.actor)
     try:
         leaf = _token_certificate(location, certificate_data)
     except ImportRefused as refusal:
         _record_refusal(session, principal, name=name, refusal=refusal)
         raise
-    details = certificate_details(leaf, [])
-    _refuse_duplicate(session, principal, details)
-    certificate = _new_certificate(details, name=name, key_store=KeyStore.PKCS11)
+    certificate = _add_certificate(
+        session,
+        principal,
+        certificate_details(leaf, []),
+        name=name,
+        key_store=KeyStore.PKCS11,
+    )
     certificate.pkcs11_token_label = location.token_label
     certificate.pkcs11_key_label = location.key_label
     certificate.pkcs11_cert_label = location.cert_label
-    session.add(certificate)
     session.flush()
     _record(
         session,
@@ -346,10 +355,25 @@ def _token_certificate(
     return leaf
 
 
-def _new_certificate(
-    details: CertificateDetails, *, name: str | None, key_store: KeyStore
+def _add_certificate(
+    session: Session,
+    principal: Principal,
+    details: CertificateDetails,
+    *,
+    name: str | None,
+    key_store: KeyStore,
 ) -> SigningCertificate:
-    return SigningCertificate(
+    """The one way a certificate enters the vault (PKCS#12 import and HSM registration).
+
+    Raises:
+        DuplicateCertificate: the certificate is in the vault already.
+        LicenseRefusal: the licence's certificate limit is reached.
+    """
+    _refuse_duplicate(session, principal, details)
+    license_service.check_capacity(
+        session, Capacity.CERTIFICATES, actor=principal.actor
+    )
+    certificate = SigningCertificate(
         name=name or details.subject_cn or details.subject,
         key_store=key_store,
         stored_status=StoredStatus.ACTIVE,
@@ -371,6 +395,9 @@ def _new_certificate(
         chain_pem=details.chain_pem,
         assignments=[],
     )
+    session.add(certificate)
+    session.flush()
+    return certificate
 
 
 def _refuse_duplicate(
@@ -819,3 +846,27 @@ def _record(
             **details,
         },
     )
+
+
+def count_licensed_certificates(session: Session) -> int:
+    """Certificates that hold a licence seat: all but revoked and deleted ones."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(SigningCertificate)
+            .where(
+                SigningCertificate.stored_status.not_in(
+                    [StoredStatus.REVOKED, StoredStatus.DELETED]
+                )
+            )
+        )
+        or 0
+    )
+
+
+license_service.register_capacity_counter(
+    Capacity.CERTIFICATES, count_licensed_certificates
+)
+departments.register_reference(
+    "certificate_assignments", CertificateAssignment.department_id
+)

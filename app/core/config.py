@@ -94,6 +94,16 @@ class Settings(BaseSettings):
         default=True,
         description="Fetch OCSP responses and CRLs while validating; false: use only what the PDF holds.",
     )
+    rate_limit_per_minute: int = Field(
+        default=100,
+        ge=0,
+        description="Requests per minute per user or API client (429 beyond); 0: off. The `security` settings section overrides it.",
+    )
+    login_rate_limit_per_minute: int = Field(
+        default=20,
+        ge=0,
+        description="Login attempts per minute per client IP (429 beyond); 0: off. The `security` settings section overrides it.",
+    )
     pkcs12_max_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,

@@ -171,6 +171,13 @@ class CachedKeySigner(signers.SimpleSigner):
         raise SigningError(f"signature mechanism {algorithm} does not fit the key")
 
 
+def freeze_signed_attributes(signer: signers.Signer) -> signers.Signer:
+    """Serve the signer's signingCertificateV2 pre-built (for HSM signers; CachedKeySigner does it itself)."""
+    if signer.signing_cert is not None:
+        signer.signed_attr_prov_spec = _PadesSignedAttributes(signer.signing_cert)
+    return signer
+
+
 def _hash(name: str) -> hashes.HashAlgorithm:
     algorithms: dict[str, hashes.HashAlgorithm] = {
         "sha256": hashes.SHA256(),

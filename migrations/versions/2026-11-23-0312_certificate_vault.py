@@ -1,7 +1,7 @@
 """Certificate vault: certificates, assignments, default certificates, signer-cache version.
 
 Revision ID: a4vault
-Revises: a8license
+Revises: a3access
 Create Date: 2026-11-23 03:12:15.698532
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "a4vault"
-down_revision: str | None = "a8license"
+down_revision: str | None = "a3access"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

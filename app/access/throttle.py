@@ -1,0 +1,112 @@
+"""Request rate limits in fixed one-minute windows, counted in the database.
+
+Every worker process and host increments the same row with one atomic upsert
+(`INSERT … ON CONFLICT DO UPDATE … RETURNING`), so N workers allow exactly the
+configured number of requests per window, not N times it.
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.access.models import RateLimitWindow
+from app.core.config import Settings
+from app.core.errors import TooManyRequests
+from app.core.types import utcnow
+from app.settings import service as settings_service
+from app.settings.schemas import SecuritySettings
+
+WINDOW_SECONDS = 60
+_CONNECTED = "throttle_connected"
+
+
+@event.listens_for(Session, "after_begin")
+def _mark_connected(session: Session, _transaction: Any, _connection: Any) -> None:
+    session.info[_CONNECTED] = True
+
+
+def count_hit(
+    session: Session, *, bucket: str, limit: int, now: datetime | None = None
+) -> TooManyRequests | None:
+    """Count one request against `bucket` in the current window.
+
+    Returns the error to raise (with Retry-After) when the window already held
+    `limit` requests; the caller raises it once the count is committed.
+    """
+    if limit <= 0:
+        return None
+    moment = int((now or utcnow()).timestamp())
+    start = moment - moment % WINDOW_SECONDS
+    insert = (
+        postgresql_insert
+        if session.get_bind().dialect.name == "postgresql"
+        else sqlite_insert
+    )
+    statement = (
+        insert(RateLimitWindow)
+        .values(bucket=bucket, window_start=start, count=1)
+        .on_conflict_do_update(
+            index_elements=["bucket", "window_start"],
+            set_={"count": RateLimitWindow.count + 1},
+        )
+        .returning(RateLimitWindow.count)
+    )
+    count = session.execute(statement).scalar_one()
+    if count == 1:
+        # The first hit of a window sweeps windows that have ended, of every bucket.
+        session.execute(
+            delete(RateLimitWindow).where(RateLimitWindow.window_start < start)
+        )
+    if count > limit:
+        retry_after = max(1, start + WINDOW_SECONDS - moment)
+        return TooManyRequests(
+            f"More than {limit} requests per minute; retry in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )
+    return None
+
+
+def limit_requests(
+    session: Session,
+    factory: sessionmaker[Session],
+    settings: Settings,
+    *,
+    bucket: str,
+    limit_of: Callable[[SecuritySettings, Settings], int],
+) -> None:
+    """Count a request in its own short transaction, so a refused or failed request still counts.
+
+    The limit comes from the `security` settings section (or the server setting).
+    When the request's session already holds a connection (on SQLite, the
+    database's write lock) a second transaction would wait for it, so the hit
+    is counted in the request's own transaction instead.
+
+    Raises:
+        TooManyRequests: over the limit.
+    """
+    if session.info.get(_CONNECTED):
+        limit = limit_of(settings_service.security(session), settings)
+        refused = count_hit(session, bucket=bucket, limit=limit)
+    else:
+        with factory.begin() as own:
+            limit = limit_of(settings_service.security(own), settings)
+            refused = count_hit(own, bucket=bucket, limit=limit)
+    if refused is not None:
+        raise refused
+
+
+def principal_limit(section: SecuritySettings, settings: Settings) -> int:
+    if section.rate_limit_per_minute is not None:
+        return section.rate_limit_per_minute
+    return settings.rate_limit_per_minute
+
+
+def login_limit(section: SecuritySettings, settings: Settings) -> int:
+    if section.login_attempts_per_minute_per_ip is not None:
+        return section.login_attempts_per_minute_per_ip
+    return settings.login_rate_limit_per_minute
