@@ -104,12 +104,13 @@ def read_document(document: VisibleDocument) -> Document:
     responses=problem_responses(401, 403, 404, 415, 422),
 )
 def update_document(
+    document_id: uuid.UUID,
     body: DocumentUpdate,
     principal: WritePrincipal,
     session: SessionDep,
-    document: VisibleDocument,
 ) -> Document:
     """Change title, description or external reference."""
+    document = documents_service.get_visible_document(session, principal, document_id)
     return documents_service.update_document(
         session,
         principal,
@@ -124,12 +125,13 @@ def update_document(
     responses=problem_responses(401, 403, 404),
 )
 def delete_document(
+    document_id: uuid.UUID,
     principal: DeletePrincipal,
     session: SessionDep,
     blobs: BlobsDep,
-    document: VisibleDocument,
 ) -> None:
     """Delete the document and every version's content permanently; its audit entries stay."""
+    document = documents_service.get_visible_document(session, principal, document_id)
     documents_service.delete_document(
         session, principal, blobs=blobs, document=document
     )
