@@ -1,7 +1,13 @@
 """Imports every feature's models so `Base.metadata` is complete (Alembic, tests)."""
 
 from app.access.models import Department, Role, User, user_roles
-from app.audit.models import AuditChainHead, AuditEvent
+from app.audit.models import (
+    AuditChainHead,
+    AuditCheckpoint,
+    AuditEvent,
+    AuditSettings,
+    SystemSeal,
+)
 from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessToken
 from app.core.crypto import DataKey
 from app.core.db import Base
@@ -9,7 +15,9 @@ from app.core.db import Base
 __all__ = [
     "ApiClient",
     "AuditChainHead",
+    "AuditCheckpoint",
     "AuditEvent",
+    "AuditSettings",
     "AuthSession",
     "Base",
     "DataKey",
@@ -17,6 +25,7 @@ __all__ = [
     "RefreshToken",
     "RevokedAccessToken",
     "Role",
+    "SystemSeal",
     "User",
     "user_roles",
 ]
