@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Row
+
 from app.audit.models import AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -35,7 +37,7 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def content_of(event: AuditEvent) -> dict[str, Any]:
+def content_of(event: "AuditEvent | Row[Any]") -> dict[str, Any]:
     """The hashed fields of an entry as JSON values (what an export line holds, minus `hash`)."""
     return {
         "id": str(event.id),

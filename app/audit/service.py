@@ -13,9 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.audit.chain import (
     GENESIS_HASH,
     ChainBreak,
+    content_hash,
     content_of,
     event_hash,
     find_break,
+    format_time,
 )
 from app.audit.errors import AuditEventNotFound, AuditTrailTooLarge
 from app.audit.models import (
@@ -184,38 +186,56 @@ def _drop_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
 
 
+_OPTIONAL = dict.fromkeys(
+    (
+        "actor_id",
+        "actor_name",
+        "resource_type",
+        "resource_id",
+        "ip",
+        "user_agent",
+        "request_id",
+    )
+)
+
+
 def append_many(
-    session: Session, entries: Iterable[AuditEvent], *, batch_size: int = 5000
+    session: Session, rows: Iterable[Mapping[str, Any]], *, batch_size: int = 5000
 ) -> int:
     """Chain and insert prepared entries in bulk (imports, benchmarks); returns how many.
 
-    Holds the chain head for the caller's transaction, like `record`; the entries'
-    `occurred_at` is kept as given.
+    Each row has the columns of `AuditEvent` but `seq`, `prev_hash` and `hash`,
+    which are assigned here. Holds the chain head for the caller's transaction,
+    like `record`; `occurred_at` is kept as given.
     """
     head = session.execute(
         select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
     ).scalar_one()
     seq, last_hash, count = head.seq, head.last_hash, 0
+    statement = insert(AuditEvent)
+    connection = session.connection()
     batch: list[dict[str, Any]] = []
-    for entry in entries:
+    for given in rows:
         seq += 1
-        entry.seq, entry.prev_hash = seq, last_hash
-        entry.hash = last_hash = event_hash(entry)
-        row = {name: getattr(entry, name) for name in _COLUMNS}
+        row = {**_OPTIONAL, **given, "seq": seq, "prev_hash": last_hash}
+        row["hash"] = last_hash = content_hash(
+            {
+                **row,
+                "id": str(row["id"]),
+                "occurred_at": format_time(row["occurred_at"]),
+            }
+        )
         batch.append(row)
         if len(batch) >= batch_size:
-            session.execute(insert(AuditEvent), batch)
+            connection.execute(statement, batch)
             count += len(batch)
             batch = []
     if batch:
-        session.execute(insert(AuditEvent), batch)
+        connection.execute(statement, batch)
         count += len(batch)
     head.seq, head.last_hash = seq, last_hash
     session.flush()
     return count
-
-
-_COLUMNS = tuple(column.key for column in AuditEvent.__table__.columns)
 
 
 # --- search ---------------------------------------------------------------
@@ -347,8 +367,10 @@ def iter_export(
     after = 0
     while True:
         with factory() as session:
-            batch = session.scalars(
-                filtered(filters)
+            # Plain rows, not ORM objects: a third of the cost per entry.
+            batch = session.execute(
+                select(AuditEvent.__table__)
+                .where(*conditions(filters))
                 .where(AuditEvent.seq > after, AuditEvent.seq <= through_seq)
                 .order_by(AuditEvent.seq)
                 .limit(batch_size)
@@ -567,10 +589,13 @@ def purge_expired(
         if retention is None:
             return PurgeResult(0, 0, None, None)
         cutoff = (now or utcnow()) - timedelta(days=retention)
-        # Entries are appended with growing seq, so this bound only moves forward.
+        # The first entry to keep: the oldest within retention, or (none being) the
+        # next one to be appended, so that this run never purges its own entries.
         first_kept = session.scalar(
             select(func.min(AuditEvent.seq)).where(AuditEvent.occurred_at >= cutoff)
         )
+        if first_kept is None:
+            first_kept = chain_head(session)[0] + 1
     purged = batches = 0
     through: int | None = None
     while True:
@@ -597,15 +622,18 @@ def _purge_batch(
     actor: Actor,
     cutoff: datetime,
     retention: int,
-    below: int | None,
+    below: int,
     limit: int,
 ) -> tuple[int, int] | None:
     previous = latest_checkpoint(session)
     after = previous.through_seq if previous else 0
-    candidates = select(AuditEvent.seq).where(AuditEvent.seq > after)
-    if below is not None:
-        candidates = candidates.where(AuditEvent.seq < below)
-    window = candidates.order_by(AuditEvent.seq).limit(limit).subquery()
+    window = (
+        select(AuditEvent.seq)
+        .where(AuditEvent.seq > after, AuditEvent.seq < below)
+        .order_by(AuditEvent.seq)
+        .limit(limit)
+        .subquery()
+    )
     last = session.scalar(select(func.max(window.c.seq)))
     if last is None:
         return None

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit import service as audit_service
 from app.audit.chain import content_hash
-from app.audit.models import AuditEvent
 from app.audit.service import Actor, ActorKind, Outcome
 from app.core.security import PasswordHasher
 from tests.factories import (
@@ -42,19 +41,19 @@ def seed(session_factory: sessionmaker[Session]) -> None:
         audit_service.append_many(
             session,
             (
-                AuditEvent(
-                    id=uuid.uuid4(),
-                    occurred_at=base + timedelta(days=day, minutes=n),
-                    actor_kind=actor.kind.value,
-                    actor_id=actor.id,
-                    actor_name=actor.name,
-                    action=action,
-                    resource_type=rtype,
-                    resource_id=rid,
-                    outcome=outcome.value,
-                    ip="10.0.0.1" if actor is ALICE else "10.0.0.2",
-                    details={"n": n},
-                )
+                {
+                    "id": uuid.uuid4(),
+                    "occurred_at": base + timedelta(days=day, minutes=n),
+                    "actor_kind": actor.kind.value,
+                    "actor_id": actor.id,
+                    "actor_name": actor.name,
+                    "action": action,
+                    "resource_type": rtype,
+                    "resource_id": rid,
+                    "outcome": outcome.value,
+                    "ip": "10.0.0.1" if actor is ALICE else "10.0.0.2",
+                    "details": {"n": n},
+                }
                 for n, (actor, action, rtype, rid, outcome, day) in enumerate(entries)
             ),
         )

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -94,8 +95,10 @@ def test_pdf_trail_is_sealed_and_validates_with_pyhanko(
     context = ValidationContext(trust_roots=[asn1_x509.Certificate.load(root_der)])
     [signature] = PdfFileReader(BytesIO(response.content)).embedded_signatures
     status = validate_pdf_signature(signature, context)
-    assert status.intact and status.valid and status.trusted
-    assert status.coverage.name == "ENTIRE_FILE"
+    assert status.intact
+    assert status.valid
+    assert status.trusted
+    assert status.coverage is SignatureCoverageLevel.ENTIRE_FILE
     assert "SignVault system seal" in status.signing_cert.subject.human_friendly
     [download] = audit_events(session_factory, "audit.trail_downloaded")
     assert download.details == {"format": "pdf", "entries": 3}
