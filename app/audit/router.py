@@ -12,7 +12,7 @@ from app.access.principal import Principal
 from app.audit import seal as seal_service
 from app.audit import service as audit_service
 from app.audit import trail as trail_service
-from app.audit.export import csv_lines, jsonl_lines
+from app.audit.export import chunked, csv_lines, jsonl_lines
 from app.audit.models import AuditEvent, AuditSettings, SystemSeal
 from app.audit.schemas import (
     AuditEventRead,
@@ -140,7 +140,7 @@ def export_audit_events(
     )
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     return StreamingResponse(
-        body,
+        chunked(body),
         media_type=_EXPORT_MEDIA[export_format],
         headers={
             "Content-Disposition": f'attachment; filename="audit-log-{stamp}.{export_format.value}"'
