@@ -69,7 +69,7 @@ def summary(session: Session) -> dict[str, Any]:
     audit = session.execute(
         select(
             count_if(AuditEvent.occurred_at >= today),
-            func.count(),
+            count_if(AuditEvent.occurred_at >= month),
             count_if((AuditEvent.occurred_at >= day_ago) & not_success),
             count_if(
                 (AuditEvent.occurred_at >= day_ago)
