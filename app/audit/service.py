@@ -431,6 +431,21 @@ def latest_checkpoint(session: Session) -> AuditCheckpoint | None:
 def verify(session: Session, *, batch_size: int = 2000) -> ChainReport:
     """Recompute the chain from the latest retention checkpoint (or genesis) to its end.
 
+    A purge that commits while the walk runs (PostgreSQL; SQLite's writer lock
+    keeps them apart) moves the checkpoint: the walk is then redone once from it.
+    """
+    report = _verify(session, batch_size=batch_size)
+    if report.broken is not None:
+        moved = latest_checkpoint(session)
+        before = report.checkpoint.through_seq if report.checkpoint else None
+        if moved is not None and moved.through_seq != before:
+            report = _verify(session, batch_size=batch_size)
+    return report
+
+
+def _verify(session: Session, *, batch_size: int) -> ChainReport:
+    """Walk the chain once; see `verify`.
+
     Finds edited, deleted, inserted and reordered rows, a truncated tail (the head
     names a later entry than the last one stored), rows added beyond the head, and
     a forged checkpoint (none of the chain's `audit.purged` entries vouches for it).
