@@ -76,7 +76,7 @@ def canonical_content(event: AuditEvent) -> bytes:
     return canonical_bytes(content_of(event))
 
 
-def event_hash(event: AuditEvent) -> str:
+def event_hash(event: "AuditEvent | Row[Any]") -> str:
     return content_hash(content_of(event))
 
 
@@ -98,7 +98,7 @@ class Link:
     content_matches: bool
 
 
-def link_of(event: AuditEvent) -> Link:
+def link_of(event: "AuditEvent | Row[Any]") -> Link:
     return Link(
         event.seq,
         str(event.id),
@@ -109,7 +109,7 @@ def link_of(event: AuditEvent) -> Link:
 
 
 def find_break(
-    events: Iterable[AuditEvent | Link],
+    events: "Iterable[AuditEvent | Row[Any] | Link]",
     *,
     prev_hash: str = GENESIS_HASH,
     prev_seq: int = 0,

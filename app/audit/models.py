@@ -31,7 +31,10 @@ class AuditEvent(Base):
     actor_kind: Mapped[str] = mapped_column(String(16))
     actor_id: Mapped[str | None] = mapped_column(String(64))
     actor_name: Mapped[str | None] = mapped_column(String(200))
-    action: Mapped[str] = mapped_column(String(100))
+    # Byte order on PostgreSQL too, so an action prefix is an index range.
+    action: Mapped[str] = mapped_column(
+        String(100).with_variant(String(100, collation="C"), "postgresql")
+    )
     resource_type: Mapped[str | None] = mapped_column(String(64))
     resource_id: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))

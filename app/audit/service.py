@@ -2,12 +2,23 @@
 
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, event, func, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.audit.chain import (
@@ -278,10 +289,6 @@ class AuditFilters:
         return described
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def conditions(filters: AuditFilters) -> list[ColumnElement[bool]]:
     """The WHERE terms of a search."""
     terms: list[ColumnElement[bool]] = []
@@ -291,14 +298,10 @@ def conditions(filters: AuditFilters) -> list[ColumnElement[bool]]:
         terms.append(AuditEvent.actor_kind.in_([k.value for k in filters.actor_kind]))
     if filters.action:
         if filters.action.endswith("."):
-            # A range, so the (action, occurred_at) index serves it ("." + 1 is "/");
-            # the LIKE keeps it exact whatever the collation's order.
-            prefix = filters.action
-            terms.append(AuditEvent.action >= prefix)
-            terms.append(AuditEvent.action < prefix[:-1] + "/")
-            terms.append(
-                AuditEvent.action.like(_escape_like(prefix) + "%", escape="\\")
-            )
+            # A range, so the (action, occurred_at) index serves it ("." + 1 is "/").
+            # Exact because the column compares bytes (SQLite BINARY, "C" on PostgreSQL).
+            terms.append(AuditEvent.action >= filters.action)
+            terms.append(AuditEvent.action < filters.action[:-1] + "/")
         else:
             terms.append(AuditEvent.action == filters.action)
     if filters.resource_type is not None:
@@ -323,7 +326,16 @@ def filtered(filters: AuditFilters) -> Select[Any]:
 def list_events(
     session: Session, *, filters: AuditFilters, params: PageParams
 ) -> tuple[Sequence[AuditEvent], int]:
-    """One page of matching entries and the total (newest first by default)."""
+    """One page of matching entries and the total (newest first by default).
+
+    Raises:
+        InvalidInput: an unknown sort field.
+    """
+    time_order = _time_order(params.sort)
+    if filters.action and filters.action.endswith(".") and time_order is not None:
+        actions = _actions_with_prefix(session, filters.action)
+        if actions is not None:
+            return _merged_page(session, filters, params, actions, time_order)
     return paginate(
         session,
         filtered(filters),
@@ -332,6 +344,96 @@ def list_events(
         default_sort=DEFAULT_SORT,
         tiebreaker=AuditEvent.seq,
     )
+
+
+_MAX_MERGED_ACTIONS = 64
+
+
+def _time_order(sort: str | None) -> str | None:
+    """ "desc" or "asc" when the page is ordered by time alone, else None."""
+    terms = [t.strip() for t in (sort or DEFAULT_SORT).split(",") if t.strip()]
+    if len(terms) != 1 or terms[0].lstrip("+-") != "occurred_at":
+        return None
+    return "desc" if terms[0].startswith("-") else "asc"
+
+
+def _actions_with_prefix(session: Session, prefix: str) -> list[str] | None:
+    """The distinct actions under a prefix, by a loose index scan (one seek each).
+
+    None when there are too many to merge.
+    """
+    found = session.execute(
+        text(
+            """
+            WITH RECURSIVE found(action, n) AS (
+                SELECT min(action), 1 FROM audit_events
+                 WHERE action >= :low AND action < :high
+                UNION ALL
+                SELECT (SELECT min(action) FROM audit_events
+                         WHERE action > found.action AND action < :high), n + 1
+                  FROM found
+                 WHERE found.action IS NOT NULL AND n <= :most
+            )
+            SELECT action FROM found WHERE action IS NOT NULL
+            """
+        ),
+        {"low": prefix, "high": prefix[:-1] + "/", "most": _MAX_MERGED_ACTIONS},
+    ).scalars()
+    actions = [a for a in found if a.startswith(prefix)]
+    return actions if len(actions) <= _MAX_MERGED_ACTIONS else None
+
+
+def _merged_page(
+    session: Session,
+    filters: AuditFilters,
+    params: PageParams,
+    actions: list[str],
+    direction: str,
+) -> tuple[Sequence[AuditEvent], int]:
+    """A time-ordered page over several actions, merged from one index range each.
+
+    A prefix spanning several actions would otherwise sort every match to show
+    one page; each (action, occurred_at) range is already in time order, so the
+    first offset+limit of each are enough.
+    """
+    if not actions:
+        return [], 0
+    others = conditions(replace(filters, action=None))
+    # Equality seeks count faster than one range over the same entries.
+    total = session.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.action.in_(actions), *others)
+    )
+    wanted = params.offset + params.limit
+
+    def ordered(time: Any, seq: Any) -> list[Any]:
+        return [time.desc(), seq] if direction == "desc" else [time.asc(), seq]
+
+    parts = []
+    for action in actions:
+        top = (
+            select(AuditEvent.seq, AuditEvent.occurred_at)
+            .where(AuditEvent.action == action, *others)
+            .order_by(*ordered(AuditEvent.occurred_at, AuditEvent.seq))
+            .limit(wanted)
+            .subquery()
+        )
+        parts.append(select(top.c.seq, top.c.occurred_at))
+    merged = union_all(*parts).subquery()
+    page = list(
+        session.scalars(
+            select(merged.c.seq)
+            .order_by(*ordered(merged.c.occurred_at, merged.c.seq))
+            .offset(params.offset)
+            .limit(params.limit)
+        )
+    )
+    rows = {
+        e.seq: e
+        for e in session.scalars(select(AuditEvent).where(AuditEvent.seq.in_(page)))
+    }
+    return [rows[seq] for seq in page], int(total or 0)
 
 
 def get_event(session: Session, event_id: uuid.UUID) -> AuditEvent:
@@ -473,8 +575,9 @@ def _verify(session: Session, *, batch_size: int) -> ChainReport:
         )
 
     while True:
-        batch = session.scalars(
-            select(AuditEvent)
+        # Plain rows, not ORM objects: the walk reads every entry.
+        batch = session.execute(
+            select(AuditEvent.__table__)
             .where(AuditEvent.seq > prev_seq)
             .order_by(AuditEvent.seq)
             .limit(batch_size)
@@ -532,7 +635,7 @@ def _verify(session: Session, *, batch_size: int) -> ChainReport:
     return report(None)
 
 
-def _vouches_for(entry: AuditEvent, checkpoint: AuditCheckpoint) -> bool:
+def _vouches_for(entry: "AuditEvent | Row[Any]", checkpoint: AuditCheckpoint) -> bool:
     return (
         entry.action == PURGE_ACTION
         and entry.details.get("through_seq") == checkpoint.through_seq

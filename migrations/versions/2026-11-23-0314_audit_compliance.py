@@ -73,6 +73,16 @@ def upgrade() -> None:
             batch_op.f("ix_system_seals_is_active"), ["is_active"], unique=False
         )
 
+    if op.get_bind().dialect.name == "postgresql":
+        # Byte-order comparisons: an action prefix ("certificate.") is an index range
+        # whatever the database's locale (SQLite already compares bytes).
+        op.alter_column(
+            "audit_events",
+            "action",
+            type_=sa.String(length=100, collation="C"),
+            existing_type=sa.String(length=100),
+            existing_nullable=False,
+        )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_events_action"))
         batch_op.drop_index(batch_op.f("ix_audit_events_actor_id"))
@@ -97,6 +107,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.alter_column(
+            "audit_events",
+            "action",
+            type_=sa.String(length=100),
+            existing_type=sa.String(length=100, collation="C"),
+            existing_nullable=False,
+        )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_events_outcome_time")
         batch_op.drop_index("ix_audit_events_ip_time")

@@ -300,3 +300,34 @@ def test_settings_read_update_and_audited(
             422,
             "validation_failed",
         )
+
+
+def test_prefix_search_merges_actions_newest_first_across_pages(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    session_factory: sessionmaker[Session],
+) -> None:
+    seed(session_factory)
+    h = admin_headers
+    assert search(client, h, "action=certificate.") == [
+        "certificate.assigned",
+        "certificate.imported",
+    ]
+    assert search(client, h, "action=certificate.&sort=occurred_at") == [
+        "certificate.imported",
+        "certificate.assigned",
+    ]
+    page = client.get(
+        "/api/v1/audit-logs?action=certificate.&limit=1&offset=1", headers=h
+    ).json()
+    assert (page["total"], [e["action"] for e in page["data"]]) == (
+        2,
+        ["certificate.imported"],
+    )
+    failed = client.get(
+        "/api/v1/audit-logs?action=document.&outcome=failure", headers=h
+    ).json()
+    assert (failed["total"], [e["resource_id"] for e in failed["data"]]) == (1, ["d2"])
+    assert (
+        client.get("/api/v1/audit-logs?action=nothing.", headers=h).json()["total"] == 0
+    )
