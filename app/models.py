@@ -8,7 +8,13 @@ from app.access.models import (
     User,
     user_roles,
 )
-from app.audit.models import AuditChainHead, AuditEvent
+from app.audit.models import (
+    AuditChainHead,
+    AuditCheckpoint,
+    AuditEvent,
+    AuditSettings,
+    SystemSeal,
+)
 from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessToken
 from app.certificates.models import (
     CertificateAssignment,
@@ -24,7 +30,9 @@ from app.settings.models import SettingsSection
 __all__ = [
     "ApiClient",
     "AuditChainHead",
+    "AuditCheckpoint",
     "AuditEvent",
+    "AuditSettings",
     "AuthSession",
     "Base",
     "CertificateAssignment",
@@ -40,6 +48,7 @@ __all__ = [
     "Role",
     "SettingsSection",
     "SigningCertificate",
+    "SystemSeal",
     "User",
     "VaultState",
     "user_roles",
