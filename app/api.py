@@ -3,12 +3,14 @@
 from fastapi import FastAPI
 
 from app.access.router import departments_router, roles_router, users_router
+from app.audit.router import router as audit_router
 from app.auth.clients_router import router as clients_router
 from app.auth.router import router as auth_router
 from app.certificates.router import router as certificates_router
 from app.certificates.router import users_router as certificate_users_router
 from app.documents.router import router as documents_router
 from app.license.router import router as license_router
+from app.reports.router import router as reports_router
 from app.settings.router import router as settings_router
 from app.signing.router import router as signing_router
 from app.system.router import router as system_router
@@ -25,5 +27,7 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(settings_router)
     app.include_router(certificates_router)
     app.include_router(certificate_users_router)
+    app.include_router(audit_router)
+    app.include_router(reports_router)
     app.include_router(documents_router)
     app.include_router(signing_router)

@@ -8,7 +8,13 @@ from app.access.models import (
     User,
     user_roles,
 )
-from app.audit.models import AuditChainHead, AuditEvent
+from app.audit.models import (
+    AuditChainHead,
+    AuditCheckpoint,
+    AuditEvent,
+    AuditSettings,
+    SystemSeal,
+)
 from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessToken
 from app.certificates.models import (
     CertificateAssignment,
@@ -26,7 +32,9 @@ from app.signing.models import IdempotencyRecord, Signature
 __all__ = [
     "ApiClient",
     "AuditChainHead",
+    "AuditCheckpoint",
     "AuditEvent",
+    "AuditSettings",
     "AuthSession",
     "Base",
     "CertificateAssignment",
@@ -46,6 +54,7 @@ __all__ = [
     "SettingsSection",
     "Signature",
     "SigningCertificate",
+    "SystemSeal",
     "User",
     "VaultState",
     "user_roles",

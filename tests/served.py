@@ -39,6 +39,7 @@ def signvault_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, 
 class Served:
     base_url: str
     log_path: Path
+    pid: int
 
     @property
     def log(self) -> str:
@@ -65,7 +66,7 @@ def serve(env: dict[str, str], workdir: Path, *args: str) -> Iterator[Served]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    served = Served(f"http://127.0.0.1:{port}", log_path)
+    served = Served(f"http://127.0.0.1:{port}", log_path, process.pid)
     try:
         deadline = time.monotonic() + 60
         while True:

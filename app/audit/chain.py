@@ -2,22 +2,47 @@
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row
 
 from app.audit.models import AuditEvent
 
 GENESIS_HASH = "0" * 64
 
+# The fields an entry's hash covers, in the form exports carry them.
+CONTENT_FIELDS = (
+    "id",
+    "seq",
+    "occurred_at",
+    "actor_kind",
+    "actor_id",
+    "actor_name",
+    "action",
+    "resource_type",
+    "resource_id",
+    "outcome",
+    "ip",
+    "user_agent",
+    "request_id",
+    "details",
+    "prev_hash",
+)
 
-def canonical_content(event: AuditEvent) -> bytes:
-    content = {
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def content_of(event: "AuditEvent | Row[Any]") -> dict[str, Any]:
+    """The hashed fields of an entry as JSON values (what an export line holds, minus `hash`)."""
+    return {
         "id": str(event.id),
         "seq": event.seq,
-        "occurred_at": event.occurred_at.astimezone(UTC).strftime(
-            "%Y-%m-%dT%H:%M:%S.%fZ"
-        ),
+        "occurred_at": format_time(event.occurred_at),
         "actor_kind": event.actor_kind,
         "actor_id": event.actor_id,
         "actor_name": event.actor_name,
@@ -31,38 +56,78 @@ def canonical_content(event: AuditEvent) -> bytes:
         "details": event.details,
         "prev_hash": event.prev_hash,
     }
+
+
+def canonical_bytes(content: Mapping[str, Any]) -> bytes:
+    """Sorted-key, compact UTF-8 JSON of exactly the hashed fields."""
     return json.dumps(
-        content, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        {name: content[name] for name in CONTENT_FIELDS},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
     ).encode()
 
 
-def event_hash(event: AuditEvent) -> str:
-    return hashlib.sha256(canonical_content(event)).hexdigest()
+def content_hash(content: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_bytes(content)).hexdigest()
+
+
+def canonical_content(event: AuditEvent) -> bytes:
+    return canonical_bytes(content_of(event))
+
+
+def event_hash(event: "AuditEvent | Row[Any]") -> str:
+    return content_hash(content_of(event))
 
 
 @dataclass(frozen=True, slots=True)
 class ChainBreak:
     seq: int
-    event_id: str
+    event_id: str | None  # None when the entry is missing
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Link:
+    """What `find_break` needs of an entry: its position, links and whether its content matches."""
+
+    seq: int
+    event_id: str
+    prev_hash: str
+    hash: str
+    content_matches: bool
+
+
+def link_of(event: "AuditEvent | Row[Any]") -> Link:
+    return Link(
+        event.seq,
+        str(event.id),
+        event.prev_hash,
+        event.hash,
+        event_hash(event) == event.hash,
+    )
+
+
 def find_break(
-    events: Iterable[AuditEvent], *, prev_hash: str = GENESIS_HASH, prev_seq: int = 0
+    events: "Iterable[AuditEvent | Row[Any] | Link]",
+    *,
+    prev_hash: str = GENESIS_HASH,
+    prev_seq: int = 0,
 ) -> ChainBreak | None:
     """Walk entries in `seq` order; the first whose content, link or position does not match, or None."""
-    for event in events:
-        if event.seq != prev_seq + 1:
+    for item in events:
+        link = item if isinstance(item, Link) else link_of(item)
+        if link.seq != prev_seq + 1:
             return ChainBreak(
-                event.seq, str(event.id), f"sequence gap: expected {prev_seq + 1}"
+                link.seq, link.event_id, f"sequence gap: expected {prev_seq + 1}"
             )
-        if event.prev_hash != prev_hash:
+        if link.prev_hash != prev_hash:
             return ChainBreak(
-                event.seq, str(event.id), "link to the previous entry does not match"
+                link.seq, link.event_id, "link to the previous entry does not match"
             )
-        if event_hash(event) != event.hash:
+        if not link.content_matches:
             return ChainBreak(
-                event.seq, str(event.id), "content does not match its hash"
+                link.seq, link.event_id, "content does not match its hash"
             )
-        prev_hash, prev_seq = event.hash, event.seq
+        prev_hash, prev_seq = link.hash, link.seq
     return None

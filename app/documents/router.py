@@ -2,12 +2,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import FileResponse
 
 from app.access.entitlements import Entitlement
 from app.access.policy import require
 from app.access.principal import Principal
+from app.audit.router import trail_response
+from app.audit.schemas import AuditTrail, TrailFormat
 from app.core.deps import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import Page, PageParams, page_of, page_params
@@ -178,4 +180,34 @@ def download_document(
         media_type="application/pdf",
         filename=filename,
         headers={"ETag": f'"{chosen.sha256}"', "X-Content-SHA256": chosen.sha256},
+    )
+
+
+@router.get(
+    "/{document_id}/audit-trail",
+    response_model=AuditTrail,
+    responses={
+        200: {
+            "description": "The trail as JSON, or as a sealed PDF report.",
+            "content": {"application/pdf": {}},
+        },
+        **problem_responses(401, 403, 404, 409, 503),
+    },
+)
+def read_document_audit_trail(
+    document_id: uuid.UUID,
+    request: Request,
+    principal: ReadPrincipal,
+    session: SessionDep,
+    trail_format: Annotated[TrailFormat, Query(alias="format")] = TrailFormat.JSON,
+) -> Any:
+    """Every event of the document (upload, signatures with certificate fingerprints, downloads, verifications), as JSON or a sealed PDF."""
+    document = documents_service.get_visible_document(session, principal, document_id)
+    return trail_response(
+        session,
+        request.app.state.cipher,
+        principal,
+        resource_type="document",
+        resource_id=str(document.id),
+        trail_format=trail_format,
     )

@@ -9,6 +9,7 @@ builds the CMS twice), and each worker thread keeps one event loop.
 """
 
 import asyncio
+import io
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ from pyhanko_certvalidator.errors import (
 )
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from app.core.types import utcnow
 
 # Room for the CMS: certificates and signature (B-B/B-T), plus the timestamp token.
 _BYTES_RESERVED = {"B-B": 16_384, "B-T": 24_576, "B-LT": 24_576, "B-LTA": 24_576}
@@ -646,3 +649,38 @@ def _lt_holds(signature: Any, dss_context: ValidationContext) -> bool:
     except (SigningError, ValueError):
         return False
     return bool(status.bottom_line)
+
+
+def simple_signer(
+    *, certificate_der: bytes, private_key_der: bytes, chain_der: Sequence[bytes]
+) -> CachedKeySigner:
+    """A signer over a key held by the server itself (PKCS#8 DER), e.g. the audit seal."""
+    key = serialization.load_der_private_key(private_key_der, password=None)
+    if not isinstance(
+        key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        raise EngineError("unsupported_key", "The key type cannot sign PDFs here.")
+    return CachedKeySigner(
+        certificate=asn1_x509.Certificate.load(certificate_der),
+        private_key=key,
+        chain=[asn1_x509.Certificate.load(der) for der in chain_der],
+    )
+
+
+def seal_pdf(
+    pdf_bytes: bytes,
+    signer: signers.Signer,
+    *,
+    reason: str,
+    field_name: str = "SignVaultSeal",
+) -> bytes:
+    """Add an invisible PAdES B-B signature over the whole PDF (an incremental update)."""
+    source, target = io.BytesIO(pdf_bytes), io.BytesIO()
+    sign_pdf(
+        source,
+        target,
+        signer,
+        SignOptions(field_name=field_name, reason=reason),
+        signing_time=utcnow(),
+    )
+    return target.getvalue()

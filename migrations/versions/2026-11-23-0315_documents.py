@@ -1,7 +1,7 @@
 """Documents and their versions.
 
 Revision ID: a5documents
-Revises: a4vault
+Revises: a6audit
 Create Date: 2026-11-23 03:11:50.161030
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "a5documents"
-down_revision: str | None = "a4vault"
+down_revision: str | None = "a6audit"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -227,3 +227,107 @@ def test_inserting_a_row_is_detected(session_factory: sessionmaker[Session]) -> 
         6,
         "link to the previous entry does not match",
     )
+
+
+def test_reordering_rows_is_detected(session_factory: sessionmaker[Session]) -> None:
+    events = _seed_chain(session_factory)
+    with session_factory.begin() as session:
+        for old, new in ((2, -2), (3, 2), (-2, 3)):
+            session.execute(
+                text("UPDATE audit_events SET seq = :new WHERE seq = :old"),
+                {"old": old, "new": new},
+            )
+    with session_factory() as session:
+        broken = audit_service.verify_chain(session)
+    assert broken is not None
+    assert (broken.seq, broken.event_id, broken.reason) == (
+        2,
+        str(events[2].id),
+        "link to the previous entry does not match",
+    )
+
+
+def test_deleting_the_newest_rows_is_detected_against_the_head(
+    session_factory: sessionmaker[Session],
+) -> None:
+    _seed_chain(session_factory)
+    with session_factory.begin() as session:
+        session.execute(text("DELETE FROM audit_events WHERE seq >= 4"))
+    with session_factory() as session:
+        broken = audit_service.verify_chain(session)
+    assert broken is not None
+    assert (broken.seq, broken.event_id) == (4, None)
+    assert "missing" in broken.reason
+
+
+def test_appending_a_well_linked_row_behind_the_log_is_detected(
+    session_factory: sessionmaker[Session],
+) -> None:
+    events = _seed_chain(session_factory)
+    forged = AuditEvent(
+        id=uuid.uuid4(),
+        seq=6,
+        occurred_at=events[-1].occurred_at,
+        actor_kind="system",
+        action="test.forged",
+        outcome="success",
+        details={},
+        prev_hash=events[-1].hash,
+    )
+    forged.hash = event_hash(forged)
+    with session_factory.begin() as session:
+        session.add(forged)
+    with session_factory() as session:
+        broken = audit_service.verify_chain(session)
+    assert broken is not None
+    assert (broken.seq, broken.event_id) == (6, str(forged.id))
+    assert "beyond the chain head" in broken.reason
+
+
+def _mixed_process_writer(url: str, worker: int, count: int) -> None:
+    engine = make_engine(url)
+    factory = make_sessionmaker(engine)
+    for n in range(count):
+        with factory.begin() as session:
+            _record(session, 50_000 + worker * 1000 + n)
+            _record(session, 60_000 + worker * 1000 + n)  # two entries per commit
+    engine.dispose()
+
+
+def test_eight_threads_and_two_processes_at_once_lose_nothing(
+    database_url: str, session_factory: sessionmaker[Session]
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_mixed_process_writer, args=(database_url, w, 10))
+        for w in range(2)
+    ]
+    errors: list[BaseException] = []
+
+    def writer(worker: int) -> None:
+        try:
+            for n in range(10):
+                with session_factory.begin() as session:
+                    _record(session, worker * 100 + n)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for process in processes:
+        process.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for process in processes:
+        process.join(timeout=120)
+    assert errors == []
+    assert [p.exitcode for p in processes] == [0, 0]
+    events = audit_events(session_factory, "test.event")
+    assert len(events) == 8 * 10 + 2 * 10 * 2
+    assert len({e.resource_id for e in events}) == len(events)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    with session_factory() as session:
+        report = audit_service.verify(session)
+    assert report.intact
+    assert report.checked == report.head_seq == len(events)

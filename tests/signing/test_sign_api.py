@@ -521,3 +521,32 @@ def test_long_term_levels_need_the_ltv_feature(
         headers=alice.headers,
     )
     assert_problem(response, 403, "license_feature_missing")
+
+
+def test_document_audit_trail_lists_its_events_and_seals_the_pdf(
+    client: TestClient, alice: Signer, admin_headers: dict[str, str]
+) -> None:
+    document = upload(client, alice.headers)
+    signed = client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={"certificate_id": alice.certificate_id},
+        headers=alice.headers,
+    ).json()
+    content(client, alice.headers, document["id"])
+    trail = client.get(
+        f"{DOCS}/{document['id']}/audit-trail", headers=alice.headers
+    ).json()
+    actions = [event["action"] for event in trail["events"]]
+    assert actions == ["document.uploaded", "document.signed", "document.downloaded"]
+    assert (
+        trail["events"][1]["details"]["certificate_fingerprint"]
+        == signed["certificate_fingerprint"]
+    )
+    pdf = client.get(
+        f"{DOCS}/{document['id']}/audit-trail?format=pdf", headers=alice.headers
+    )
+    assert pdf.status_code == 200, pdf.text
+    [seal] = validate_pdf(io.BytesIO(pdf.content), trust_roots=[], allow_fetching=False)
+    assert (seal.intact, seal.valid, seal.coverage) == (True, True, "entire_file")
+    other = client.get(f"{DOCS}/{uuid.uuid4()}/audit-trail", headers=alice.headers)
+    assert_problem(other, 404, "document_not_found")
