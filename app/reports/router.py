@@ -11,8 +11,14 @@ from app.core.deps import SessionDep
 from app.core.errors import problem_responses
 from app.core.routing import AppRoute
 from app.reports import service as reports_service
-from app.reports.schemas import ActivityReport, Summary
-from app.reports.service import GroupBy
+from app.reports.schemas import (
+    ActivityReport,
+    DocumentCounts,
+    SignatureBucketRead,
+    SignatureReport,
+    Summary,
+)
+from app.reports.service import GroupBy, SignatureGroupBy
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"], route_class=AppRoute)
 
@@ -65,3 +71,57 @@ def read_activity(
         outcome=outcome,
         top=top,
     )
+
+
+@router.get(
+    "/signatures",
+    response_model=SignatureReport,
+    response_model_by_alias=True,
+    responses=problem_responses(401, 403, 422),
+)
+def read_signature_report(
+    _principal: ReadPrincipal,
+    session: SessionDep,
+    group_by: SignatureGroupBy = SignatureGroupBy.DAY,
+    signed_from: Annotated[
+        AwareDatetime | None,
+        Query(
+            alias="from",
+            description="Start (inclusive); default 30 days or 12 months before `to`.",
+        ),
+    ] = None,
+    signed_to: Annotated[
+        AwareDatetime | None,
+        Query(alias="to", description="End (exclusive); default now."),
+    ] = None,
+    top: Annotated[
+        int,
+        Query(ge=1, le=1000, description="Buckets for user, department, certificate."),
+    ] = 100,
+) -> Any:
+    """Signatures per UTC day or month (zero-filled), signer, department or certificate."""
+    start, end, total, buckets = reports_service.signatures(
+        session,
+        signed_from=signed_from,
+        signed_to=signed_to,
+        group_by=group_by,
+        top=top,
+    )
+    return SignatureReport(
+        signed_from=start,
+        signed_to=end,
+        group_by=group_by.value,
+        total=total,
+        buckets=[
+            SignatureBucketRead(key=b.key, count=b.count, label=b.label)
+            for b in buckets
+        ],
+    )
+
+
+@router.get(
+    "/documents", response_model=DocumentCounts, responses=problem_responses(401, 403)
+)
+def read_document_report(_principal: ReadPrincipal, session: SessionDep) -> Any:
+    """Documents by status, and the bytes they hold."""
+    return reports_service.documents(session)

@@ -11,6 +11,38 @@ class CountsByStatus(Schema):
     by_status: dict[str, int]
 
 
+class CertificateFigures(Schema):
+    active: int
+    expiring_within_30_days: int
+
+
+class SignatureFigures(Schema):
+    this_month: int
+    total: int
+
+
+class DocumentCounts(CountsByStatus):
+    total_bytes: int
+
+
+class SignatureBucketRead(Schema):
+    key: str = Field(
+        description="`2026-11-23` (day), `2026-11` (month), `kind:id` (user), a department id or `none`, a certificate fingerprint."
+    )
+    count: int
+    label: str | None = Field(
+        default=None, description="Signer name, department name or certificate subject."
+    )
+
+
+class SignatureReport(Schema):
+    signed_from: datetime = Field(serialization_alias="from")
+    signed_to: datetime = Field(serialization_alias="to")
+    group_by: str
+    total: int
+    buckets: list[SignatureBucketRead]
+
+
 class AuditSummary(Schema):
     events_today: int = Field(description="Entries since 00:00 UTC.")
     events_this_month: int = Field(description="Entries since the 1st, 00:00 UTC.")
@@ -52,6 +84,9 @@ class Summary(Schema):
     users: CountsByStatus
     api_clients: CountsByStatus
     departments: int
+    certificates: CertificateFigures
+    signatures: SignatureFigures
+    documents: int
     audit: AuditSummary
 
 

@@ -14,10 +14,21 @@ from app.audit import service as audit_service
 from app.audit.models import AuditEvent
 from app.audit.service import AuditFilters, Outcome
 from app.auth.models import ApiClient
+from app.certificates.models import SigningCertificate, StoredStatus
 from app.core.errors import InvalidInput
 from app.core.types import utcnow
+from app.documents.models import Document
+from app.signing.models import Signature
 
 MAX_TIME_BUCKETS = 1000
+
+
+class SignatureGroupBy(StrEnum):
+    DAY = "day"
+    MONTH = "month"
+    USER = "user"
+    DEPARTMENT = "department"
+    CERTIFICATE = "certificate"
 
 
 class GroupBy(StrEnum):
@@ -92,6 +103,7 @@ def summary(session: Session) -> dict[str, Any]:
         "api_clients": {"total": sum(clients.values()), "by_status": clients},
         "departments": session.scalar(select(func.count()).select_from(Department))
         or 0,
+        **signing_summary(session),
         "audit": {
             "events_today": int(audit[0]),
             "events_this_month": int(audit[1]),
@@ -104,25 +116,32 @@ def summary(session: Session) -> dict[str, Any]:
     }
 
 
-def _bucket_expression(session: Session, group_by: GroupBy) -> Any:
+def _bucket_expression(
+    session: Session,
+    group_by: GroupBy | SignatureGroupBy,
+    column: Any = AuditEvent.occurred_at,
+) -> Any:
+    day = group_by in (GroupBy.DAY, SignatureGroupBy.DAY)
     if session.get_bind().dialect.name == "postgresql":
-        pattern = "YYYY-MM-DD" if group_by is GroupBy.DAY else "YYYY-MM"
-        return func.to_char(func.timezone("UTC", AuditEvent.occurred_at), pattern)
+        return func.to_char(
+            func.timezone("UTC", column), "YYYY-MM-DD" if day else "YYYY-MM"
+        )
     # SQLite stores UTC text, 'YYYY-MM-DD HH:MM:SS.ffffff'.
-    return func.strftime(
-        "%Y-%m-%d" if group_by is GroupBy.DAY else "%Y-%m", AuditEvent.occurred_at
-    )
+    return func.strftime("%Y-%m-%d" if day else "%Y-%m", column)
 
 
-def _time_keys(start: datetime, end: datetime, group_by: GroupBy) -> list[str]:
+def _time_keys(
+    start: datetime, end: datetime, group_by: GroupBy | SignatureGroupBy
+) -> list[str]:
     """Every bucket key in [start, end), so empty periods show as zero."""
     keys: list[str] = []
     day: date = start.astimezone(UTC).date()
     last = (end - timedelta(microseconds=1)).astimezone(UTC).date()
-    if group_by is GroupBy.MONTH:
+    monthly = group_by in (GroupBy.MONTH, SignatureGroupBy.MONTH)
+    if monthly:
         day = day.replace(day=1)
     while day <= last:
-        keys.append(day.isoformat() if group_by is GroupBy.DAY else day.isoformat()[:7])
+        keys.append(day.isoformat()[:7] if monthly else day.isoformat())
         if len(keys) > MAX_TIME_BUCKETS:
             raise InvalidInput(
                 f"The range holds more than {MAX_TIME_BUCKETS} {group_by.value}s; narrow it or group by month.",
@@ -130,10 +149,10 @@ def _time_keys(start: datetime, end: datetime, group_by: GroupBy) -> list[str]:
                     {"name": "from", "in": "query", "reason": "range too long"}
                 ],
             )
-        if group_by is GroupBy.DAY:
-            day += timedelta(days=1)
-        else:
+        if monthly:
             day = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+        else:
+            day += timedelta(days=1)
     return keys
 
 
@@ -213,3 +232,148 @@ def activity(
         buckets = [Bucket(str(k), int(c), int(f)) for k, c, f in rows]
     total = session.scalar(select(func.count()).select_from(AuditEvent).where(*filters))
     return Activity(start, end, group_by, int(total or 0), buckets)
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureBucket:
+    key: str
+    count: int
+    label: str | None = None
+
+
+def signatures(
+    session: Session,
+    *,
+    signed_from: datetime | None,
+    signed_to: datetime | None,
+    group_by: SignatureGroupBy,
+    top: int = 100,
+) -> tuple[datetime, datetime, int, list[SignatureBucket]]:
+    """Signatures counted per UTC day or month (zero-filled), signer, department or certificate.
+
+    Raises:
+        InvalidInput: `from` is not before `to`, or too many day buckets.
+    """
+    end = signed_to or utcnow()
+    monthly = group_by is SignatureGroupBy.MONTH
+    start = signed_from or (
+        _start_of_day(end).replace(day=1) - timedelta(days=334)
+        if monthly
+        else _start_of_day(end) - timedelta(days=29)
+    )
+    if start >= end:
+        raise InvalidInput(
+            "from must be before to.",
+            invalid_params=[{"name": "from", "in": "query", "reason": "not before to"}],
+        )
+    in_range = (Signature.created_at >= start) & (Signature.created_at < end)
+    total = (
+        session.scalar(select(func.count()).select_from(Signature).where(in_range)) or 0
+    )
+    buckets: list[SignatureBucket]
+    if group_by in (SignatureGroupBy.DAY, SignatureGroupBy.MONTH):
+        key = _bucket_expression(session, group_by, Signature.created_at).label("key")
+        found = {
+            str(k): int(c)
+            for k, c in session.execute(
+                select(key, func.count()).where(in_range).group_by(key)
+            ).all()
+        }
+        buckets = [
+            SignatureBucket(k, found.get(k, 0))
+            for k in _time_keys(start, end, group_by)
+        ]
+    elif group_by is SignatureGroupBy.USER:
+        signer_rows = session.execute(
+            select(
+                Signature.signer_kind,
+                Signature.signer_id,
+                func.max(Signature.signer_name),
+                func.count(),
+            )
+            .where(in_range)
+            .group_by(Signature.signer_kind, Signature.signer_id)
+            .order_by(func.count().desc(), Signature.signer_id)
+            .limit(top)
+        ).all()
+        buckets = [
+            SignatureBucket(f"{kind}:{signer}", int(count), name)
+            for kind, signer, name, count in signer_rows
+        ]
+    elif group_by is SignatureGroupBy.DEPARTMENT:
+        # The department of the signed document (its owner's at upload).
+        department_rows = session.execute(
+            select(Document.department_id, func.max(Department.name), func.count())
+            .select_from(Signature)
+            .join(Document, Document.id == Signature.document_id)
+            .outerjoin(Department, Department.id == Document.department_id)
+            .where(in_range)
+            .group_by(Document.department_id)
+            .order_by(func.count().desc())
+            .limit(top)
+        ).all()
+        buckets = [
+            SignatureBucket(str(dept) if dept else "none", int(count), name)
+            for dept, name, count in department_rows
+        ]
+    else:
+        certificate_rows = session.execute(
+            select(
+                Signature.certificate_fingerprint,
+                func.max(Signature.certificate_subject),
+                func.count(),
+            )
+            .where(in_range)
+            .group_by(Signature.certificate_fingerprint)
+            .order_by(func.count().desc(), Signature.certificate_fingerprint)
+            .limit(top)
+        ).all()
+        buckets = [
+            SignatureBucket(fingerprint, int(count), subject)
+            for fingerprint, subject, count in certificate_rows
+        ]
+    return start, end, total, buckets
+
+
+def documents(session: Session) -> dict[str, Any]:
+    """Documents by status, with their total size."""
+    by_status = _counts_by(session, Document.status)
+    size = session.scalar(select(func.coalesce(func.sum(Document.size), 0))) or 0
+    return {
+        "total": sum(by_status.values()),
+        "by_status": by_status,
+        "total_bytes": int(size),
+    }
+
+
+def signing_summary(session: Session) -> dict[str, Any]:
+    """Certificates, documents and signatures for the dashboard."""
+    now = utcnow()
+    month = _start_of_day(now).replace(day=1)
+    usable = SigningCertificate.stored_status == StoredStatus.ACTIVE
+    active = session.scalar(
+        select(func.count())
+        .select_from(SigningCertificate)
+        .where(usable, SigningCertificate.not_after > now)
+    )
+    expiring = session.scalar(
+        select(func.count())
+        .select_from(SigningCertificate)
+        .where(
+            usable,
+            SigningCertificate.not_after > now,
+            SigningCertificate.not_after <= now + timedelta(days=30),
+        )
+    )
+    this_month = session.scalar(
+        select(func.count()).select_from(Signature).where(Signature.created_at >= month)
+    )
+    total = session.scalar(select(func.count()).select_from(Signature))
+    return {
+        "certificates": {
+            "active": int(active or 0),
+            "expiring_within_30_days": int(expiring or 0),
+        },
+        "signatures": {"this_month": int(this_month or 0), "total": int(total or 0)},
+        "documents": documents(session)["total"],
+    }

@@ -550,3 +550,46 @@ def test_document_audit_trail_lists_its_events_and_seals_the_pdf(
     assert (seal.intact, seal.valid, seal.coverage) == (True, True, "entire_file")
     other = client.get(f"{DOCS}/{uuid.uuid4()}/audit-trail", headers=alice.headers)
     assert_problem(other, 404, "document_not_found")
+
+
+def test_signature_and_document_reports(
+    client: TestClient, alice: Signer, admin_headers: dict[str, str]
+) -> None:
+    for _ in range(2):
+        document = upload(client, alice.headers)
+        assert (
+            client.post(
+                f"{DOCS}/{document['id']}/sign",
+                json={"certificate_id": alice.certificate_id},
+                headers=alice.headers,
+            ).status_code
+            == 201
+        )
+    upload(client, alice.headers)
+    by_day = client.get(
+        "/api/v1/reports/signatures?group_by=day", headers=admin_headers
+    ).json()
+    assert by_day["total"] == 2
+    assert len(by_day["buckets"]) == 30
+    assert by_day["buckets"][-1]["count"] == 2
+    [by_user] = client.get(
+        "/api/v1/reports/signatures?group_by=user", headers=admin_headers
+    ).json()["buckets"]
+    assert (by_user["count"], by_user["label"]) == (2, "alice")
+    [by_certificate] = client.get(
+        "/api/v1/reports/signatures?group_by=certificate", headers=admin_headers
+    ).json()["buckets"]
+    assert by_certificate["count"] == 2
+    [by_department] = client.get(
+        "/api/v1/reports/signatures?group_by=department", headers=admin_headers
+    ).json()["buckets"]
+    assert (by_department["key"], by_department["count"]) == ("none", 2)
+    documents = client.get("/api/v1/reports/documents", headers=admin_headers).json()
+    assert (documents["total"], documents["by_status"]) == (
+        3,
+        {"signed": 2, "uploaded": 1},
+    )
+    summary = client.get("/api/v1/reports/summary", headers=admin_headers).json()
+    assert summary["signatures"] == {"this_month": 2, "total": 2}
+    assert summary["certificates"]["active"] == 1
+    assert summary["documents"] == 3
