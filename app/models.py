@@ -3,6 +3,7 @@
 from app.access.models import Department, Role, User, user_roles
 from app.audit.models import AuditChainHead, AuditEvent
 from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessToken
+from app.batches.models import Batch, BatchItem
 from app.certificates.models import (
     CertificateAssignment,
     DefaultCertificate,
@@ -21,6 +22,8 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "Base",
+    "Batch",
+    "BatchItem",
     "CertificateAssignment",
     "DataKey",
     "DefaultCertificate",
