@@ -1,6 +1,7 @@
 """Batches: many documents, one certificate, one transaction per document, in the request or the background."""
 
 import io
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -393,3 +394,44 @@ def test_items_fail_when_the_owner_was_disabled_meanwhile(
         ]
         == 1
     )
+
+
+@pytest.mark.parametrize(
+    "settings", [{"batch_sync_max": 0, "batch_in_process": False}], indirect=True
+)
+def test_two_processors_at_once_each_take_a_different_batch(
+    client: TestClient,
+    app: FastAPI,
+    alice: Signer,
+    session_factory: sessionmaker[Session],
+) -> None:
+    batch_ids = {
+        create_batch(
+            client, alice, [upload(client, alice.headers)["id"] for _ in range(2)]
+        ).json()["id"]
+        for _ in range(2)
+    }
+    state = app.state
+    claimed: list[uuid.UUID | None] = []
+
+    def work() -> None:
+        claimed.append(
+            batches_service.process_next_batch(
+                state.sessionmaker,
+                vault=state.vault,
+                blobs=state.blobs,
+                settings=state.settings,
+                trust_roots=state.trust_roots,
+            )
+        )
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert {str(c) for c in claimed} == batch_ids
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(Signature)) == 4
+    assert len(audit_events(session_factory, "batch.completed")) == 2
