@@ -6,6 +6,7 @@ from app.access.router import departments_router, roles_router, users_router
 from app.audit.router import router as audit_router
 from app.auth.clients_router import router as clients_router
 from app.auth.router import router as auth_router
+from app.batches.router import router as batches_router
 from app.certificates.router import router as certificates_router
 from app.certificates.router import users_router as certificate_users_router
 from app.documents.router import router as documents_router
@@ -25,6 +26,7 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(departments_router)
     app.include_router(roles_router)
     app.include_router(settings_router)
+    app.include_router(batches_router)
     app.include_router(certificates_router)
     app.include_router(certificate_users_router)
     app.include_router(audit_router)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import app
 from app.api import include_routers
 from app.auth.tokens import TokenKeys
+from app.batches.worker import BatchProcessorThread
 from app.certificates.vault import Vault
 from app.core.config import Settings, load_settings
 from app.core.crypto import (
@@ -54,7 +55,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        processor = (
+            BatchProcessorThread(
+                _app.state.sessionmaker,
+                vault=_app.state.vault,
+                blobs=_app.state.blobs,
+                settings=settings,
+                trust_roots=_app.state.trust_roots,
+            )
+            if settings.batch_in_process
+            else None
+        )
+        if processor is not None:
+            processor.start()
         yield
+        if processor is not None:
+            processor.stop()
         engine.dispose()
 
     api = FastAPI(

@@ -16,6 +16,7 @@ from app.audit.models import (
     SystemSeal,
 )
 from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessToken
+from app.batches.models import Batch, BatchItem
 from app.certificates.models import (
     CertificateAssignment,
     DefaultCertificate,
@@ -37,6 +38,8 @@ __all__ = [
     "AuditSettings",
     "AuthSession",
     "Base",
+    "Batch",
+    "BatchItem",
     "CertificateAssignment",
     "DataKey",
     "DefaultCertificate",

@@ -656,3 +656,65 @@ def _revoke_access_token(
         details={"token_type": "access_token"},
     )
     return True
+
+
+def background_principal(
+    session: Session,
+    *,
+    kind: str,
+    principal_id: uuid.UUID,
+    scope: frozenset[str] | None,
+    job: str,
+) -> Principal:
+    """The principal a background job (a signing batch) acts for, as it is now in the database.
+
+    Entitlements are the user's roles (or the client's grant) at this moment, narrowed
+    by `scope` (the scope of the token that started the job); the claims name the job
+    (`jti`) and no session.
+
+    Raises:
+        AccountDisabled: the user or client is gone, disabled or expired.
+    """
+    now = utcnow()
+    claims = AccessClaims(
+        sub=str(principal_id),
+        kind=kind,
+        jti=job,
+        issued_at=now,
+        expires_at=now,
+        sid=None,
+        scope=scope,
+    )
+    if kind == "user":
+        user = session.scalars(
+            select(User)
+            .where(User.id == principal_id)
+            .options(selectinload(User.roles))
+        ).one_or_none()
+        if user is None or user.status == UserStatus.DISABLED:
+            raise AccountDisabled("The account this job runs for is gone or disabled.")
+        return Principal(
+            "user",
+            user.id,
+            user.username,
+            _narrow(user.entitlements, scope),
+            claims,
+            user=user,
+        )
+    client = session.get(ApiClient, principal_id)
+    if (
+        client is None
+        or client.status != ClientStatus.ACTIVE
+        or (client.expires_at is not None and client.expires_at <= now)
+    ):
+        raise AccountDisabled(
+            "The API client this job runs for is gone, disabled or expired."
+        )
+    return Principal(
+        "client",
+        client.id,
+        client.name,
+        _narrow(frozenset(client.entitlements), scope),
+        claims,
+        client=client,
+    )

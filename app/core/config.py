@@ -131,6 +131,26 @@ class Settings(BaseSettings):
         default=None,
         description="Ed25519 public key (base64 of its 32 bytes, or PEM) that licence files must be signed with; default: SignVault's issuer key.",
     )
+    batch_sync_max: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Batches of at most this many documents are signed during the request (201); larger ones are answered 202 and signed in the background.",
+    )
+    batch_in_process: bool = Field(
+        default=True,
+        description="Run the batch processor in a thread of each server process (off when a separate worker processes batches).",
+    )
+    batch_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often an idle batch processor looks for a pending batch.",
+    )
+    batch_claim_timeout_seconds: int = Field(
+        default=300,
+        ge=10,
+        description="A running batch whose processor has not reported progress for this long (it crashed) is taken over by another.",
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

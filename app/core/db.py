@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -78,7 +79,18 @@ def get_session(request: Request) -> Iterator[Session]:
     Audit entries of failures (`audit.record_isolated`) are written after the
     request's transaction has ended, in a short transaction of their own.
     """
-    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    with unit_of_work(request.app.state.sessionmaker) as session:
+        yield session
+
+
+@contextmanager
+def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction, run the way a request runs it (for work outside a request).
+
+    Commits at the end or rolls back on an exception; then the work registered
+    with `after_transaction` runs in short transactions of its own, and the
+    `on_commit` or `on_rollback` actions run.
+    """
     session = factory()
     committed = False
     try:

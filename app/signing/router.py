@@ -15,7 +15,6 @@ from app.documents import service as documents_service
 from app.documents.deps import UPLOAD_BODY, BlobsDep, ReceivedUpload, receive_upload
 from app.signing import service as signing_service
 from app.signing import validation
-from app.signing.engine import Appearance, SignOptions
 from app.signing.models import Signature
 from app.signing.schemas import SignatureRead, SignDocumentRequest, ValidationReport
 
@@ -83,26 +82,6 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _sign_request(body: SignDocumentRequest) -> signing_service.SignRequest:
-    appearance = body.appearance
-    return signing_service.SignRequest(
-        certificate_id=body.certificate_id,
-        options=SignOptions(
-            level=body.level,
-            field_name=body.field_name,
-            reason=body.reason,
-            location=body.location,
-            contact_info=body.contact_info,
-            certify=body.certify,
-            appearance=Appearance(
-                page=appearance.page, box=appearance.box, text=appearance.text
-            )
-            if appearance
-            else None,
-        ),
-    )
-
-
 @router.post(
     "/documents/{document_id}/sign",
     status_code=status.HTTP_201_CREATED,
@@ -131,7 +110,7 @@ def sign_document(
         settings=settings,
         trust_roots=request.app.state.trust_roots,
         document=document,
-        request=_sign_request(body),
+        request=signing_service.sign_request_of(body),
         idempotency_key=idempotency_key,
     )
 
@@ -191,7 +170,7 @@ def sign_upload(
 ) -> FileResponse:
     """One-shot: upload and sign in one call; answers the signed PDF and keeps document and signature records."""
     body = _options_from_form(upload.fields.get("options"))
-    sign_request = _sign_request(body)
+    sign_request = signing_service.sign_request_of(body)
     earlier = signing_service.previous_result(
         session, principal, key=idempotency_key, request=sign_request
     )

@@ -33,6 +33,7 @@ from app.signing.errors import (
     TimestampUnavailable,
 )
 from app.signing.models import IdempotencyRecord, Signature
+from app.signing.schemas import SignDocumentRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,27 @@ class SignRequest:
             else None,
         }
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def sign_request_of(body: SignDocumentRequest) -> SignRequest:
+    """The sign request an API body (`/documents/{id}/sign`, `/sign`, `/batches`) asks for."""
+    appearance = body.appearance
+    return SignRequest(
+        certificate_id=body.certificate_id,
+        options=engine.SignOptions(
+            level=body.level,
+            field_name=body.field_name,
+            reason=body.reason,
+            location=body.location,
+            contact_info=body.contact_info,
+            certify=body.certify,
+            appearance=engine.Appearance(
+                page=appearance.page, box=appearance.box, text=appearance.text
+            )
+            if appearance
+            else None,
+        ),
+    )
 
 
 def previous_result(

@@ -1,0 +1,107 @@
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.access.entitlements import Entitlement
+from app.access.policy import require
+from app.access.principal import Principal
+from app.batches import service as batches_service
+from app.batches.models import Batch, BatchStatus
+from app.batches.schemas import BatchCreate, BatchRead, BatchSummary
+from app.core.deps import SessionDep, SettingsDep
+from app.core.errors import problem_responses
+from app.core.pagination import Page, PageParams, page_of, page_params
+from app.core.routing import AppRoute
+
+router = APIRouter(prefix="/api/v1/batches", tags=["signing"], route_class=AppRoute)
+
+SignPrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_SIGN))]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BatchRead,
+    responses={
+        202: {
+            "model": BatchRead,
+            "description": "Accepted: signed in the background; follow `Location` for progress",
+        },
+        **problem_responses(401, 403, 409, 415, 422),
+    },
+)
+def create_batch(
+    body: BatchCreate,
+    request: Request,
+    response: Response,
+    principal: SignPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=200,
+            description="Retrying with the same key returns the first batch instead of signing again.",
+        ),
+    ] = None,
+) -> Batch:
+    """Sign many documents with one certificate and options; small batches at once (201), large ones in the background (202)."""
+    batch, created = batches_service.create_batch(
+        session,
+        principal,
+        body=body,
+        idempotency_key=idempotency_key,
+        run_now=len(body.document_ids) <= settings.batch_sync_max,
+    )
+    if created and batch.status == BatchStatus.RUNNING:
+        # The batch and its audit entry are stored first: each document is then
+        # signed in a transaction of its own, so one failure undoes only its document.
+        session.commit()
+        factory: sessionmaker[Session] = request.app.state.sessionmaker
+        batches_service.run_batch(
+            factory,
+            batch.id,
+            tools=batches_service.SigningTools(
+                request.app.state.vault,
+                request.app.state.blobs,
+                settings,
+                request.app.state.trust_roots,
+            ),
+        )
+        with factory() as reader:
+            batch = batches_service.get_visible_batch(reader, principal, batch.id)
+    else:
+        batch = batches_service.get_visible_batch(session, principal, batch.id)
+    if batch.status != BatchStatus.COMPLETED:
+        response.status_code = status.HTTP_202_ACCEPTED
+    response.headers["Location"] = f"{router.prefix}/{batch.id}"
+    return batch
+
+
+@router.get(
+    "", response_model=Page[BatchSummary], responses=problem_responses(401, 403, 422)
+)
+def list_batches(
+    principal: SignPrincipal,
+    session: SessionDep,
+    params: Annotated[PageParams, Depends(page_params)],
+    batch_status: Annotated[list[BatchStatus], Query(alias="status")] = [],  # noqa: B006
+) -> dict[str, Any]:
+    """The caller's batches, newest first, without their items."""
+    rows, total = batches_service.list_batches(
+        session, principal, params=params, status=batch_status
+    )
+    return page_of(rows, total, params, BatchSummary)
+
+
+@router.get(
+    "/{batch_id}", response_model=BatchRead, responses=problem_responses(401, 403, 404)
+)
+def get_batch(
+    batch_id: uuid.UUID, principal: SignPrincipal, session: SessionDep
+) -> Batch:
+    """A batch's progress and per-document results (its owner or an administrator)."""
+    return batches_service.get_visible_batch(session, principal, batch_id)

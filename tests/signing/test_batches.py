@@ -1,0 +1,437 @@
+"""Batches: many documents, one certificate, one transaction per document, in the request or the background."""
+
+import io
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.access.models import User, UserStatus
+from app.batches import service as batches_service
+from app.batches.models import Batch, BatchStatus
+from app.core.config import Settings
+from app.core.security import PasswordHasher
+from app.core.types import utcnow
+from app.signing.engine import validate_pdf
+from app.signing.models import Signature
+from tests.certificates.pki import Issued
+from tests.factories import (
+    assert_problem,
+    audit_events,
+    bearer,
+    login,
+    make_user,
+)
+from tests.keys import asn1_of
+from tests.license.conftest import issuer, public_key_text
+from tests.signing.test_sign_api import (
+    DOCS,
+    Signer,
+    alice,
+    ca,
+    content,
+    licensed,
+    upload,
+)
+
+__all__ = ["alice", "ca", "issuer", "licensed"]  # fixtures shared with test_sign_api
+
+BATCHES = "/api/v1/batches"
+
+
+@pytest.fixture
+def settings(
+    settings: Settings, issuer: Ed25519PrivateKey, request: pytest.FixtureRequest
+) -> Settings:
+    """Overridable per test: `@pytest.mark.parametrize("settings", [{...}], indirect=True)`."""
+    overrides: dict[str, Any] = getattr(request, "param", {})
+    return settings.model_copy(
+        update={"license_public_key": public_key_text(issuer), **overrides}
+    )
+
+
+@pytest.fixture
+def bob(
+    client: TestClient,
+    session_factory: sessionmaker[Session],
+    hasher: PasswordHasher,
+) -> dict[str, str]:
+    return bearer(
+        login(client, make_user(session_factory, hasher, username="bob"))[
+            "access_token"
+        ]
+    )
+
+
+def create_batch(
+    client: TestClient, signer: Signer, document_ids: list[str], **options: Any
+) -> Any:
+    return client.post(
+        BATCHES,
+        json={
+            "document_ids": document_ids,
+            "certificate_id": signer.certificate_id,
+            **options,
+        },
+        headers=signer.headers,
+    )
+
+
+def assert_valid_signature(
+    client: TestClient, signer: Signer, ca: Issued, document_id: str, count: int = 1
+) -> None:
+    reports = validate_pdf(
+        io.BytesIO(content(client, signer.headers, document_id)),
+        trust_roots=[asn1_of(ca)],
+        allow_fetching=False,
+    )
+    assert len(reports) == count
+    assert all(r.bottom_line for r in reports)
+
+
+def test_small_batch_is_signed_at_once_and_bad_documents_fail_alone(
+    client: TestClient,
+    alice: Signer,
+    bob: dict[str, str],
+    ca: Issued,
+    session_factory: sessionmaker[Session],
+) -> None:
+    first, second = upload(client, alice.headers), upload(client, alice.headers)
+    already = upload(client, alice.headers)
+    presigned = client.post(
+        f"{DOCS}/{already['id']}/sign",
+        json={"certificate_id": alice.certificate_id, "field_name": "Approval"},
+        headers=alice.headers,
+    )
+    assert presigned.status_code == 201, presigned.text
+    bobs = upload(client, bob)
+    ids = [first["id"], bobs["id"], already["id"], second["id"]]
+
+    response = create_batch(client, alice, ids, field_name="Approval", reason="Batch")
+
+    assert response.status_code == 201, response.text
+    batch = response.json()
+    assert response.headers["location"] == f"{BATCHES}/{batch['id']}"
+    assert (batch["status"], batch["total"], batch["succeeded"], batch["failed"]) == (
+        "completed",
+        4,
+        2,
+        2,
+    )
+    assert batch["pending"] == 0
+    assert batch["started_at"]
+    assert batch["finished_at"]
+    items = batch["items"]
+    assert [(i["position"], i["document_id"], i["status"]) for i in items] == [
+        (1, first["id"], "signed"),
+        (2, bobs["id"], "failed"),
+        (3, already["id"], "failed"),
+        (4, second["id"], "signed"),
+    ]
+    assert [i["error_code"] for i in items] == [
+        None,
+        "document_not_found",
+        "signing_refused",
+        None,
+    ]
+    assert "already signed" in items[2]["error_detail"]
+    for item in (items[0], items[3]):
+        assert_valid_signature(client, alice, ca, item["document_id"])
+        [signature] = client.get(
+            f"{DOCS}/{item['document_id']}/signatures", headers=alice.headers
+        ).json()
+        assert (signature["id"], signature["reason"], signature["field_name"]) == (
+            item["signature_id"],
+            "Batch",
+            "Approval",
+        )
+    # the refused document is exactly as it was: one signature, one version more
+    assert_valid_signature(client, alice, ca, already["id"])
+    assert client.get(f"{BATCHES}/{batch['id']}", headers=alice.headers).json() == batch
+
+    [created] = audit_events(session_factory, "batch.created")
+    assert created.details["total"] == 4
+    [completed] = audit_events(session_factory, "batch.completed")
+    assert completed.details == {"total": 4, "succeeded": 2, "failed": 2}
+    assert len(audit_events(session_factory, "document.signed")) == 3
+    [sign_failed] = audit_events(session_factory, "document.sign_failed")
+    assert sign_failed.resource_id == already["id"]
+    failures = audit_events(session_factory, "batch.item_failed")
+    assert [f.details["code"] for f in failures] == [
+        "document_not_found",
+        "signing_refused",
+    ]
+
+
+@pytest.mark.parametrize("settings", [{"batch_sync_max": 2}], indirect=True)
+def test_large_batch_is_accepted_and_signed_in_the_background(
+    client: TestClient, alice: Signer, ca: Issued
+) -> None:
+    documents = [upload(client, alice.headers)["id"] for _ in range(4)]
+
+    response = create_batch(client, alice, documents, level="B-B")
+
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert (accepted["status"], accepted["total"], accepted["pending"]) == (
+        "pending",
+        4,
+        4,
+    )
+    location = response.headers["location"]
+    assert location == f"{BATCHES}/{accepted['id']}"
+    deadline = time.monotonic() + 60
+    while True:
+        batch = client.get(location, headers=alice.headers).json()
+        if batch["status"] == "completed" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert (batch["status"], batch["succeeded"], batch["failed"]) == (
+        "completed",
+        4,
+        0,
+    )
+    assert [i["status"] for i in batch["items"]] == ["signed"] * 4
+    for document_id in documents:
+        assert_valid_signature(client, alice, ca, document_id)
+    listed = client.get(BATCHES, headers=alice.headers).json()
+    assert [b["id"] for b in listed["data"]] == [accepted["id"]]
+    assert "items" not in listed["data"][0]
+
+
+def test_batch_needs_the_batch_licence_feature(
+    client: TestClient,
+    alice: Signer,
+    licensed: Callable[..., None],
+    session_factory: sessionmaker[Session],
+) -> None:
+    licensed(features=("ltv",))
+    document = upload(client, alice.headers)
+
+    response = create_batch(client, alice, [document["id"]])
+
+    assert_problem(response, 403, "license_feature_missing")
+    assert client.get(BATCHES, headers=alice.headers).json()["total"] == 0
+    assert audit_events(session_factory, "batch.created") == []
+    assert (
+        client.get(f"{DOCS}/{document['id']}", headers=alice.headers).json()[
+            "version_count"
+        ]
+        == 1
+    )
+
+
+@pytest.mark.parametrize(
+    "document_ids",
+    [
+        [],
+        ["same", "same"],
+        [str(uuid.uuid4()) for _ in range(1001)],
+    ],
+    ids=["empty", "duplicates", "over-1000"],
+)
+def test_invalid_document_lists_are_422(
+    client: TestClient, alice: Signer, document_ids: list[str]
+) -> None:
+    same = str(uuid.uuid4())
+    ids = [same if i == "same" else i for i in document_ids]
+
+    response = create_batch(client, alice, ids)
+
+    body = assert_problem(response, 422, "validation_failed")
+    assert [p["name"] for p in body["invalid_params"]] == ["document_ids"]
+    assert client.get(BATCHES, headers=alice.headers).json()["total"] == 0
+
+
+def test_only_the_owner_and_administrators_see_a_batch(
+    client: TestClient,
+    alice: Signer,
+    bob: dict[str, str],
+    admin_headers: dict[str, str],
+) -> None:
+    document = upload(client, alice.headers)
+    batch = create_batch(client, alice, [document["id"]]).json()
+
+    assert_problem(
+        client.get(f"{BATCHES}/{batch['id']}", headers=bob), 404, "batch_not_found"
+    )
+    assert client.get(BATCHES, headers=bob).json()["total"] == 0
+    seen = client.get(f"{BATCHES}/{batch['id']}", headers=admin_headers)
+    assert seen.status_code == 200
+    assert seen.json()["owner_name"] == "alice"
+    assert_problem(
+        client.get(f"{BATCHES}/{uuid.uuid4()}", headers=alice.headers),
+        404,
+        "batch_not_found",
+    )
+
+
+def test_idempotency_key_returns_the_first_batch(
+    client: TestClient, alice: Signer, session_factory: sessionmaker[Session]
+) -> None:
+    document = upload(client, alice.headers)
+    body = {"document_ids": [document["id"]], "certificate_id": alice.certificate_id}
+    headers = {**alice.headers, "Idempotency-Key": "batch-1"}
+
+    first = client.post(BATCHES, json=body, headers=headers)
+    again = client.post(BATCHES, json=body, headers=headers)
+    other = client.post(BATCHES, json={**body, "reason": "Different"}, headers=headers)
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json()
+    assert_problem(other, 409, "idempotency_key_reused")
+    assert len(audit_events(session_factory, "document.signed")) == 1
+
+
+@pytest.mark.parametrize(
+    "settings", [{"batch_sync_max": 0, "batch_in_process": False}], indirect=True
+)
+def test_stale_running_batch_is_resumed_without_signing_again(
+    client: TestClient,
+    app: FastAPI,
+    alice: Signer,
+    ca: Issued,
+    session_factory: sessionmaker[Session],
+) -> None:
+    documents = [upload(client, alice.headers)["id"] for _ in range(3)]
+    accepted = create_batch(client, alice, documents)
+    assert accepted.status_code == 202
+    batch_id = uuid.UUID(accepted.json()["id"])
+    factory: sessionmaker[Session] = app.state.sessionmaker
+    state = app.state
+
+    def process(*, stop_after: int | None = None) -> uuid.UUID | None:
+        calls = iter(range(10_000))
+        return batches_service.process_next_batch(
+            factory,
+            vault=state.vault,
+            blobs=state.blobs,
+            settings=state.settings,
+            trust_roots=state.trust_roots,
+            should_stop=lambda: stop_after is not None and next(calls) >= stop_after,
+        )
+
+    # one processor signs the first document, then stops (and releases the batch)
+    assert process(stop_after=1) == batch_id
+    # ... as if it had crashed instead: still "running", heartbeat fresh, then stale
+    with factory.begin() as session:
+        session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id)
+            .values(
+                status=BatchStatus.RUNNING,
+                claimed_by="crashed-host:1:1",
+                heartbeat_at=utcnow(),
+            )
+        )
+    assert process() is None  # a live claim is left alone
+    with factory.begin() as session:
+        session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id)
+            .values(heartbeat_at=utcnow() - timedelta(minutes=10))
+        )
+
+    assert process() == batch_id
+
+    batch = client.get(f"{BATCHES}/{batch_id}", headers=alice.headers).json()
+    assert (batch["status"], batch["succeeded"], batch["failed"]) == (
+        "completed",
+        3,
+        0,
+    )
+    for document_id in documents:
+        assert_valid_signature(client, alice, ca, document_id)
+        version_count = client.get(
+            f"{DOCS}/{document_id}", headers=alice.headers
+        ).json()["version_count"]
+        assert version_count == 2
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(Signature)) == 3
+    assert len(audit_events(session_factory, "document.signed")) == 3
+    assert len(audit_events(session_factory, "batch.completed")) == 1
+    assert process() is None
+
+
+@pytest.mark.parametrize(
+    "settings", [{"batch_sync_max": 0, "batch_in_process": False}], indirect=True
+)
+def test_items_fail_when_the_owner_was_disabled_meanwhile(
+    client: TestClient,
+    app: FastAPI,
+    alice: Signer,
+    admin_headers: dict[str, str],
+) -> None:
+    document = upload(client, alice.headers)
+    batch_id = create_batch(client, alice, [document["id"]]).json()["id"]
+    state = app.state
+    with state.sessionmaker.begin() as session:
+        session.get_one(User, alice.credentials.user_id).status = UserStatus.DISABLED
+
+    batches_service.process_next_batch(
+        state.sessionmaker,
+        vault=state.vault,
+        blobs=state.blobs,
+        settings=state.settings,
+        trust_roots=state.trust_roots,
+    )
+
+    batch = client.get(f"{BATCHES}/{batch_id}", headers=admin_headers).json()
+    assert (batch["status"], batch["failed"]) == ("completed", 1)
+    assert batch["items"][0]["error_code"] == "account_disabled"
+    assert (
+        client.get(f"{DOCS}/{document['id']}", headers=admin_headers).json()[
+            "version_count"
+        ]
+        == 1
+    )
+
+
+@pytest.mark.parametrize(
+    "settings", [{"batch_sync_max": 0, "batch_in_process": False}], indirect=True
+)
+def test_two_processors_at_once_each_take_a_different_batch(
+    client: TestClient,
+    app: FastAPI,
+    alice: Signer,
+    session_factory: sessionmaker[Session],
+) -> None:
+    batch_ids = {
+        create_batch(
+            client, alice, [upload(client, alice.headers)["id"] for _ in range(2)]
+        ).json()["id"]
+        for _ in range(2)
+    }
+    state = app.state
+    claimed: list[uuid.UUID | None] = []
+
+    def work() -> None:
+        claimed.append(
+            batches_service.process_next_batch(
+                state.sessionmaker,
+                vault=state.vault,
+                blobs=state.blobs,
+                settings=state.settings,
+                trust_roots=state.trust_roots,
+            )
+        )
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert {str(c) for c in claimed} == batch_ids
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(Signature)) == 4
+    assert len(audit_events(session_factory, "batch.completed")) == 2
