@@ -66,6 +66,8 @@ class AuditSettings(Base):
     retention_days: Mapped[int | None]
     audit_trail_enabled: Mapped[bool] = mapped_column(default=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When a process last claimed the daily retention run (one claimer a day, cluster-wide).
+    retention_run_at: Mapped[datetime | None]
 
 
 class AuditCheckpoint(IdMixin, Base):

@@ -14,9 +14,11 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    or_,
     select,
     text,
     union_all,
+    update,
 )
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, sessionmaker
@@ -686,6 +688,35 @@ class PurgeResult:
     batches: int
     through_seq: int | None
     cutoff: datetime | None
+
+
+RETENTION_INTERVAL = timedelta(days=1)
+
+
+def run_retention_if_due(
+    factory: sessionmaker[Session], *, now: datetime | None = None
+) -> PurgeResult | None:
+    """The daily retention job: purge, if no process has claimed today's run yet.
+
+    The claim is one conditional UPDATE, so with any number of processes and
+    hosts polling, exactly one runs it per day. Returns None when not due.
+    """
+    moment = now or utcnow()
+    with factory.begin() as session:
+        claimed = session.execute(
+            update(AuditSettings)
+            .where(
+                AuditSettings.id == 1,
+                or_(
+                    AuditSettings.retention_run_at.is_(None),
+                    AuditSettings.retention_run_at <= moment - RETENTION_INTERVAL,
+                ),
+            )
+            .values(retention_run_at=moment)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+    return purge_expired(factory, now=moment)
 
 
 def purge_expired(

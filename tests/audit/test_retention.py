@@ -1,5 +1,6 @@
 """Retention: purge a prefix of the chain in batches, leave a checkpoint the rest verifies from."""
 
+import threading
 import uuid
 from datetime import timedelta
 
@@ -146,3 +147,37 @@ def test_verify_endpoint_starts_from_the_checkpoint(
         "audit.purged",
         "audit.purged",
     ]
+
+
+def test_daily_retention_runs_once_a_day_however_many_claim_it(
+    session_factory: sessionmaker[Session],
+) -> None:
+    seed_ages(session_factory, [40, 35, 1])
+    set_retention(session_factory, 30)
+    now = utcnow()
+    claims = []
+
+    def claim() -> None:
+        claims.append(audit_service.run_retention_if_due(session_factory, now=now))
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ran = [result for result in claims if result is not None]
+    assert len(ran) == 1
+    assert ran[0].purged >= 2
+    # not due again within the day, due again a day later
+    assert (
+        audit_service.run_retention_if_due(
+            session_factory, now=now + timedelta(hours=23)
+        )
+        is None
+    )
+    assert (
+        audit_service.run_retention_if_due(session_factory, now=now + timedelta(days=1))
+        is not None
+    )
+    with session_factory() as session:
+        assert audit_service.verify(session).intact
