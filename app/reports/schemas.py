@@ -43,6 +43,20 @@ class SignatureReport(Schema):
     buckets: list[SignatureBucketRead]
 
 
+class AllowanceFigures(Schema):
+    used: int
+    limit: int | None
+    remaining: int | None
+
+
+class LicenseFigures(Schema):
+    state: str
+    users: AllowanceFigures
+    certificates: AllowanceFigures
+    signatures_this_month: AllowanceFigures
+    signatures_total: AllowanceFigures
+
+
 class AuditSummary(Schema):
     events_today: int = Field(description="Entries since 00:00 UTC.")
     events_this_month: int = Field(description="Entries since the 1st, 00:00 UTC.")
@@ -87,6 +101,7 @@ class Summary(Schema):
     certificates: CertificateFigures
     signatures: SignatureFigures
     documents: int
+    license: LicenseFigures
     audit: AuditSummary
 
 

@@ -18,6 +18,7 @@ from app.certificates.models import SigningCertificate, StoredStatus
 from app.core.errors import InvalidInput
 from app.core.types import utcnow
 from app.documents.models import Document
+from app.license import service as license_service
 from app.signing.models import Signature
 
 MAX_TIME_BUCKETS = 1000
@@ -376,4 +377,21 @@ def signing_summary(session: Session) -> dict[str, Any]:
         },
         "signatures": {"this_month": int(this_month or 0), "total": int(total or 0)},
         "documents": documents(session)["total"],
+        "license": _license_figures(session),
+    }
+
+
+def _license_figures(session: Session) -> dict[str, Any]:
+    """The licence state and each limit's use, as GET /license/usage has them."""
+    current = license_service.usage(session)
+
+    def allowance(value: Any) -> dict[str, int | None]:
+        return {"used": value.used, "limit": value.limit, "remaining": value.remaining}
+
+    return {
+        "state": current.state.value,
+        "users": allowance(current.users),
+        "certificates": allowance(current.certificates),
+        "signatures_this_month": allowance(current.signatures_this_month),
+        "signatures_total": allowance(current.signatures_total),
     }

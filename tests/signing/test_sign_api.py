@@ -593,3 +593,5 @@ def test_signature_and_document_reports(
     assert summary["signatures"] == {"this_month": 2, "total": 2}
     assert summary["certificates"]["active"] == 1
     assert summary["documents"] == 3
+    assert summary["license"]["state"] == "evaluation"
+    assert summary["license"]["signatures_total"]["used"] == 2
