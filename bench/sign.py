@@ -6,13 +6,14 @@ Same 20 KB one-page PDF and RSA-2048 key everywhere; PAdES B-B; bytes in, bytes 
 Every variant's first output is validated with pyHanko before it is timed.
 The HTTP part starts `signvault serve` (1, then 2 workers) on loopback with a
 fresh SQLite data dir and an unlimited test licence, and posts the PDF to
-`POST /api/v1/documents/{id}/sign` from N client threads with `Connection: close`
+`POST /api/v1/sign` (one shot: upload, sign, download) from N client threads with `Connection: close`
 (keep-alive would pin each client to one worker).
 """
 
 import argparse
 import base64
 import io
+import json
 import os
 import subprocess
 import sys
@@ -242,14 +243,7 @@ def http_path(
                 json={"user_id": me["id"]},
                 headers=headers,
             )
-            documents = [
-                httpx.post(
-                    f"{base}/api/v1/documents",
-                    content=pdf,
-                    headers={**headers, "Content-Type": "application/pdf"},
-                ).json()["id"]
-                for _ in range(clients)
-            ]
+            options = json.dumps({"certificate_id": certificate["id"]})
             done = [0] * clients
             stop = time.perf_counter() + seconds
             close = {**headers, "Connection": "close"}
@@ -257,9 +251,12 @@ def http_path(
             def client(n: int) -> None:
                 with httpx.Client(timeout=60) as http:
                     while time.perf_counter() < stop:
+                        # One shot: upload, sign, answer the signed PDF (a fresh document
+                        # each time, as an integrator's back office would send them).
                         response = http.post(
-                            f"{base}/api/v1/documents/{documents[n]}/sign",
-                            json={"certificate_id": certificate["id"]},
+                            f"{base}/api/v1/sign",
+                            files={"file": ("in.pdf", pdf, "application/pdf")},
+                            data={"options": options},
                             headers=close,
                         )
                         response.raise_for_status()
@@ -275,7 +272,7 @@ def http_path(
                 thread.join()
             per_second = sum(done) / (time.perf_counter() - started)
             print(
-                f"{'HTTP /documents/{id}/sign, ' + str(workers) + ' worker(s), ' + str(clients) + ' clients':<58} {per_second:9.1f} /s",
+                f"{'HTTP POST /api/v1/sign, ' + str(workers) + ' worker(s), ' + str(clients) + ' clients':<58} {per_second:9.1f} /s",
                 flush=True,
             )
             return per_second
