@@ -344,8 +344,15 @@ def sign_pdf(
             "pdf_encrypted",
             "The PDF is encrypted; remove the password protection and upload it again.",
         )
-    field_name = options.field_name or _free_field_name(writer.prev)
-    new_field = _field_spec(writer.prev, field_name, options.appearance)
+    # One walk of the form: it grows with every signature the file already holds.
+    existing = {
+        name: filled
+        for name, filled, _ref in fields.enumerate_sig_fields(
+            writer.prev, filled_status=None
+        )
+    }
+    field_name = options.field_name or _free_field_name(existing)
+    new_field = _field_spec(writer.prev, existing, field_name, options.appearance)
     metadata = signers.PdfSignatureMetadata(
         field_name=field_name,
         reason=options.reason,
@@ -405,28 +412,19 @@ def sign_pdf(
     return SignedOutput(field_name=field_name, signing_time=signing_time)
 
 
-def _free_field_name(reader: PdfFileReader) -> str:
-    taken = {
-        name
-        for name, _value, _ref in fields.enumerate_sig_fields(
-            reader, filled_status=None
-        )
-    }
+def _free_field_name(existing: dict[str, Any]) -> str:
     n = 1
-    while f"Signature{n}" in taken:
+    while f"Signature{n}" in existing:
         n += 1
     return f"Signature{n}"
 
 
 def _field_spec(
-    reader: PdfFileReader, field_name: str, appearance: Appearance | None
+    reader: PdfFileReader,
+    existing: dict[str, Any],
+    field_name: str,
+    appearance: Appearance | None,
 ) -> fields.SigFieldSpec | None:
-    existing = {
-        name: filled
-        for name, filled, _ref in fields.enumerate_sig_fields(
-            reader, filled_status=None
-        )
-    }
     if field_name in existing:
         if existing[field_name] is not None:
             raise EngineError(

@@ -3,6 +3,7 @@
 import io
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -376,41 +377,55 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestPki]:
         yield running
 
 
-@pytest.fixture
-def tsa_client(settings: Settings, pki: TestPki) -> Iterator[TestClient]:
-    app = create_app(settings.model_copy(update={"tsa_url": pki.tsa_url}))
-    with TestClient(app) as client:
-        yield client
-    app.state.engine.dispose()
+@contextmanager
+def signer_on_app(
+    settings: Settings,
+    admin: Credentials,
+    session_factory: sessionmaker[Session],
+    hasher: PasswordHasher,
+    ca: Issued,
+    username: str,
+    **changes: Any,
+) -> Iterator[tuple[TestClient, Signer]]:
+    """An app with changed settings, and a signer enrolled on it."""
+    app = create_app(settings.model_copy(update=changes))
+    try:
+        with TestClient(app) as client:
+            admin_headers = bearer(login(client, admin)["access_token"])
+            user = make_user(session_factory, hasher, username=username)
+            yield (
+                client,
+                enrol_signer(client, admin_headers, user, ca, username.title()),
+            )
+    finally:
+        app.state.engine.dispose()
+
+
+def sign_at_b_t(client: TestClient, signer: Signer, document: dict[str, Any]) -> Any:
+    return client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={"certificate_id": signer.certificate_id, "level": "B-T"},
+        headers=signer.headers,
+    )
 
 
 def test_b_t_through_the_api_uses_the_configured_tsa(
-    tsa_client: TestClient,
+    settings: Settings,
     admin: Credentials,
     session_factory: sessionmaker[Session],
     hasher: PasswordHasher,
     ca: Issued,
     pki: TestPki,
 ) -> None:
-    admin_headers = bearer(login(tsa_client, admin)["access_token"])
-    signer = enrol_signer(
-        tsa_client,
-        admin_headers,
-        make_user(session_factory, hasher, username="tina"),
-        ca,
-        "Tina",
-    )
-    document = upload(tsa_client, signer.headers)
-    response = tsa_client.post(
-        f"{DOCS}/{document['id']}/sign",
-        json={"certificate_id": signer.certificate_id, "level": "B-T"},
-        headers=signer.headers,
-    )
-    assert response.status_code == 201, response.text
+    with signer_on_app(
+        settings, admin, session_factory, hasher, ca, "tina", tsa_url=pki.tsa_url
+    ) as (client, signer):
+        document = upload(client, signer.headers)
+        response = sign_at_b_t(client, signer, document)
+        assert response.status_code == 201, response.text
+        signed = content(client, signer.headers, document["id"])
     [report] = validate_pdf(
-        io.BytesIO(content(tsa_client, signer.headers, document["id"])),
-        trust_roots=[asn1_of(ca), pki.root],
-        allow_fetching=False,
+        io.BytesIO(signed), trust_roots=[asn1_of(ca), pki.root], allow_fetching=False
     )
     assert (report.pades_level, report.timestamp_valid) == ("B-T", True)
 
@@ -421,35 +436,16 @@ def test_unreachable_tsa_is_502_and_changes_nothing(
     session_factory: sessionmaker[Session],
     hasher: PasswordHasher,
     ca: Issued,
-    tmp_path: Path,
 ) -> None:
-    app: FastAPI = create_app(
-        settings.model_copy(
-            update={"tsa_url": "http://127.0.0.1:9/tsa", "tsa_timeout_seconds": 2}
-        )
-    )
-    try:
-        with TestClient(app) as client:
-            admin_headers = bearer(login(client, admin)["access_token"])
-            signer = enrol_signer(
-                client,
-                admin_headers,
-                make_user(session_factory, hasher, username="tom"),
-                ca,
-                "Tom",
-            )
-            document = upload(client, signer.headers)
-            response = client.post(
-                f"{DOCS}/{document['id']}/sign",
-                json={"certificate_id": signer.certificate_id, "level": "B-T"},
-                headers=signer.headers,
-            )
-            assert_problem(response, 502, "tsa_unavailable")
-            assert_unchanged(client, signer.headers, document, session_factory)
-            [failed] = audit_events(session_factory, "document.sign_failed")
-            assert failed.details["code"] == "tsa_unavailable"
-    finally:
-        app.state.engine.dispose()
+    unreachable = {"tsa_url": "http://127.0.0.1:9/tsa", "tsa_timeout_seconds": 2}
+    with signer_on_app(
+        settings, admin, session_factory, hasher, ca, "tom", **unreachable
+    ) as (client, signer):
+        document = upload(client, signer.headers)
+        assert_problem(sign_at_b_t(client, signer, document), 502, "tsa_unavailable")
+        assert_unchanged(client, signer.headers, document, session_factory)
+    [failed] = audit_events(session_factory, "document.sign_failed")
+    assert failed.details["code"] == "tsa_unavailable"
 
 
 def test_unknown_document_is_404(client: TestClient, alice: Signer) -> None:
