@@ -101,9 +101,10 @@ def test_secrets_in_details_are_redacted(
     }
 
 
-def test_concurrent_threads_never_fork_the_chain(
-    session_factory: sessionmaker[Session],
-) -> None:
+def _thread_writers(
+    session_factory: sessionmaker[Session], count: int
+) -> tuple[list[threading.Thread], list[BaseException]]:
+    """`count` unstarted threads that each record 10 entries; errors land in the list."""
     errors: list[BaseException] = []
 
     def writer(worker: int) -> None:
@@ -111,10 +112,16 @@ def test_concurrent_threads_never_fork_the_chain(
             for n in range(10):
                 with session_factory.begin() as session:
                     _record(session, worker * 100 + n)
-        except BaseException as exc:  # surfaced below
+        except BaseException as exc:  # surfaced by the caller
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(6)]
+    return [threading.Thread(target=writer, args=(w,)) for w in range(count)], errors
+
+
+def test_concurrent_threads_never_fork_the_chain(
+    session_factory: sessionmaker[Session],
+) -> None:
+    threads, errors = _thread_writers(session_factory, 6)
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -302,17 +309,7 @@ def test_eight_threads_and_two_processes_at_once_lose_nothing(
         context.Process(target=_mixed_process_writer, args=(database_url, w, 10))
         for w in range(2)
     ]
-    errors: list[BaseException] = []
-
-    def writer(worker: int) -> None:
-        try:
-            for n in range(10):
-                with session_factory.begin() as session:
-                    _record(session, worker * 100 + n)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    threads, errors = _thread_writers(session_factory, 8)
     for process in processes:
         process.start()
     for thread in threads:
