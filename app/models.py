@@ -27,6 +27,13 @@ from app.core.crypto import DataKey
 from app.core.db import Base
 from app.documents.models import Document, DocumentVersion
 from app.license.models import LicenseStateRow, LicenseUsage
+from app.notifications.models import (
+    Delivery,
+    NotificationMark,
+    NotificationRule,
+    OutboxEvent,
+    ScheduledJob,
+)
 from app.settings.models import SettingsSection
 from app.signing.models import IdempotencyRecord, Signature
 
@@ -43,17 +50,22 @@ __all__ = [
     "CertificateAssignment",
     "DataKey",
     "DefaultCertificate",
+    "Delivery",
     "Department",
     "Document",
     "DocumentVersion",
     "IdempotencyRecord",
     "LicenseStateRow",
     "LicenseUsage",
+    "NotificationMark",
+    "NotificationRule",
+    "OutboxEvent",
     "PasswordHistory",
     "RateLimitWindow",
     "RefreshToken",
     "RevokedAccessToken",
     "Role",
+    "ScheduledJob",
     "SettingsSection",
     "Signature",
     "SigningCertificate",
