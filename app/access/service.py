@@ -39,6 +39,7 @@ from app.core.security import PasswordHasher
 from app.core.types import utcnow
 from app.license import service as license_service
 from app.license.service import Capacity
+from app.notifications.outbox import Event, emit
 from app.settings import service as settings_service
 from app.settings.schemas import PasswordPolicy
 
@@ -551,9 +552,19 @@ def on_user_locked(
 ) -> None:
     """The account was just locked: audit `user.locked` and emit it for notifications.
 
-    The one place a lockout is announced: the notifications feature hooks its
-    `emit("user.locked", …)` here.
+    The one place a lockout is announced, in the transaction that locks.
     """
+    emit(
+        session,
+        Event.USER_LOCKED,
+        {
+            "user_id": user.id,
+            "username": user.username,
+            "email": user.email,
+            "failures": failures,
+            "locked_until": until,
+        },
+    )
     audit_service.record(
         session,
         actor=SYSTEM,

@@ -1,7 +1,7 @@
 """Recording audit events inside the caller's transaction, chained at commit."""
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -155,11 +155,13 @@ def record_isolated(
     resource_id: uuid.UUID | str | None = None,
     outcome: Outcome = Outcome.FAILURE,
     details: Mapping[str, Any] | None = None,
+    along: Callable[[Session], None] | None = None,
 ) -> None:
     """Record a failure or denial in a short transaction of its own, after the request's ends.
 
     The request's transaction rolls back on the error being reported and would
-    take an ordinary entry with it.
+    take an ordinary entry with it. `along` runs in that same transaction (the
+    notification event of the failure), so both are stored or neither.
     """
     # Built now, while this request's context (IP, request id) is current.
     captured = _build_entry(
@@ -171,9 +173,12 @@ def record_isolated(
         details=details,
     )
 
-    after_transaction(
-        session, lambda own: own.info.setdefault(_PENDING, []).append(captured)
-    )
+    def store(own: Session) -> None:
+        own.info.setdefault(_PENDING, []).append(captured)
+        if along is not None:
+            along(own)
+
+    after_transaction(session, store)
 
 
 @event.listens_for(Session, "before_commit")

@@ -42,6 +42,7 @@ from app.core.types import utcnow
 from app.documents import service as documents_service
 from app.license import service as license_service
 from app.license.service import Feature
+from app.notifications.outbox import Event, emit
 from app.signing import service as signing_service
 from app.signing.errors import IdempotencyKeyReused
 from app.signing.schemas import SignDocumentRequest
@@ -416,6 +417,17 @@ def _complete(factory: sessionmaker[Session], batch_id: uuid.UUID) -> bool:
         batch.failed = counts.get(ItemStatus.FAILED, 0)
         batch.finished_at = utcnow()
         batch.claimed_by = None
+        emit(
+            session,
+            Event.BATCH_COMPLETED,
+            {
+                "batch_id": batch_id,
+                "total": batch.total,
+                "succeeded": batch.succeeded,
+                "failed": batch.failed,
+                "owner": batch.owner_name,
+            },
+        )
         audit_service.record(
             session,
             actor=_owner_actor(batch),

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import service as audit_service
 from app.audit.service import SYSTEM
+from app.notifications.outbox import Event, emit
 
 
 class LicenseEvent(StrEnum):
@@ -18,8 +19,8 @@ class LicenseEvent(StrEnum):
 def announce(session: Session, event: LicenseEvent, details: Mapping[str, Any]) -> None:
     """Announce a licence event inside the caller's transaction (gone if it rolls back).
 
-    The audit entry is written here; this is the one place the notification
-    rules must hook into.
+    The audit entry and the notification event (`emit`) are both written here,
+    with the same fields.
     """
     audit_service.record(
         session,
@@ -28,4 +29,4 @@ def announce(session: Session, event: LicenseEvent, details: Mapping[str, Any]) 
         resource_type="license",
         details=details,
     )
-    # TODO(#7): notifications.emit(session, event.value, details) — rules and outbox.
+    emit(session, Event(event.value), details)

@@ -635,6 +635,8 @@ def _announce_expiry(session: Session, status: LicenseStatus) -> int | None:
         {
             "state": status.state.value,
             "threshold_days": threshold,
+            # The name notification rules give their thresholds.
+            "days_before": threshold,
             "days_left": days_left,
             "valid_until": status.valid_until.isoformat()
             if status.valid_until

@@ -19,11 +19,13 @@ from app.certificates.models import SigningCertificate
 from app.certificates.vault import Vault
 from app.core.config import Settings
 from app.core.db import on_rollback
+from app.core.errors import AppError
 from app.core.storage import BlobStore
 from app.core.types import utcnow
 from app.documents.models import Document, DocumentStatus, DocumentVersion
 from app.license import service as license_service
 from app.license.service import Feature
+from app.notifications.outbox import Event, emit
 from app.signing import engine
 from app.signing.errors import (
     IdempotencyKeyReused,
@@ -122,7 +124,8 @@ def sign_document(
     """Sign the document's latest version with a vault key the principal may use.
 
     The new version is stored before the transaction commits; on any failure the
-    document and its versions stay exactly as they were, and the refusal is audited.
+    document and its versions stay exactly as they were, and the refusal is audited
+    and announced (`signing.failed`). Success emits `document.signed`.
 
     Raises:
         NoCertificateChosen: no certificate given and no default set (422).
@@ -133,8 +136,9 @@ def sign_document(
     earlier = previous_result(session, principal, key=idempotency_key, request=request)
     if earlier is not None:
         return earlier
-    certificate_id = request.certificate_id or _default_certificate(session, principal)
+    certificate_id = request.certificate_id
     try:
+        certificate_id = certificate_id or _default_certificate(session, principal)
         signer = vault.signer_for(session, principal, certificate_id)
         certificate = session.get_one(SigningCertificate, certificate_id)
         signature = _sign(
@@ -148,19 +152,14 @@ def sign_document(
             signer=signer,
             certificate=certificate,
         )
-    except (SigningRefused, TimestampUnavailable, RevocationUnavailable) as exc:
-        audit_service.record_isolated(
+    except AppError as exc:
+        _record_failure(
             session,
-            actor=principal.actor,
-            action="document.sign_failed",
-            resource_type="document",
-            resource_id=document.id,
-            details={
-                "code": exc.code,
-                "reason": exc.detail,
-                "certificate_id": str(certificate_id),
-                "level": request.options.level.value,
-            },
+            principal,
+            document=document,
+            certificate_id=certificate_id,
+            request=request,
+            error=exc,
         )
         raise
     if idempotency_key is not None:
@@ -174,6 +173,56 @@ def sign_document(
             )
         )
     return signature
+
+
+def _record_failure(
+    session: Session,
+    principal: Principal,
+    *,
+    document: Document,
+    certificate_id: uuid.UUID | None,
+    request: SignRequest,
+    error: AppError,
+) -> None:
+    """Audit `document.sign_failed` and emit `signing.failed`, together, after the rollback.
+
+    Whatever refused the request (the vault, the licence, the engine, the TSA)
+    may also have audited its own refusal; this entry and the event are the
+    request's outcome, one per failed sign request.
+    """
+    document_id, document_name = document.id, document.title
+
+    def announce(own: Session) -> None:
+        # A document uploaded by the failed request itself (one-shot /sign) is gone.
+        exists = own.get(Document, document_id) is not None
+        emit(
+            own,
+            Event.SIGNING_FAILED,
+            {
+                "document_id": document_id if exists else None,
+                "document_name": document_name,
+                "certificate_id": certificate_id,
+                "level": request.options.level.value,
+                "code": error.code,
+                "detail": error.detail,
+                "signer": principal.name,
+            },
+        )
+
+    audit_service.record_isolated(
+        session,
+        actor=principal.actor,
+        action="document.sign_failed",
+        resource_type="document",
+        resource_id=document_id,
+        details={
+            "code": error.code,
+            "reason": error.detail,
+            "certificate_id": str(certificate_id) if certificate_id else None,
+            "level": request.options.level.value,
+        },
+        along=announce,
+    )
 
 
 def _default_certificate(session: Session, principal: Principal) -> uuid.UUID:
@@ -290,6 +339,20 @@ def _sign(
         resource_type="document",
         resource_id=document.id,
         details=details,
+    )
+    emit(
+        session,
+        Event.DOCUMENT_SIGNED,
+        {
+            "document_id": document.id,
+            "document_name": document.title,
+            "signature_id": signature.id,
+            "level": options.level.value,
+            "certificate_id": certificate.id,
+            "certificate_name": certificate.name,
+            "signer": principal.name,
+            "signed_at": signing_time,
+        },
     )
     vault_service.record_key_use(
         session,
