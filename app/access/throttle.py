@@ -10,12 +10,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, event
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.access.models import RateLimitWindow
 from app.core.config import Settings
+from app.core.db import upsert_into
 from app.core.errors import TooManyRequests
 from app.core.types import utcnow
 from app.settings import service as settings_service
@@ -42,13 +41,8 @@ def count_hit(
         return None
     moment = int((now or utcnow()).timestamp())
     start = moment - moment % WINDOW_SECONDS
-    insert = (
-        postgresql_insert
-        if session.get_bind().dialect.name == "postgresql"
-        else sqlite_insert
-    )
     statement = (
-        insert(RateLimitWindow)
+        upsert_into(session, RateLimitWindow)
         .values(bucket=bucket, window_start=start, count=1)
         .on_conflict_do_update(
             index_elements=["bucket", "window_start"],

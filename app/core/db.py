@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from fastapi import Request
 from sqlalchemy import JSON, MetaData, Uuid, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -68,6 +69,13 @@ def make_engine(url: str, *, sqlite_busy_timeout: float = 30.0) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def upsert_into(session: Session, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT on the session's dialect that takes `ON CONFLICT` (PostgreSQL and SQLite alike)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -27,15 +27,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import case, func, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.access.models import User, UserStatus
 from app.audit import service as audit_service
 from app.audit.service import Actor, Outcome
 from app.core.config import Settings
-from app.core.db import after_transaction
+from app.core.db import after_transaction, upsert_into
 from app.core.types import utcnow
 from app.license.errors import (
     LicenseAlreadyExpired,
@@ -482,10 +480,8 @@ def reserve_signature(
 
 
 def _ensure_period_row(session: Session, period: str) -> None:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     session.execute(
-        insert(LicenseUsage)
+        upsert_into(session, LicenseUsage)
         .values(period=period, signatures=0)
         .on_conflict_do_nothing(index_elements=[LicenseUsage.period])
     )
