@@ -107,7 +107,11 @@ def test_scans_announce_each_threshold_once_and_expiry_once(
         (certificate["id"], 1),
     ]
     [expired] = outbox_payloads(session_factory, Event.CERTIFICATE_EXPIRED)
-    assert (expired["certificate_id"], expired["days_left"], expired["days_before"]) == (
+    assert (
+        expired["certificate_id"],
+        expired["days_left"],
+        expired["days_before"],
+    ) == (
         certificate["id"],
         0,
         None,
@@ -224,7 +228,8 @@ def test_run_due_scans_runs_once_a_day_and_scans_the_licence_too(
     # Four days on: "Later" and the licence are within 7 days, the first still within 30.
     assert scans.run_due_scans(session_factory, now=now + timedelta(days=4)) == 2
     assert [
-        p["days_before"] for p in outbox_payloads(session_factory, Event.LICENSE_EXPIRING)
+        p["days_before"]
+        for p in outbox_payloads(session_factory, Event.LICENSE_EXPIRING)
     ] == [30, 7]
     assert sorted(
         (p["certificate_name"], p["days_before"])
