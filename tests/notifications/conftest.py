@@ -11,7 +11,7 @@ from app.core.config import Settings
 from app.notifications.models import Delivery, DeliveryStatus
 from tests.notifications.servers import (
     MailSink,
-    TestPki,
+    ServerPki,
     WebhookReceiver,
     make_server_pki,
     smtp_server,
@@ -51,7 +51,7 @@ def mail() -> Iterator[MailSink]:
 
 
 @pytest.fixture(scope="session")
-def smtp_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+def smtp_pki(tmp_path_factory: pytest.TempPathFactory) -> ServerPki:
     return make_server_pki(tmp_path_factory.mktemp("smtp-pki"))
 
 
