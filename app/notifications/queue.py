@@ -299,8 +299,7 @@ def record_outcome(
         ):
             return None
         now = utcnow()
-        row.claimed_by = None
-        row.claimed_until = None
+        row.claimed_until = None  # `claimed_by` stays: who made the last attempt
         if error is None:
             row.status = DeliveryStatus.DELIVERED
             row.last_error = None
