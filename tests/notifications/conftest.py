@@ -107,4 +107,3 @@ def wait_final(factory: sessionmaker[Session], count: int = 1) -> list[Delivery]
 
     wait_until(done, what=f"{count} final deliveries")
     return deliveries(factory)
-

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SMTPServer
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -120,16 +119,14 @@ class MailSink:
     changed: threading.Condition = field(default_factory=threading.Condition)
 
     async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
-        self, _server: SMTPServer, _session: Session, envelope: Envelope
+        self, _server: SMTP, _session: Session, envelope: Envelope
     ) -> str:
         content = envelope.original_content or b""
         message = message_from_bytes(content, policy=policy.default)
         assert isinstance(message, EmailMessage)
         with self.changed:
             self.messages.append(
-                Received(
-                    str(envelope.mail_from), list(envelope.rcpt_tos), message
-                )
+                Received(str(envelope.mail_from), list(envelope.rcpt_tos), message)
             )
             self.changed.notify_all()
         return "250 OK"
@@ -149,7 +146,7 @@ class Authenticator:
 
     def __call__(
         self,
-        _server: SMTPServer,
+        _server: SMTP,
         _session: Session,
         _envelope: Envelope,
         _mechanism: str,
@@ -226,14 +223,20 @@ class WebhookReceiver:
 @contextmanager
 def webhook_receiver(plan: list[int] | None = None) -> Iterator[WebhookReceiver]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    receiver = WebhookReceiver(f"http://127.0.0.1:{server.server_port}/hook", list(plan or []))
+    receiver = WebhookReceiver(
+        f"http://127.0.0.1:{server.server_port}/hook", list(plan or [])
+    )
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with receiver.changed:
                 receiver.hits.append(
-                    Hit(time.monotonic(), {k.lower(): v for k, v in self.headers.items()}, body)
+                    Hit(
+                        time.monotonic(),
+                        {k.lower(): v for k, v in self.headers.items()},
+                        body,
+                    )
                 )
                 status = receiver.plan.pop(0) if receiver.plan else 200
                 receiver.changed.notify_all()

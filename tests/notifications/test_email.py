@@ -103,7 +103,9 @@ def test_assignees_are_the_certificates_users_and_department_members(
     }
     base = f"/api/v1/certificates/{certificate['id']}/assignments"
     assert (
-        client.post(base, json={"user_id": users["ann"]}, headers=admin_headers).status_code
+        client.post(
+            base, json={"user_id": users["ann"]}, headers=admin_headers
+        ).status_code
         == 201
     )
     assert (
@@ -114,7 +116,11 @@ def test_assignees_are_the_certificates_users_and_department_members(
     )
     put_smtp(client, admin_headers, mail.port)
     create_rule(
-        client, admin_headers, event="certificate.expiring", channel="email", recipients=["assignees"]
+        client,
+        admin_headers,
+        event="certificate.expiring",
+        channel="email",
+        recipients=["assignees"],
     )
     emit_expiring(session_factory, certificate_id=certificate["id"])
 
@@ -155,10 +161,13 @@ def test_starttls_with_the_servers_ca_trusted(
             emit(
                 session,
                 Event.CERTIFICATE_EXPIRED,
-                {k: v for k, v in EXPIRING.items() if k != "days_before"} | {"days_left": 0},
+                {k: v for k, v in EXPIRING.items() if k != "days_before"}
+                | {"days_left": 0},
             )
         [message] = sink.wait_for(1)
-    assert message.message["Subject"] == "[SignVault] Certificate Sales seal has expired"
+    assert (
+        message.message["Subject"] == "[SignVault] Certificate Sales seal has expired"
+    )
     assert "expired on 2027-01-31T00:00:00Z" in message.message.get_content()
     [row] = wait_final(session_factory)
     assert row.status == DeliveryStatus.DELIVERED

@@ -19,13 +19,20 @@ from tests.notifications.conftest import (
 )
 from tests.notifications.servers import MailSink, WebhookReceiver
 
-EMAIL = {"event": "certificate.expiring", "channel": "email", "recipients": ["a@example.com"]}
+EMAIL = {
+    "event": "certificate.expiring",
+    "channel": "email",
+    "recipients": ["a@example.com"],
+}
 
 
 @pytest.mark.parametrize(
     ("fields", "code"),
     [
-        ({**EMAIL, "event": "document.signed", "days_before": [7]}, "days_before_not_applicable"),
+        (
+            {**EMAIL, "event": "document.signed", "days_before": [7]},
+            "days_before_not_applicable",
+        ),
         ({**EMAIL, "recipients": ["role:no-such-role"]}, "unknown_role"),
         ({**EMAIL, "recipients": ["not an address"]}, "invalid_recipient"),
         ({**EMAIL, "recipients": []}, "recipients_required"),
@@ -35,11 +42,21 @@ EMAIL = {"event": "certificate.expiring", "channel": "email", "recipients": ["a@
         ({**EMAIL, "body_template": "Hello ${password}"}, "unknown_placeholder"),
         ({"event": "document.signed", "channel": "webhook"}, "url_required"),
         (
-            {"event": "document.signed", "channel": "webhook", "url": "https://example.com/", "recipients": ["a@example.com"]},
+            {
+                "event": "document.signed",
+                "channel": "webhook",
+                "url": "https://example.com/",
+                "recipients": ["a@example.com"],
+            },
             "recipients_not_applicable",
         ),
         (
-            {"event": "document.signed", "channel": "webhook", "url": "https://example.com/", "body_template": "x"},
+            {
+                "event": "document.signed",
+                "channel": "webhook",
+                "url": "https://example.com/",
+                "body_template": "x",
+            },
             "template_not_applicable",
         ),
         ({**EMAIL, "event": "no.such.event"}, "validation_failed"),
@@ -55,7 +72,9 @@ def test_invalid_rule_is_refused_with_a_code(
 
 
 def test_rule_crud_is_audited(
-    client: TestClient, admin_headers: dict[str, str], session_factory: sessionmaker[Session]
+    client: TestClient,
+    admin_headers: dict[str, str],
+    session_factory: sessionmaker[Session],
 ) -> None:
     rule = create_rule(
         client,
@@ -66,30 +85,50 @@ def test_rule_crud_is_audited(
         body_template="${certificate_name}: ${days_left} days (${event_id})",
     )
     assert rule["days_before"] == [30, 7, 1]
-    assert rule["secret"] is None and rule["secret_set"] is False
+    assert rule["secret"] is None
+    assert rule["secret_set"] is False
     assert_problem(
         client.post(RULES, json={"name": "expiry", **EMAIL}, headers=admin_headers),
         409,
         "notification_rule_name_taken",
     )
     changed = client.patch(
-        f"{RULES}/{rule['id']}", json={"enabled": False, "days_before": None}, headers=admin_headers
+        f"{RULES}/{rule['id']}",
+        json={"enabled": False, "days_before": None},
+        headers=admin_headers,
     )
     assert changed.status_code == 200, changed.text
     assert (changed.json()["enabled"], changed.json()["days_before"]) == (False, None)
     assert_problem(
-        client.patch(f"{RULES}/{rule['id']}", json={"name": None}, headers=admin_headers),
+        client.patch(
+            f"{RULES}/{rule['id']}", json={"name": None}, headers=admin_headers
+        ),
         422,
         "field_required",
     )
-    listed = client.get(RULES, params={"enabled": "false"}, headers=admin_headers).json()
+    listed = client.get(
+        RULES, params={"enabled": "false"}, headers=admin_headers
+    ).json()
     assert [r["id"] for r in listed["data"]] == [rule["id"]]
-    assert client.get(RULES, params={"channel": "webhook"}, headers=admin_headers).json()["total"] == 0
-    assert client.delete(f"{RULES}/{rule['id']}", headers=admin_headers).status_code == 204
-    assert_problem(
-        client.get(f"{RULES}/{rule['id']}", headers=admin_headers), 404, "notification_rule_not_found"
+    assert (
+        client.get(RULES, params={"channel": "webhook"}, headers=admin_headers).json()[
+            "total"
+        ]
+        == 0
     )
-    actions = [e.action for e in audit_events(session_factory) if e.resource_type == "notification_rule"]
+    assert (
+        client.delete(f"{RULES}/{rule['id']}", headers=admin_headers).status_code == 204
+    )
+    assert_problem(
+        client.get(f"{RULES}/{rule['id']}", headers=admin_headers),
+        404,
+        "notification_rule_not_found",
+    )
+    actions = [
+        e.action
+        for e in audit_events(session_factory)
+        if e.resource_type == "notification_rule"
+    ]
     assert actions == [
         "notification_rule.created",
         "notification_rule.updated",
@@ -107,7 +146,12 @@ def test_webhook_secret_is_shown_once_and_never_again(
     receiver: WebhookReceiver,
 ) -> None:
     generated = create_rule(
-        client, admin_headers, name="gen", event="user.locked", channel="webhook", url=receiver.url
+        client,
+        admin_headers,
+        name="gen",
+        event="user.locked",
+        channel="webhook",
+        url=receiver.url,
     )
     chosen_secret = "my-own-webhook-secret-123"
     chosen = create_rule(
@@ -120,19 +164,25 @@ def test_webhook_secret_is_shown_once_and_never_again(
         secret=chosen_secret,
     )
     assert len(generated["secret"]) >= 32
-    assert chosen["secret"] is None and chosen["secret_set"] is True
+    assert chosen["secret"] is None
+    assert chosen["secret_set"] is True
     texts = [
         client.get(f"{RULES}/{generated['id']}", headers=admin_headers).text,
         client.get(RULES, headers=admin_headers).text,
-        client.patch(f"{RULES}/{chosen['id']}", json={"name": "renamed"}, headers=admin_headers).text,
+        client.patch(
+            f"{RULES}/{chosen['id']}", json={"name": "renamed"}, headers=admin_headers
+        ).text,
         *(str(e.details) for e in audit_events(session_factory)),
     ]
     for text in texts:
         assert generated["secret"] not in text
         assert chosen_secret not in text
     with session_factory() as session:
-        stored = session.get_one(NotificationRule, uuid.UUID(chosen["id"])).sealed_secret
-        assert stored is not None and chosen_secret.encode() not in stored
+        stored = session.get_one(
+            NotificationRule, uuid.UUID(chosen["id"])
+        ).sealed_secret
+        assert stored is not None
+        assert chosen_secret.encode() not in stored
 
 
 def test_failed_delivery_can_be_retried(
@@ -142,18 +192,31 @@ def test_failed_delivery_can_be_retried(
     receiver: WebhookReceiver,
 ) -> None:
     receiver.plan[:] = [500, 500, 500]
-    rule = create_rule(client, admin_headers, event="user.locked", channel="webhook", url=receiver.url)
+    rule = create_rule(
+        client, admin_headers, event="user.locked", channel="webhook", url=receiver.url
+    )
     with session_factory.begin() as session:
         emit(session, Event.USER_LOCKED, {"username": "mallory"})
     [failed] = wait_final(session_factory)
     assert failed.status == DeliveryStatus.FAILED
     log = client.get(
-        DELIVERIES, params={"status": "failed", "rule_id": rule["id"]}, headers=admin_headers
+        DELIVERIES,
+        params={"status": "failed", "rule_id": rule["id"]},
+        headers=admin_headers,
     ).json()
     [row] = log["data"]
-    assert (row["attempts"], row["last_error"], row["target"]) == (3, "HTTP 500: no", receiver.url)
+    assert (row["attempts"], row["last_error"], row["target"]) == (
+        3,
+        "HTTP 500: no",
+        receiver.url,
+    )
     assert row["finished_at"] is not None
-    assert client.get(DELIVERIES, params={"event": "document.signed"}, headers=admin_headers).json()["total"] == 0
+    assert (
+        client.get(
+            DELIVERIES, params={"event": "document.signed"}, headers=admin_headers
+        ).json()["total"]
+        == 0
+    )
 
     retried = client.post(f"{DELIVERIES}/{row['id']}/retry", headers=admin_headers)
     assert retried.status_code == 200, retried.text
@@ -161,7 +224,9 @@ def test_failed_delivery_can_be_retried(
     [done] = wait_final(session_factory)
     assert (done.status, done.attempts) == (DeliveryStatus.DELIVERED, 1)
     assert_problem(
-        client.post(f"{DELIVERIES}/{row['id']}/retry", headers=admin_headers), 409, "delivery_not_failed"
+        client.post(f"{DELIVERIES}/{row['id']}/retry", headers=admin_headers),
+        409,
+        "delivery_not_failed",
     )
     [entry] = audit_events(session_factory, "notification.retried")
     assert entry.details["last_error"] == "HTTP 500: no"
@@ -173,14 +238,21 @@ def test_rolled_back_transaction_emits_nothing(
     session_factory: sessionmaker[Session],
     receiver: WebhookReceiver,
 ) -> None:
-    create_rule(client, admin_headers, event="user.locked", channel="webhook", url=receiver.url)
-    with pytest.raises(RuntimeError), session_factory.begin() as session:
-        emit(session, Event.USER_LOCKED, {"username": "rolled-back"})
-        session.flush()
-        raise RuntimeError("the change fails")
+    create_rule(
+        client, admin_headers, event="user.locked", channel="webhook", url=receiver.url
+    )
+
+    def failing_change() -> None:
+        with session_factory.begin() as session:
+            emit(session, Event.USER_LOCKED, {"username": "rolled-back"})
+            session.flush()
+            raise RuntimeError("the change fails")
+
+    with pytest.raises(RuntimeError):
+        failing_change()
     with session_factory.begin() as session:
         emit(session, Event.USER_LOCKED, {"username": "committed"})
-    [delivery] = wait_final(session_factory)
+    [_delivery] = wait_final(session_factory)
     [hit] = receiver.wait_for(lambda hits: len(hits) == 1)
     assert hit.json()["data"] == {"username": "committed"}
     with session_factory() as session:
@@ -194,7 +266,9 @@ def test_a_commit_that_emits_wakes_the_worker_at_once(
     session_factory: sessionmaker[Session],
     receiver: WebhookReceiver,
 ) -> None:
-    create_rule(client, admin_headers, event="user.locked", channel="webhook", url=receiver.url)
+    create_rule(
+        client, admin_headers, event="user.locked", channel="webhook", url=receiver.url
+    )
     with session_factory.begin() as session:
         emit(session, Event.USER_LOCKED, {"username": "quick"})
     # Far sooner than the 60 s poll.

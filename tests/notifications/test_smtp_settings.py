@@ -13,13 +13,17 @@ PASSWORD = "smtp-Passw0rd-xyz"
 
 
 def test_password_is_write_only_kept_cleared_and_never_audited(
-    client: TestClient, admin_headers: dict[str, str], session_factory: sessionmaker[Session]
+    client: TestClient,
+    admin_headers: dict[str, str],
+    session_factory: sessionmaker[Session],
 ) -> None:
     assert client.get(SMTP, headers=admin_headers).json()["password_set"] is False
     stored = put_smtp(client, admin_headers, 2525, username="mailer", password=PASSWORD)
     assert stored["password_set"] is True
     assert "password" not in stored
-    assert put_smtp(client, admin_headers, 2526, username="mailer")["password_set"] is True
+    assert (
+        put_smtp(client, admin_headers, 2526, username="mailer")["password_set"] is True
+    )
     current = client.get(SMTP, headers=admin_headers)
     assert current.json()["port"] == 2526
     assert PASSWORD not in current.text
@@ -40,7 +44,9 @@ def test_test_email_is_sent_now(
     mail: MailSink,
 ) -> None:
     put_smtp(client, admin_headers, mail.port)
-    response = client.post(f"{SMTP}/test", json={"to": "me@example.com"}, headers=admin_headers)
+    response = client.post(
+        f"{SMTP}/test", json={"to": "me@example.com"}, headers=admin_headers
+    )
     assert response.status_code == 200, response.text
     assert response.json()["delivered"] is True
     [received] = mail.wait_for(1)
@@ -57,7 +63,9 @@ def test_test_email_failure_is_a_502_with_the_servers_answer(
     smtp_pki: ServerPki,
 ) -> None:
     assert_problem(
-        client.post(f"{SMTP}/test", json={"to": "me@example.com"}, headers=admin_headers),
+        client.post(
+            f"{SMTP}/test", json={"to": "me@example.com"}, headers=admin_headers
+        ),
         409,
         "smtp_not_configured",
     )
@@ -74,14 +82,18 @@ def test_test_email_failure_is_a_502_with_the_servers_answer(
             tls_ca_pem=smtp_pki.ca_pem,
         )
         body = assert_problem(
-            client.post(f"{SMTP}/test", json={"to": "me@example.com"}, headers=admin_headers),
+            client.post(
+                f"{SMTP}/test", json={"to": "me@example.com"}, headers=admin_headers
+            ),
             502,
             "smtp_test_failed",
         )
     assert "535" in body["detail"]
     put_smtp(client, admin_headers, free_port())
     body = assert_problem(
-        client.post(f"{SMTP}/test", json={"to": "me@example.com"}, headers=admin_headers),
+        client.post(
+            f"{SMTP}/test", json={"to": "me@example.com"}, headers=admin_headers
+        ),
         502,
         "smtp_test_failed",
     )
@@ -99,4 +111,6 @@ def test_smtp_settings_are_validated(
         {"host": "h", "from_address": FROM, "tls_ca_pem": "garbage"},
         {"host": "h", "from_address": FROM, "port": 0},
     ):
-        assert_problem(client.put(SMTP, json=body, headers=admin_headers), 422, "validation_failed")
+        assert_problem(
+            client.put(SMTP, json=body, headers=admin_headers), 422, "validation_failed"
+        )

@@ -40,10 +40,15 @@ def test_webhook_is_delivered_signed_and_audited(
     receiver: WebhookReceiver,
 ) -> None:
     rule = create_rule(
-        client, admin_headers, event="document.signed", channel="webhook", url=receiver.url
+        client,
+        admin_headers,
+        event="document.signed",
+        channel="webhook",
+        url=receiver.url,
     )
     secret = rule["secret"]
-    assert secret and rule["secret_set"] is True
+    assert secret
+    assert rule["secret_set"] is True
     event_id = emit_signed(session_factory)
 
     [hit] = receiver.wait_for(lambda hits: len(hits) == 1)
@@ -150,7 +155,12 @@ def test_webhook_to_a_private_address_is_refused(
 ) -> None:
     response = client.post(
         RULES,
-        json={"name": "r", "event": "document.signed", "channel": "webhook", "url": url},
+        json={
+            "name": "r",
+            "event": "document.signed",
+            "channel": "webhook",
+            "url": url,
+        },
         headers=admin_headers,
     )
     body = assert_problem(response, 422, "webhook_url_refused")
@@ -163,7 +173,12 @@ def test_webhook_url_must_be_plain_http_or_https(
 ) -> None:
     response = client.post(
         RULES,
-        json={"name": "r", "event": "document.signed", "channel": "webhook", "url": url},
+        json={
+            "name": "r",
+            "event": "document.signed",
+            "channel": "webhook",
+            "url": url,
+        },
         headers=admin_headers,
     )
     assert_problem(response, 422, "webhook_url_refused")
@@ -176,7 +191,11 @@ def test_address_allowed_at_creation_is_checked_again_at_send_time(
     receiver: WebhookReceiver,
 ) -> None:
     create_rule(
-        client, admin_headers, event="document.signed", channel="webhook", url=receiver.url
+        client,
+        admin_headers,
+        event="document.signed",
+        channel="webhook",
+        url=receiver.url,
     )
     # The allow-list shrinks (as DNS may change): the send refuses, nothing reaches the host.
     client.app.state.settings.webhook_allowed_hosts.clear()  # type: ignore[attr-defined]

@@ -71,7 +71,11 @@ def test_two_workers_deliver_every_event_exactly_once(
     tmp_path: Path,
 ) -> None:
     create_rule(
-        client, admin_headers, event="batch.completed", channel="webhook", url=receiver.url
+        client,
+        admin_headers,
+        event="batch.completed",
+        channel="webhook",
+        url=receiver.url,
     )
     with ExitStack() as stack:
         for name in ("worker-a", "worker-b"):
