@@ -2,12 +2,15 @@
 
 import hashlib
 import hmac
+import uuid
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.notifications.models import DeliveryStatus
+from app.core.types import utcnow
+from app.notifications.models import Channel, Delivery, DeliveryStatus
 from app.notifications.outbox import Event, emit
 from tests.factories import assert_problem, audit_events
 from tests.notifications.conftest import RULES, create_rule, wait_final
@@ -206,3 +209,41 @@ def test_address_allowed_at_creation_is_checked_again_at_send_time(
     assert "127.0.0.1" in delivery.last_error
     assert "private" in delivery.last_error
     assert receiver.hits == []
+
+
+def test_delivery_of_a_worker_that_died_is_taken_over_after_its_lease(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    session_factory: sessionmaker[Session],
+    receiver: WebhookReceiver,
+) -> None:
+    rule = create_rule(
+        client,
+        admin_headers,
+        event="document.signed",
+        channel="webhook",
+        url=receiver.url,
+    )
+    with session_factory.begin() as session:
+        event = emit(session, Event.DOCUMENT_SIGNED, PAYLOAD)
+        # Dispatched and claimed by a worker that then died mid-send.
+        event.dispatched_at = utcnow()
+        session.flush()
+        session.add(
+            Delivery(
+                event_id=event.id,
+                rule_id=uuid.UUID(rule["id"]),
+                event=event.event,
+                channel=Channel.WEBHOOK,
+                target=receiver.url,
+                status=DeliveryStatus.SENDING,
+                attempts=1,
+                claimed_by="dead-worker",
+                claimed_until=utcnow() - timedelta(seconds=1),
+            )
+        )
+    [hit] = receiver.wait_for(lambda hits: len(hits) == 1)
+    [delivery] = wait_final(session_factory)
+    assert hit.headers["x-signvault-delivery"] == str(delivery.id)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.DELIVERED, 2)
+    assert delivery.claimed_by != "dead-worker"
