@@ -11,6 +11,7 @@ from app.certificates.router import router as certificates_router
 from app.certificates.router import users_router as certificate_users_router
 from app.documents.router import router as documents_router
 from app.license.router import router as license_router
+from app.notifications.router import router as notifications_router
 from app.reports.router import router as reports_router
 from app.settings.router import router as settings_router
 from app.signing.router import router as signing_router
@@ -31,5 +32,6 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(certificate_users_router)
     app.include_router(audit_router)
     app.include_router(reports_router)
+    app.include_router(notifications_router)
     app.include_router(documents_router)
     app.include_router(signing_router)

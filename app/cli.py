@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -278,6 +279,45 @@ def serve(host: str, port: int, workers: int) -> None:
         # killed and restarted in a loop.
         timeout_worker_healthcheck=60,
     )
+
+
+@main.command()
+def worker() -> None:
+    """Run the background work until SIGTERM: batches, notification delivery, daily jobs.
+
+    Run any number of these beside `signvault serve` (then with
+    SIGNVAULT_BACKGROUND_IN_PROCESS=false); they share the work through the database.
+    """
+    # Imported here: the app pulls in pyHanko, which this module must not load at import.
+    from app.main import background_worker, create_app
+
+    settings = _settings()
+    with _engine(settings) as engine:
+        _migrate(engine)
+    api = create_app(settings)
+    if api.state.cipher is None:
+        click.echo(
+            "signvault: no master key loaded: webhook secrets and the SMTP password cannot be opened",
+            err=True,
+        )
+    background = background_worker(api)
+
+    def _stop(signum: int, _frame: object) -> None:
+        click.echo(
+            f"signvault: worker stopping ({signal.Signals(signum).name})", err=True
+        )
+        background.request_stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    background.start()
+    click.echo(
+        f"signvault: worker {background.notifications.worker_id} running", err=True
+    )
+    background.wait()
+    background.stop()
+    api.state.engine.dispose()
+    click.echo("signvault: worker stopped", err=True)
 
 
 def _license_check(settings: Settings, engine: Engine) -> None:

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session, sessionmaker
 import app
 from app.api import include_routers
 from app.auth.tokens import TokenKeys
-from app.batches.worker import BatchProcessorThread
 from app.certificates.vault import Vault
 from app.core.config import Settings, load_settings
 from app.core.crypto import (
@@ -39,6 +38,7 @@ from app.core.security import PasswordHasher
 from app.core.storage import BlobStore
 from app.license import service as license_service
 from app.signing.validation import load_trust_roots
+from app.worker import BackgroundWorker
 
 # Swagger UI's files ship in a Python package: the docs work on air-gapped networks.
 SWAGGER_STATIC_DIR = Path(fastapi_offline.__file__).parent / "static"
@@ -55,22 +55,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        processor = (
-            BatchProcessorThread(
-                _app.state.sessionmaker,
-                vault=_app.state.vault,
-                blobs=_app.state.blobs,
-                settings=settings,
-                trust_roots=_app.state.trust_roots,
-            )
-            if settings.batch_in_process
-            else None
-        )
-        if processor is not None:
-            processor.start()
+        worker = background_worker(_app) if settings.background_in_process else None
+        if worker is not None:
+            worker.start()
         yield
-        if processor is not None:
-            processor.stop()
+        if worker is not None:
+            worker.stop()
         engine.dispose()
 
     api = FastAPI(
@@ -111,6 +101,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.add_middleware(MetricsMiddleware, metrics=metrics)
     api.add_middleware(RequestContextMiddleware)
     return api
+
+
+def background_worker(api: FastAPI) -> BackgroundWorker:
+    """The background work over this app's database, keys and blobs (not started)."""
+    return BackgroundWorker(
+        api.state.sessionmaker,
+        settings=api.state.settings,
+        cipher=api.state.cipher,
+        vault=api.state.vault,
+        blobs=api.state.blobs,
+        trust_roots=api.state.trust_roots,
+    )
 
 
 def _load_cipher(

@@ -1,14 +1,12 @@
-"""The in-process background loop: batches, and the daily audit retention run."""
+"""The batch processor thread (part of `app.worker.BackgroundWorker`)."""
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 
 from asn1crypto import x509 as asn1_x509
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.audit import service as audit_service
 from app.batches import service as batches_service
 from app.certificates.vault import Vault
 from app.core.config import Settings
@@ -16,15 +14,9 @@ from app.core.storage import BlobStore
 
 logger = logging.getLogger(__name__)
 
-# How often a process offers to run the daily retention job (the claim is in the database).
-RETENTION_CHECK_SECONDS = 300
-
 
 class BatchProcessorThread:
     """Runs `process_next_batch` until stopped; idle, it polls every `batch_poll_seconds`.
-
-    Every few minutes it also offers to run the daily audit retention purge
-    (`audit_service.run_retention_if_due`: one claimer a day, cluster-wide).
 
     All state is in the database, so any number of these (threads, processes,
     hosts) share the work. Stopping releases an unfinished batch between two
@@ -58,14 +50,7 @@ class BatchProcessorThread:
         self._thread.join()
 
     def _run(self) -> None:
-        next_retention_check = 0.0
         while not self._stop.is_set():
-            if time.monotonic() >= next_retention_check:
-                next_retention_check = time.monotonic() + RETENTION_CHECK_SECONDS
-                try:
-                    audit_service.run_retention_if_due(self._factory)
-                except Exception:
-                    logger.exception("audit retention run failed")
             try:
                 worked = (
                     batches_service.process_next_batch(

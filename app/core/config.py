@@ -4,7 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -15,6 +15,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         env_nested_delimiter="__",
         extra="ignore",
+        populate_by_name=True,
     )
 
     data_dir: Path = Field(
@@ -137,9 +138,15 @@ class Settings(BaseSettings):
         le=1000,
         description="Batches of at most this many documents are signed during the request (201); larger ones are answered 202 and signed in the background.",
     )
-    batch_in_process: bool = Field(
+    background_in_process: bool = Field(
         default=True,
-        description="Run the batch processor in a thread of each server process (off when a separate worker processes batches).",
+        # The variable's name before notifications joined batches in the background loop.
+        validation_alias=AliasChoices(
+            "background_in_process",
+            "SIGNVAULT_BACKGROUND_IN_PROCESS",
+            "SIGNVAULT_BATCH_IN_PROCESS",
+        ),
+        description="Run the background work (batches, notification delivery, daily jobs) in each server process; false when `signvault worker` processes run it.",
     )
     batch_poll_seconds: float = Field(
         default=1.0,
@@ -152,11 +159,46 @@ class Settings(BaseSettings):
         description="A running batch whose processor has not reported progress for this long (it crashed) is taken over by another.",
     )
 
-    @field_validator("cors_origins", mode="before")
+    notification_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often an idle worker looks for events to dispatch and deliveries due (a commit that emits wakes the worker of its own process at once).",
+    )
+    notification_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="Attempts per delivery before it is `failed`.",
+    )
+    notification_retry_base_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Wait before the first retry; doubled after each failure, plus up to 25 % jitter.",
+    )
+    notification_retry_max_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest wait between two attempts."
+    )
+    notification_lease_seconds: int = Field(
+        default=300,
+        ge=5,
+        description="A delivery claimed this long ago without an outcome (its worker died) is attempted again.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="How long a webhook receiver may take to answer.",
+    )
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated host names, IPs or CIDRs webhooks may reach although they are private, loopback or link-local.",
+    )
+
+    @field_validator("cors_origins", "webhook_allowed_hosts", mode="before")
     @classmethod
-    def split_origins(cls, value: object) -> object:
+    def split_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @field_validator("license_public_key")
@@ -192,6 +234,7 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = "SIGNVAULT_" + "__".join(str(part) for part in error["loc"]).upper()
+            name = "__".join(str(part) for part in error["loc"]).upper()
+            name = name if name.startswith("SIGNVAULT_") else f"SIGNVAULT_{name}"
             problems.append(f"{name}: {error['msg']}")
         raise SettingsError("invalid setting " + "; ".join(problems)) from None

@@ -66,6 +66,10 @@ class NotificationRule(IdMixin, TimestampMixin, Base):
     enabled: Mapped[bool] = mapped_column(default=True)
     created_by: Mapped[str | None] = mapped_column(String(200))
 
+    @property
+    def secret_set(self) -> bool:
+        return self.sealed_secret is not None
+
 
 class Delivery(IdMixin, Base):
     """One event sent on one rule's channel: claimed, attempted, retried with backoff."""

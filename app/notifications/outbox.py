@@ -1,10 +1,12 @@
 """`emit`: the one way a feature announces an event to the notification rules."""
 
+import threading
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
 from pydantic_core import to_jsonable_python
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from app.notifications.models import OutboxEvent
@@ -21,6 +23,34 @@ class Event(StrEnum):
     LICENSE_LIMIT_REACHED = "license.limit_reached"
 
 
+# Events announced at thresholds before a date: their payload carries `days_before`,
+# and a rule may narrow them to some thresholds.
+THRESHOLD_EVENTS = frozenset({Event.CERTIFICATE_EXPIRING, Event.LICENSE_EXPIRING})
+
+# Set after a commit that emitted: the background worker of this process wakes at once
+# instead of at its next poll (workers of other processes poll).
+_wakers: set[threading.Event] = set()
+_wakers_lock = threading.Lock()
+_EMITTED = "notifications.emitted"
+
+
+def subscribe(waker: threading.Event) -> None:
+    with _wakers_lock:
+        _wakers.add(waker)
+
+
+def unsubscribe(waker: threading.Event) -> None:
+    with _wakers_lock:
+        _wakers.discard(waker)
+
+
+def _wake_after_commit(session: Session) -> None:
+    if session.info.pop(_EMITTED, False):
+        with _wakers_lock:
+            for waker in _wakers:
+                waker.set()
+
+
 def emit(session: Session, event: Event, payload: Mapping[str, Any]) -> OutboxEvent:
     """Queue `event` in the caller's transaction: sent only if it commits, never lost if it does.
 
@@ -28,4 +58,11 @@ def emit(session: Session, event: Event, payload: Mapping[str, Any]) -> OutboxEv
     """
     row = OutboxEvent(event=event.value, payload=to_jsonable_python(dict(payload)))
     session.add(row)
+    if not session.info.get(_EMITTED):
+        session.info[_EMITTED] = True
+        # A session event, not `db.on_commit`: it fires for any way the session
+        # commits (a request, `unit_of_work`, `factory.begin()`); after a rollback
+        # the flag stays and the next commit wakes the worker once for nothing.
+        if not sa_event.contains(session, "after_commit", _wake_after_commit):
+            sa_event.listen(session, "after_commit", _wake_after_commit)
     return row

@@ -293,7 +293,7 @@ def test_idempotency_key_returns_the_first_batch(
 
 
 @pytest.mark.parametrize(
-    "settings", [{"batch_sync_max": 0, "batch_in_process": False}], indirect=True
+    "settings", [{"batch_sync_max": 0, "background_in_process": False}], indirect=True
 )
 def test_stale_running_batch_is_resumed_without_signing_again(
     client: TestClient,
@@ -363,7 +363,7 @@ def test_stale_running_batch_is_resumed_without_signing_again(
 
 
 @pytest.mark.parametrize(
-    "settings", [{"batch_sync_max": 0, "batch_in_process": False}], indirect=True
+    "settings", [{"batch_sync_max": 0, "background_in_process": False}], indirect=True
 )
 def test_items_fail_when_the_owner_was_disabled_meanwhile(
     client: TestClient,
@@ -397,7 +397,7 @@ def test_items_fail_when_the_owner_was_disabled_meanwhile(
 
 
 @pytest.mark.parametrize(
-    "settings", [{"batch_sync_max": 0, "batch_in_process": False}], indirect=True
+    "settings", [{"batch_sync_max": 0, "background_in_process": False}], indirect=True
 )
 def test_two_processors_at_once_each_take_a_different_batch(
     client: TestClient,

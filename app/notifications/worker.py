@@ -1,0 +1,114 @@
+"""The notification loop: dispatch emitted events, deliver what is due, run periodic jobs."""
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.config import Settings
+from app.core.crypto import EnvelopeCipher
+from app.core.types import utcnow
+from app.notifications import outbox, queue
+
+logger = logging.getLogger(__name__)
+
+# Deliveries attempted before the loop looks at new events and periodic jobs again.
+DELIVERIES_PER_ROUND = 50
+# The shortest idle wait: a delivery falling due now is not polled for in a busy loop.
+MIN_WAIT_SECONDS = 0.05
+
+
+@dataclass
+class PeriodicJob:
+    """Offered every `every_seconds`; the job itself decides (in the database) whether it is due."""
+
+    name: str
+    every_seconds: float
+    run: Callable[[sessionmaker[Session]], object]
+    next_at: float = field(default=0.0)
+
+
+def worker_id() -> str:
+    """Names the claims of one loop: host, process, and a random part for threads."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class NotificationLoop:
+    """Runs until stopped; woken at once when this process commits an emitted event.
+
+    All state is in the database: any number of these, in any processes,
+    share the work without delivering anything twice.
+    """
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        cipher: EnvelopeCipher | None,
+        settings: Settings,
+        periodic_jobs: Sequence[PeriodicJob] = (),
+    ) -> None:
+        self._factory = factory
+        self._cipher = cipher
+        self._settings = settings
+        self._jobs = list(periodic_jobs)
+        self.worker_id = worker_id()
+        self.wake = threading.Event()
+
+    def run(self, stop: threading.Event) -> None:
+        outbox.subscribe(self.wake)
+        try:
+            while not stop.is_set():
+                self._run_periodic_jobs()
+                if self.run_once():
+                    continue
+                self.wake.wait(self._idle_seconds())
+                self.wake.clear()
+        finally:
+            outbox.unsubscribe(self.wake)
+
+    def run_once(self) -> bool:
+        """One round: dispatch new events, attempt due deliveries; True when there was work."""
+        try:
+            dispatched = queue.dispatch_pending(self._factory)
+            delivered = queue.deliver_due(
+                self._factory,
+                worker_id=self.worker_id,
+                cipher=self._cipher,
+                settings=self._settings,
+                limit=DELIVERIES_PER_ROUND,
+            )
+        except Exception:
+            # The database may be briefly unreachable: log, wait, try again.
+            logger.exception("notification dispatch or delivery failed")
+            return False
+        return bool(dispatched or delivered)
+
+    def _idle_seconds(self) -> float:
+        wait = self._settings.notification_poll_seconds
+        try:
+            with self._factory() as session:
+                due = queue.next_due_at(session)
+        except Exception:
+            logger.exception("could not read the next due delivery")
+            return wait
+        if due is not None:
+            wait = min(wait, (due - utcnow()).total_seconds())
+        return max(wait, MIN_WAIT_SECONDS)
+
+    def _run_periodic_jobs(self) -> None:
+        now = time.monotonic()
+        for job in self._jobs:
+            if now < job.next_at:
+                continue
+            job.next_at = now + job.every_seconds
+            try:
+                job.run(self._factory)
+            except Exception:
+                logger.exception("periodic job %s failed", job.name)

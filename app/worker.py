@@ -1,0 +1,84 @@
+"""Everything SignVault does outside requests, in one place: `signvault worker`, or inside `serve`.
+
+Two threads: the batch processor (long work, one document at a time), and
+the notification loop (dispatch, delivery, and the periodic jobs: the daily
+audit retention run; each claims its day in the database, so one runs
+cluster-wide). All state is in the database: run as many workers as you like.
+"""
+
+import threading
+from collections.abc import Sequence
+
+from asn1crypto import x509 as asn1_x509
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.audit import service as audit_service
+from app.batches.worker import BatchProcessorThread
+from app.certificates.vault import Vault
+from app.core.config import Settings
+from app.core.crypto import EnvelopeCipher
+from app.core.storage import BlobStore
+from app.notifications.worker import NotificationLoop, PeriodicJob
+
+# How often a process offers to run the daily jobs (the claim is in the database).
+DAILY_JOB_CHECK_SECONDS = 300
+
+
+def periodic_jobs() -> list[PeriodicJob]:
+    return [
+        PeriodicJob(
+            "audit retention",
+            DAILY_JOB_CHECK_SECONDS,
+            audit_service.run_retention_if_due,
+        ),
+    ]
+
+
+class BackgroundWorker:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        settings: Settings,
+        cipher: EnvelopeCipher | None,
+        vault: Vault,
+        blobs: BlobStore,
+        trust_roots: Sequence[asn1_x509.Certificate],
+    ) -> None:
+        self._stop = threading.Event()
+        self._batches = BatchProcessorThread(
+            factory,
+            vault=vault,
+            blobs=blobs,
+            settings=settings,
+            trust_roots=trust_roots,
+        )
+        self.notifications = NotificationLoop(
+            factory, cipher=cipher, settings=settings, periodic_jobs=periodic_jobs()
+        )
+        self._notification_thread = threading.Thread(
+            target=self.notifications.run,
+            args=(self._stop,),
+            name="signvault-notifications",
+            daemon=True,
+        )
+
+    def start(self) -> None:
+        self._batches.start()
+        self._notification_thread.start()
+
+    def stop(self) -> None:
+        """Ask both threads to stop and wait: the batch stops between two documents, a send in flight finishes."""
+        self.request_stop()
+        self._batches.stop()
+        self._notification_thread.join()
+
+    def request_stop(self) -> None:
+        """Ask the threads to stop without waiting (safe in a signal handler)."""
+        self._stop.set()
+        self.notifications.wake.set()
+
+    def wait(self) -> None:
+        """Block until a stop has been requested."""
+        while not self._stop.wait(1.0):
+            pass

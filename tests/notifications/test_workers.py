@@ -1,0 +1,113 @@
+"""Real `signvault worker` processes sharing the queue: every delivery exactly once."""
+
+import collections
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.config import Settings
+from app.notifications.models import Delivery, DeliveryStatus
+from app.notifications.outbox import Event, emit
+from tests.notifications.conftest import create_rule, wait_until
+from tests.notifications.servers import WebhookReceiver
+from tests.served import BIN_DIR, signvault_env
+
+EVENTS = 500
+
+
+@contextmanager
+def worker_process(settings: Settings, workdir: Path, name: str) -> Iterator[Path]:
+    log_path = workdir / f"{name}.log"
+    env = signvault_env(
+        settings.data_dir,
+        settings.effective_database_url,
+        SIGNVAULT_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
+        SIGNVAULT_NOTIFICATION_POLL_SECONDS="0.2",
+        SIGNVAULT_ADMIN_BOOTSTRAP="false",
+    )
+    with log_path.open("w") as log:
+        process = subprocess.Popen(  # noqa: S603 (our own console script)
+            [str(BIN_DIR / "signvault"), "worker"],
+            env=env,
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(
+            lambda: "running" in log_path.read_text() or process.poll() is not None,
+            timeout=60,
+            what=f"{name} to start",
+        )
+        assert process.poll() is None, log_path.read_text()
+        yield log_path
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            returncode = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+    assert returncode == 0, log_path.read_text()
+    assert "worker stopped" in log_path.read_text()
+
+
+@pytest.mark.parametrize("settings", [{"background_in_process": False}], indirect=True)
+def test_two_workers_deliver_every_event_exactly_once(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
+) -> None:
+    create_rule(
+        client,
+        admin_headers,
+        event="batch.completed",
+        channel="webhook",
+        url=receiver.url,
+    )
+    with ExitStack() as stack:
+        for name in ("worker-a", "worker-b"):
+            stack.enter_context(worker_process(settings, tmp_path, name))
+        started = time.monotonic()
+        with session_factory.begin() as session:
+            for number in range(EVENTS):
+                emit(session, Event.BATCH_COMPLETED, {"batch": number})
+        receiver.wait_for(lambda hits: len(hits) >= EVENTS, timeout=240)
+
+        def all_delivered() -> bool:
+            with session_factory() as session:
+                return (
+                    session.scalar(
+                        select(func.count())
+                        .select_from(Delivery)
+                        .where(Delivery.status == DeliveryStatus.DELIVERED)
+                    )
+                    == EVENTS
+                )
+
+        wait_until(all_delivered, timeout=60, what="every delivery recorded")
+        elapsed = time.monotonic() - started
+    per_delivery = collections.Counter(
+        hit.headers["x-signvault-delivery"] for hit in receiver.hits
+    )
+    assert len(per_delivery) == EVENTS
+    assert set(per_delivery.values()) == {1}
+    assert sorted(hit.json()["data"]["batch"] for hit in receiver.hits) == list(
+        range(EVENTS)
+    )
+    with session_factory() as session:
+        by_worker = collections.Counter(session.scalars(select(Delivery.claimed_by)))
+    assert len(by_worker) == 2, by_worker  # both took part
+    print(f"{EVENTS} deliveries by two workers in {elapsed:.1f} s: {dict(by_worker)}")  # noqa: T201
