@@ -2,8 +2,8 @@
 
 Two threads: the batch processor (long work, one document at a time), and
 the notification loop (dispatch, delivery, and the periodic jobs: the daily
-audit retention run; each claims its day in the database, so one runs
-cluster-wide). All state is in the database: run as many workers as you like.
+audit retention run and the certificate and licence expiry scans; each claims
+its day in the database, so one runs cluster-wide). All state is in the database: run as many workers as you like.
 """
 
 import threading
@@ -18,6 +18,7 @@ from app.certificates.vault import Vault
 from app.core.config import Settings
 from app.core.crypto import EnvelopeCipher
 from app.core.storage import BlobStore
+from app.notifications import scans
 from app.notifications.worker import NotificationLoop, PeriodicJob
 
 # How often a process offers to run the daily jobs (the claim is in the database).
@@ -31,6 +32,7 @@ def periodic_jobs() -> list[PeriodicJob]:
             DAILY_JOB_CHECK_SECONDS,
             audit_service.run_retention_if_due,
         ),
+        PeriodicJob("expiry scans", DAILY_JOB_CHECK_SECONDS, scans.run_due_scans),
     ]
 
 

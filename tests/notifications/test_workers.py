@@ -6,6 +6,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.config import Settings
+from app.core.types import utcnow
 from app.notifications.models import Delivery, DeliveryStatus
 from app.notifications.outbox import Event, emit
+from tests.certificates.conftest import import_signer
+from tests.certificates.pki import make_ca, make_signer
 from tests.notifications.conftest import create_rule, wait_until
 from tests.notifications.servers import WebhookReceiver
 from tests.served import BIN_DIR, signvault_env
@@ -111,3 +115,38 @@ def test_two_workers_deliver_every_event_exactly_once(
         by_worker = collections.Counter(session.scalars(select(Delivery.claimed_by)))
     assert len(by_worker) == 2, by_worker  # both took part
     print(f"{EVENTS} deliveries by two workers in {elapsed:.1f} s: {dict(by_worker)}")  # noqa: T201
+
+
+@pytest.mark.parametrize("settings", [{"background_in_process": False}], indirect=True)
+def test_worker_runs_the_expiry_scan_once_a_day(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    settings: Settings,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
+) -> None:
+    ca = make_ca()
+    certificate = import_signer(
+        client,
+        admin_headers,
+        make_signer(ca, cn="Seal of Sales", not_after=utcnow() + timedelta(days=5)),
+        ca,
+    )
+    create_rule(
+        client,
+        admin_headers,
+        event="certificate.expiring",
+        channel="webhook",
+        url=receiver.url,
+    )
+    with worker_process(settings, tmp_path, "worker-a"):
+        receiver.wait_for(lambda hits: len(hits) >= 1, timeout=60)
+    with worker_process(settings, tmp_path, "worker-b"):
+        # The day is claimed: a second worker starting now scans nothing.
+        time.sleep(2)
+    [hit] = receiver.hits
+    body = hit.json()
+    assert body["event"] == "certificate.expiring"
+    assert body["data"]["certificate_id"] == certificate["id"]
+    assert body["data"]["days_before"] == 7
+    assert body["data"]["days_left"] == 4
