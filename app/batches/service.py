@@ -43,6 +43,7 @@ from app.documents import service as documents_service
 from app.license import service as license_service
 from app.license.service import Feature
 from app.notifications.outbox import Event, emit
+from app.settings import service as settings_service
 from app.signing import service as signing_service
 from app.signing.errors import IdempotencyKeyReused
 from app.signing.schemas import SignDocumentRequest
@@ -75,6 +76,15 @@ def worker_identity() -> str:
 def _fingerprint(body: BatchCreate) -> str:
     content = body.model_dump(mode="json")
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _options_of(session: Session, body: BatchCreate) -> dict[str, Any]:
+    options = body.model_dump(mode="json", exclude={"document_ids"})
+    # The default level in force now, for every item, whenever each is signed.
+    options["level"] = (
+        options["level"] or settings_service.signing(session).default_level
+    )
+    return options
 
 
 def create_batch(
@@ -117,7 +127,7 @@ def create_batch(
         owner_id=principal.id,
         owner_name=principal.name,
         owner_scope=sorted(scope) if scope is not None else None,
-        options=body.model_dump(mode="json", exclude={"document_ids"}),
+        options=_options_of(session, body),
         request_sha256=fingerprint,
         idempotency_key=idempotency_key,
         status=BatchStatus.RUNNING if run_now else BatchStatus.PENDING,
@@ -300,7 +310,8 @@ def _process_item(
                 trust_roots=tools.trust_roots,
                 document=document,
                 request=signing_service.sign_request_of(
-                    SignDocumentRequest.model_validate(batch.options)
+                    SignDocumentRequest.model_validate(batch.options),
+                    settings_service.signing(session),
                 ),
             )
             now = utcnow()

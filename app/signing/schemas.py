@@ -71,7 +71,9 @@ class SignDocumentRequest(RequestSchema):
     certificate_id: uuid.UUID | None = Field(
         default=None, description="Default: the caller's default certificate."
     )
-    level: PadesLevel = PadesLevel.B_B
+    level: PadesLevel | None = Field(
+        default=None, description="Default: `default_level` of the signing settings."
+    )
     reason: str | None = Field(default=None, max_length=500)
     location: str | None = Field(default=None, max_length=200)
     contact_info: str | None = Field(default=None, max_length=200)
@@ -79,7 +81,10 @@ class SignDocumentRequest(RequestSchema):
         default=None, min_length=1, max_length=200, pattern=r"^[^.]+$"
     )
     certify: Certification = Certification.NONE
-    appearance: AppearanceIn | None = None
+    appearance: AppearanceIn | None = Field(
+        default=None,
+        description="Default: none, or the signing settings' default appearance when it is visible and no field_name is given.",
+    )
 
 
 class SignatureRead(Schema):
