@@ -152,7 +152,8 @@ def _one_pem_certificate(text: str) -> str:
         [certificate] = x509.load_pem_x509_certificates(data)
     except ValueError:
         raise ValueError("the block is not a valid X.509 certificate") from None
-    return to_pem(certificate)
+    # Stripped as the section schema strips strings, so a stored root reads back the same.
+    return to_pem(certificate).strip()
 
 
 def checked_documents(
