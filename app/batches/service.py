@@ -43,7 +43,6 @@ from app.documents import service as documents_service
 from app.license import service as license_service
 from app.license.service import Feature
 from app.notifications.outbox import Event, emit
-from app.settings import service as settings_service
 from app.signing import service as signing_service
 from app.signing.errors import IdempotencyKeyReused
 from app.signing.schemas import SignDocumentRequest
@@ -80,10 +79,10 @@ def _fingerprint(body: BatchCreate) -> str:
 
 def _options_of(session: Session, body: BatchCreate) -> dict[str, Any]:
     options = body.model_dump(mode="json", exclude={"document_ids"})
-    # The default level in force now, for every item, whenever each is signed.
-    options["level"] = (
-        options["level"] or settings_service.signing(session).default_level
-    )
+    # The level in force now (the profile's or the settings' default) for every
+    # item, whenever each is signed; an unknown profile is refused now.
+    request = signing_service.resolve_sign_request(session, body)
+    options["level"] = request.options.level.value
     return options
 
 
@@ -103,6 +102,7 @@ def create_batch(
     Raises:
         LicenseInvalid, LicenseFeatureMissing: the licence has no `batch` feature (403).
         IdempotencyKeyReused: the key was used for a different batch (409).
+        UnknownSigningProfile: the body names no existing profile (422).
     """
     license_service.require_feature(session, Feature.BATCH, actor=principal.actor)
     fingerprint = _fingerprint(body)
@@ -309,9 +309,8 @@ def _process_item(
                 settings=tools.settings,
                 trust_roots=tools.trust_roots,
                 document=document,
-                request=signing_service.sign_request_of(
-                    SignDocumentRequest.model_validate(batch.options),
-                    settings_service.signing(session),
+                request=signing_service.resolve_sign_request(
+                    session, SignDocumentRequest.model_validate(batch.options)
                 ),
             )
             now = utcnow()

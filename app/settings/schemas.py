@@ -107,6 +107,18 @@ class HashAlgorithm(StrEnum):
 _STAMP_PARAMETERS = {"signer": "Alice", "ts": "2025-01-01 12:00:00", "reason": "ok"}
 
 
+def checked_stamp_text(text: str | None) -> str | None:
+    """A stamp text whose placeholders the engine can fill (else signing would fail late)."""
+    if text is not None:
+        try:
+            text % _STAMP_PARAMETERS
+        except (KeyError, ValueError, TypeError):
+            raise ValueError(
+                "the only placeholders are %(signer)s, %(ts)s and %(reason)s (write %% for a percent sign)"
+            ) from None
+    return text
+
+
 class DefaultAppearance(RequestSchema):
     visible: bool = Field(
         default=False,
@@ -136,14 +148,7 @@ class DefaultAppearance(RequestSchema):
     @field_validator("text")
     @classmethod
     def check_template(cls, text: str | None) -> str | None:
-        if text is not None:
-            try:
-                text % _STAMP_PARAMETERS
-            except (KeyError, ValueError, TypeError):
-                raise ValueError(
-                    "the only placeholders are %(signer)s, %(ts)s and %(reason)s (write %% for a percent sign)"
-                ) from None
-        return text
+        return checked_stamp_text(text)
 
 
 class SigningSettings(RequestSchema):

@@ -122,9 +122,7 @@ def sign_document(
         settings=settings,
         trust_roots=request.app.state.trust_roots,
         document=document,
-        request=signing_service.sign_request_of(
-            body, settings_service.signing(session)
-        ),
+        request=signing_service.resolve_sign_request(session, body),
         idempotency_key=idempotency_key,
     )
 
@@ -184,9 +182,7 @@ def sign_upload(
 ) -> FileResponse:
     """One-shot: upload and sign in one call; answers the signed PDF and keeps document and signature records."""
     body = _options_from_form(upload.fields.get("options"))
-    sign_request = signing_service.sign_request_of(
-        body, settings_service.signing(session)
-    )
+    sign_request = signing_service.resolve_sign_request(session, body)
     earlier = signing_service.previous_result(
         session, principal, key=idempotency_key, request=sign_request
     )

@@ -27,6 +27,7 @@ from app.documents.models import Document, DocumentStatus, DocumentVersion
 from app.license import service as license_service
 from app.license.service import Feature
 from app.notifications.outbox import Event, emit
+from app.settings import service as settings_service
 from app.settings.schemas import SigningSettings
 from app.signing import engine, validation
 from app.signing.errors import (
@@ -37,7 +38,9 @@ from app.signing.errors import (
     TimestampUnavailable,
 )
 from app.signing.models import IdempotencyRecord, Signature
-from app.signing.schemas import SignDocumentRequest
+from app.signing.schemas import AppearanceIn, SignDocumentRequest
+from app.signing_profiles import service as profiles_service
+from app.signing_profiles.models import SigningProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,38 +74,57 @@ class SignRequest:
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
+def resolve_sign_request(session: Session, body: SignDocumentRequest) -> SignRequest:
+    """The sign request a body asks for, completed from its profile and the signing settings.
+
+    Raises:
+        UnknownSigningProfile: the body names no existing profile (422).
+    """
+    profile = (
+        profiles_service.profile_named(session, body.profile) if body.profile else None
+    )
+    return sign_request_of(body, settings_service.signing(session), profile)
+
+
 def sign_request_of(
-    body: SignDocumentRequest, defaults: SigningSettings
+    body: SignDocumentRequest,
+    defaults: SigningSettings,
+    profile: SigningProfile | None = None,
 ) -> SignRequest:
     """The sign request an API body (`/documents/{id}/sign`, `/sign`, `/batches`) asks for.
 
-    What the body leaves out comes from the signing settings: the level, the
-    stamp text, a visible stamp (only when no field is named: an existing
-    field has its own box), and always the hash algorithm.
+    What the body leaves out comes from the profile it names, then from the
+    signing settings: the level, the TSA, the certification, the stamp (the
+    settings' visible default only when no field is named: an existing field
+    has its own box) and its text; the hash algorithm always from the settings.
     """
     stamp = defaults.default_appearance
+    chosen = body.appearance
+    if chosen is None and profile is not None and profile.appearance is not None:
+        chosen = AppearanceIn.model_validate(profile.appearance)
     appearance = None
-    if body.appearance is not None:
+    if chosen is not None:
         appearance = engine.Appearance(
-            page=body.appearance.page,
-            box=body.appearance.box,
-            text=body.appearance.text or stamp.text,
+            page=chosen.page, box=chosen.box, text=chosen.text or stamp.text
         )
     elif stamp.visible and body.field_name is None:
         appearance = engine.Appearance(page=stamp.page, box=stamp.box, text=stamp.text)
+    level = body.level or (profile and profile.level) or defaults.default_level
+    certify = body.certify or (profile and profile.certify) or engine.Certification.NONE
+    tsa_url = (profile and profile.tsa_url) or defaults.tsa_url
     return SignRequest(
         certificate_id=body.certificate_id,
         options=engine.SignOptions(
-            level=body.level or engine.PadesLevel(defaults.default_level),
+            level=engine.PadesLevel(level),
             field_name=body.field_name,
             reason=body.reason,
             location=body.location,
             contact_info=body.contact_info,
-            certify=body.certify,
+            certify=engine.Certification(certify),
             appearance=appearance,
             md_algorithm=defaults.hash_algorithm.value,
         ),
-        tsa_url=str(defaults.tsa_url) if defaults.tsa_url else None,
+        tsa_url=str(tsa_url) if tsa_url else None,
         extra_trust_roots=validation.section_trust_roots(defaults),
     )
 
