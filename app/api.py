@@ -15,6 +15,7 @@ from app.notifications.router import router as notifications_router
 from app.reports.router import router as reports_router
 from app.settings.router import router as settings_router
 from app.signing.router import router as signing_router
+from app.signing_profiles.router import router as signing_profiles_router
 from app.system.router import router as system_router
 
 
@@ -35,3 +36,4 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(notifications_router)
     app.include_router(documents_router)
     app.include_router(signing_router)
+    app.include_router(signing_profiles_router)

@@ -36,6 +36,7 @@ from app.notifications.models import (
 )
 from app.settings.models import SettingsSection
 from app.signing.models import IdempotencyRecord, Signature
+from app.signing_profiles.models import SigningProfile
 
 __all__ = [
     "ApiClient",
@@ -69,6 +70,7 @@ __all__ = [
     "SettingsSection",
     "Signature",
     "SigningCertificate",
+    "SigningProfile",
     "SystemSeal",
     "User",
     "VaultState",

@@ -77,6 +77,15 @@ def _fingerprint(body: BatchCreate) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
+def _options_of(session: Session, body: BatchCreate) -> dict[str, Any]:
+    options = body.model_dump(mode="json", exclude={"document_ids"})
+    # The level in force now (the profile's or the settings' default) for every
+    # item, whenever each is signed; an unknown profile is refused now.
+    request = signing_service.resolve_sign_request(session, body)
+    options["level"] = request.options.level.value
+    return options
+
+
 def create_batch(
     session: Session,
     principal: Principal,
@@ -93,6 +102,7 @@ def create_batch(
     Raises:
         LicenseInvalid, LicenseFeatureMissing: the licence has no `batch` feature (403).
         IdempotencyKeyReused: the key was used for a different batch (409).
+        UnknownSigningProfile: the body names no existing profile (422).
     """
     license_service.require_feature(session, Feature.BATCH, actor=principal.actor)
     fingerprint = _fingerprint(body)
@@ -117,7 +127,7 @@ def create_batch(
         owner_id=principal.id,
         owner_name=principal.name,
         owner_scope=sorted(scope) if scope is not None else None,
-        options=body.model_dump(mode="json", exclude={"document_ids"}),
+        options=_options_of(session, body),
         request_sha256=fingerprint,
         idempotency_key=idempotency_key,
         status=BatchStatus.RUNNING if run_now else BatchStatus.PENDING,
@@ -299,8 +309,8 @@ def _process_item(
                 settings=tools.settings,
                 trust_roots=tools.trust_roots,
                 document=document,
-                request=signing_service.sign_request_of(
-                    SignDocumentRequest.model_validate(batch.options)
+                request=signing_service.resolve_sign_request(
+                    session, SignDocumentRequest.model_validate(batch.options)
                 ),
             )
             now = utcnow()

@@ -252,6 +252,7 @@ _STATUS_DESCRIPTIONS = {
     403: "Not allowed",
     404: "Not found",
     409: "Conflict with the current state",
+    410: "Gone",
     413: "Request body too large",
     415: "Unsupported media type",
     422: "Invalid input",

@@ -1,4 +1,10 @@
-from app.core.errors import AppError, InvalidInput, NotFound, UnsupportedMediaType
+from app.core.errors import (
+    AppError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
 
 class DocumentNotFound(NotFound):
@@ -24,6 +30,17 @@ class PdfUnreadable(InvalidInput):
 class PdfEncrypted(InvalidInput):
     code = "pdf_encrypted"
     title = "Encrypted PDF"
+
+
+class ContentPurged(AppError):
+    status = 410
+    code = "document_content_purged"
+    title = "Document content purged"
+
+
+class DocumentTooLarge(PayloadTooLarge):
+    code = "document_too_large"
+    title = "Document too large"
 
 
 class EmptyUpload(AppError):

@@ -12,6 +12,7 @@ from app.core.types import enum_column_type, utcnow
 class DocumentStatus(StrEnum):
     UPLOADED = "uploaded"
     SIGNED = "signed"
+    PURGED = "purged"  # content deleted by the retention; metadata and records kept
 
 
 class Document(IdMixin, TimestampMixin, Base):

@@ -18,6 +18,7 @@ from app.documents import service as documents_service
 from app.documents.deps import UPLOAD_BODY, BlobsDep, ReceivedUpload, receive_upload
 from app.documents.models import Document, DocumentStatus
 from app.documents.schemas import DocumentRead, DocumentUpdate, DocumentVersionRead
+from app.settings import service as settings_service
 
 router = APIRouter(prefix="/api/v1/documents", tags=["documents"], route_class=AppRoute)
 
@@ -58,6 +59,7 @@ def upload_document(
         description=upload.fields.get("description", ""),
         external_reference=upload.fields.get("external_reference"),
         filename=upload.filename,
+        max_bytes=settings_service.documents(session).max_upload_bytes,
     )
 
 
@@ -154,7 +156,7 @@ def list_document_versions(session: SessionDep, document: VisibleDocument) -> An
     response_class=FileResponse,
     responses={
         200: {"content": {"application/pdf": {}}, "description": "The PDF bytes"},
-        **problem_responses(401, 403, 404),
+        **problem_responses(401, 403, 404, 410),
     },
 )
 def download_document(
@@ -168,6 +170,7 @@ def download_document(
     ] = "latest",
 ) -> FileResponse:
     """The PDF bytes of the latest (default), the original, or a numbered version."""
+    documents_service.require_content(document)
     chosen = documents_service.find_version(session, document, version)
     documents_service.record_download(
         session, principal, document=document, version=chosen

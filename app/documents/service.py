@@ -1,5 +1,6 @@
 """Storing, listing, reading and deleting documents and their versions."""
 
+import os
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,7 +16,9 @@ from app.core.db import on_commit, on_rollback
 from app.core.pagination import PageParams, paginate
 from app.core.storage import BlobStore
 from app.documents.errors import (
+    ContentPurged,
     DocumentNotFound,
+    DocumentTooLarge,
     NotAPdf,
     PdfEncrypted,
     PdfUnreadable,
@@ -44,14 +47,21 @@ def store_document(
     description: str,
     external_reference: str | None,
     filename: str | None = None,
+    max_bytes: int | None = None,
 ) -> Document:
     """Check that the upload is a PDF that can be signed, store it, and record version 1.
 
     Raises:
+        DocumentTooLarge: more than `max_bytes` (the `documents` settings' limit) (413).
         NotAPdf: the bytes do not start like a PDF (415).
         PdfUnreadable: a PDF that cannot be parsed (422).
         PdfEncrypted: a password-protected PDF (422).
     """
+    size = upload.seek(0, os.SEEK_END)
+    if max_bytes is not None and size > max_bytes:
+        raise DocumentTooLarge(
+            f"The PDF has {size} bytes; the documents settings allow at most {max_bytes}."
+        )
     upload.seek(0)
     head = upload.read(_PDF_MAGIC_WINDOW)
     if b"%PDF-" not in head:
@@ -211,6 +221,14 @@ def find_version(session: Session, document: Document, which: str) -> DocumentVe
     if version is None:
         raise VersionNotFound(f"The document has no version {which}.")
     return version
+
+
+def require_content(document: Document) -> None:
+    """Raises ContentPurged (410) when the retention has deleted the document's PDF content."""
+    if document.status == DocumentStatus.PURGED:
+        raise ContentPurged(
+            "The content of this document was deleted by the retention policy; its metadata, signatures and audit trail remain."
+        )
 
 
 def record_download(

@@ -5,11 +5,16 @@ from fastapi import APIRouter, Depends
 from app.access.entitlements import Entitlement
 from app.access.policy import require
 from app.access.principal import Principal
-from app.core.deps import SessionDep
+from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import problem_responses
 from app.core.routing import AppRoute
 from app.settings import service as settings_service
-from app.settings.schemas import PasswordPolicy, SecuritySettings
+from app.settings.schemas import (
+    DocumentSettings,
+    PasswordPolicy,
+    SecuritySettings,
+    SigningSettings,
+)
 
 router = APIRouter(prefix="/api/v1/settings", tags=["settings"], route_class=AppRoute)
 
@@ -50,4 +55,49 @@ def replace_security_settings(
     """Replace the security settings; they apply from the next request or login."""
     return settings_service.put_section(
         session, principal, name=settings_service.SECURITY, value=body
+    )
+
+
+@router.get("/signing", responses=problem_responses(401, 403))
+def read_signing_settings(
+    _principal: ReadPrincipal, session: SessionDep
+) -> SigningSettings:
+    """Default level, TSA, hash algorithm, default appearance, extra trust roots for validation."""
+    return settings_service.signing(session)
+
+
+@router.put("/signing", responses=problem_responses(401, 403, 415, 422))
+def replace_signing_settings(
+    body: SigningSettings, principal: WritePrincipal, session: SessionDep
+) -> SigningSettings:
+    """Replace the signing settings; the next sign or verify request uses them. 422 `invalid_trust_root` for an entry that is not one PEM certificate."""
+    return settings_service.put_section(
+        session,
+        principal,
+        name=settings_service.SIGNING,
+        value=settings_service.checked_signing(body),
+    )
+
+
+@router.get("/documents", responses=problem_responses(401, 403))
+def read_document_settings(
+    _principal: ReadPrincipal, session: SessionDep
+) -> DocumentSettings:
+    """Upload size limit and content retention (null: the server setting / keep for ever)."""
+    return settings_service.documents(session)
+
+
+@router.put("/documents", responses=problem_responses(401, 403, 415, 422))
+def replace_document_settings(
+    body: DocumentSettings,
+    principal: WritePrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> DocumentSettings:
+    """Replace the document settings. 422 `upload_limit_above_server_cap` when the limit exceeds SIGNVAULT_MAX_UPLOAD_BYTES."""
+    return settings_service.put_section(
+        session,
+        principal,
+        name=settings_service.DOCUMENTS,
+        value=settings_service.checked_documents(body, settings),
     )

@@ -1,6 +1,13 @@
-from pydantic import ConfigDict, Field
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import ConfigDict, Field, HttpUrl, field_validator
 
 from app.core.schemas import RequestSchema
+
+# The engine's PadesLevel values, spelled out: importing the engine here would
+# load pyHanko into every command of the CLI (tests check both agree).
+SignatureLevel = Literal["B-B", "B-T", "B-LT", "B-LTA"]
 
 
 class PasswordPolicy(RequestSchema):
@@ -87,4 +94,126 @@ class SecuritySettings(RequestSchema):
         ge=0,
         le=1_000_000,
         description="Login attempts per minute per client IP; 0: off; null: SIGNVAULT_LOGIN_RATE_LIMIT_PER_MINUTE.",
+    )
+
+
+class HashAlgorithm(StrEnum):
+    SHA256 = "sha256"
+    SHA384 = "sha384"
+    SHA512 = "sha512"
+
+
+# What a stamp text may refer to (pyHanko fills signer and ts, the engine reason).
+_STAMP_PARAMETERS = {"signer": "Alice", "ts": "2025-01-01 12:00:00", "reason": "ok"}
+
+
+def checked_stamp_text(text: str | None) -> str | None:
+    """A stamp text whose placeholders the engine can fill (else signing would fail late)."""
+    if text is not None:
+        try:
+            text % _STAMP_PARAMETERS
+        except (KeyError, ValueError, TypeError):
+            raise ValueError(
+                "the only placeholders are %(signer)s, %(ts)s and %(reason)s (write %% for a percent sign)"
+            ) from None
+    return text
+
+
+class DefaultAppearance(RequestSchema):
+    visible: bool = Field(
+        default=False,
+        description="Sign visibly when a request gives neither `appearance` nor `field_name`.",
+    )
+    page: int = Field(default=1, ge=1, description="1-based page of the default stamp.")
+    box: tuple[float, float, float, float] = Field(
+        default=(36.0, 36.0, 236.0, 96.0),
+        description="[x1, y1, x2, y2] in PDF points from the bottom-left corner.",
+    )
+    text: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Stamp text when a request's appearance gives none; placeholders %(signer)s, %(ts)s, %(reason)s.",
+    )
+
+    @field_validator("box")
+    @classmethod
+    def check_box(
+        cls, box: tuple[float, float, float, float]
+    ) -> tuple[float, float, float, float]:
+        x1, y1, x2, y2 = box
+        if x2 <= x1 or y2 <= y1 or min(box) < 0:
+            raise ValueError("the box must be [x1, y1, x2, y2] with x2 > x1, y2 > y1")
+        return box
+
+    @field_validator("text")
+    @classmethod
+    def check_template(cls, text: str | None) -> str | None:
+        return checked_stamp_text(text)
+
+
+class SigningSettings(RequestSchema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "default_level": "B-T",
+                    "tsa_url": "http://tsa.example.com/rfc3161",
+                    "hash_algorithm": "sha256",
+                    "default_appearance": {
+                        "visible": True,
+                        "page": 1,
+                        "box": [36, 36, 236, 96],
+                        "text": "Signed by %(signer)s\n%(ts)s",
+                    },
+                    "trust_roots": [
+                        "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----"
+                    ],
+                    "include_vault_chains": False,
+                }
+            ]
+        }
+    )
+
+    default_level: SignatureLevel = Field(
+        default="B-B", description="Level of a sign request that names none."
+    )
+    tsa_url: HttpUrl | None = Field(
+        default=None,
+        description="RFC 3161 timestamp authority; null: SIGNVAULT_TSA_URL.",
+    )
+    hash_algorithm: HashAlgorithm = Field(
+        default=HashAlgorithm.SHA256,
+        description="Digest of new signatures (message digest and signature algorithm).",
+    )
+    default_appearance: DefaultAppearance = Field(default_factory=DefaultAppearance)
+    trust_roots: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="PEM certificates trusted by validation (`/verify`), besides SIGNVAULT_TRUST_ROOTS_FILE; one certificate per entry.",
+    )
+    include_vault_chains: bool = Field(
+        default=False,
+        description="Validation also trusts the root certificates of the vault's certificate chains.",
+    )
+
+
+class DocumentSettings(RequestSchema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"max_upload_bytes": 10_485_760, "content_retention_days": 365}
+            ]
+        }
+    )
+
+    max_upload_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        description="Largest stored PDF (413 beyond); at most SIGNVAULT_MAX_UPLOAD_BYTES, which stays the cap on every request body; null: that setting.",
+    )
+    content_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="Days after its last change a document's PDF content is deleted (metadata, signature records and audit stay); null: keep for ever.",
     )

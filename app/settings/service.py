@@ -7,21 +7,33 @@ values in force before anyone changes them, and registers it in `SECTIONS`.
 from datetime import timedelta
 from typing import TypeVar
 
+from cryptography import x509
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from app.access.principal import Principal
 from app.audit import service as audit_service
+from app.certificates.parsing import to_pem
 from app.core.config import Settings
+from app.settings.errors import InvalidTrustRoot, UploadLimitAboveServerCap
 from app.settings.models import SettingsSection
-from app.settings.schemas import PasswordPolicy, SecuritySettings
+from app.settings.schemas import (
+    DocumentSettings,
+    PasswordPolicy,
+    SecuritySettings,
+    SigningSettings,
+)
 
 PASSWORD_POLICY = "password-policy"  # noqa: S105 (a section name)
 SECURITY = "security"
+SIGNING = "signing"
+DOCUMENTS = "documents"
 
 SECTIONS: dict[str, type[BaseModel]] = {
     PASSWORD_POLICY: PasswordPolicy,
     SECURITY: SecuritySettings,
+    SIGNING: SigningSettings,
+    DOCUMENTS: DocumentSettings,
 }
 
 S = TypeVar("S", bound=BaseModel)
@@ -98,3 +110,72 @@ def token_lifetimes(
             or settings.refresh_token_ttl_seconds
         ),
     )
+
+
+def signing(session: Session) -> SigningSettings:
+    return get_section(session, SIGNING, SigningSettings)
+
+
+def documents(session: Session) -> DocumentSettings:
+    return get_section(session, DOCUMENTS, DocumentSettings)
+
+
+def checked_signing(section: SigningSettings) -> SigningSettings:
+    """The section with each trust root parsed and re-armoured (an expired one is fine).
+
+    Raises:
+        InvalidTrustRoot: an entry is not exactly one PEM certificate (422).
+    """
+    armoured = []
+    for position, text in enumerate(section.trust_roots):
+        try:
+            armoured.append(_one_pem_certificate(text))
+        except ValueError as exc:
+            raise InvalidTrustRoot(
+                f"trust_roots[{position}] is not a PEM certificate: {exc}",
+                invalid_params=[
+                    {
+                        "name": f"trust_roots.{position}",
+                        "in": "body",
+                        "reason": str(exc),
+                    }
+                ],
+            ) from None
+    return section.model_copy(update={"trust_roots": armoured})
+
+
+def _one_pem_certificate(text: str) -> str:
+    data = text.encode()
+    if data.count(b"-----BEGIN ") != 1:
+        raise ValueError("give exactly one -----BEGIN CERTIFICATE----- block per entry")
+    try:
+        [certificate] = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise ValueError("the block is not a valid X.509 certificate") from None
+    # Stripped as the section schema strips strings, so a stored root reads back the same.
+    return to_pem(certificate).strip()
+
+
+def checked_documents(
+    section: DocumentSettings, settings: Settings
+) -> DocumentSettings:
+    """The section, if its upload limit is within the server's cap on request bodies.
+
+    Raises:
+        UploadLimitAboveServerCap: `max_upload_bytes` above SIGNVAULT_MAX_UPLOAD_BYTES (422).
+    """
+    if (
+        section.max_upload_bytes is not None
+        and section.max_upload_bytes > settings.max_upload_bytes
+    ):
+        raise UploadLimitAboveServerCap(
+            f"max_upload_bytes can lower the server's limit, not raise it: at most {settings.max_upload_bytes} (SIGNVAULT_MAX_UPLOAD_BYTES).",
+            invalid_params=[
+                {
+                    "name": "max_upload_bytes",
+                    "in": "body",
+                    "reason": f"above {settings.max_upload_bytes}",
+                }
+            ],
+        )
+    return section

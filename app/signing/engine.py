@@ -96,6 +96,7 @@ class SignOptions:
     certify: Certification = Certification.NONE
     appearance: Appearance | None = None
     signer_name: str | None = None
+    md_algorithm: str = "sha256"  # sha256, sha384 or sha512
 
 
 class _FrozenAttribute(CMSAttributeProvider):
@@ -355,6 +356,7 @@ def sign_pdf(
     new_field = _field_spec(writer.prev, existing, field_name, options.appearance)
     metadata = signers.PdfSignatureMetadata(
         field_name=field_name,
+        md_algorithm=options.md_algorithm,
         reason=options.reason,
         location=options.location,
         contact_info=options.contact_info,

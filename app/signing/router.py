@@ -1,9 +1,11 @@
 import uuid
 from typing import Annotated, Any
 
+from asn1crypto import x509 as asn1_x509
 from fastapi import APIRouter, Depends, Header, Request, status
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from app.access.entitlements import Entitlement
 from app.access.policy import require
@@ -13,6 +15,7 @@ from app.core.errors import Forbidden, InvalidInput, problem_responses
 from app.core.routing import AppRoute
 from app.documents import service as documents_service
 from app.documents.deps import UPLOAD_BODY, BlobsDep, ReceivedUpload, receive_upload
+from app.settings import service as settings_service
 from app.signing import service as signing_service
 from app.signing import validation
 from app.signing.models import Signature
@@ -40,14 +43,14 @@ def verify_upload(
         session,
         principal,
         upload=upload.file,
-        trust_roots=request.app.state.trust_roots,
+        trust_roots=_validation_roots(request, session),
         allow_fetching=settings.validation_online,
     )
 
 
 @router.post(
     "/documents/{document_id}/verify",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 410),
 )
 def verify_document(
     document_id: uuid.UUID,
@@ -59,15 +62,24 @@ def verify_document(
 ) -> ValidationReport:
     """Validate the signatures of a stored document's latest version."""
     document = documents_service.get_visible_document(session, principal, document_id)
+    documents_service.require_content(document)
     with blobs.open(str(document.id), document.latest_sha256) as content:
         return validation.validate_upload(
             session,
             principal,
             upload=content,
-            trust_roots=request.app.state.trust_roots,
+            trust_roots=_validation_roots(request, session),
             allow_fetching=settings.validation_online,
             document_id=str(document.id),
         )
+
+
+def _validation_roots(
+    request: Request, session: Session
+) -> list[asn1_x509.Certificate]:
+    return validation.validation_trust_roots(
+        session, request.app.state.trust_roots, settings_service.signing(session)
+    )
 
 
 SignPrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_SIGN))]
@@ -86,7 +98,7 @@ IdempotencyKey = Annotated[
     "/documents/{document_id}/sign",
     status_code=status.HTTP_201_CREATED,
     response_model=SignatureRead,
-    responses=problem_responses(401, 403, 404, 409, 415, 422, 502, 503),
+    responses=problem_responses(401, 403, 404, 409, 410, 415, 422, 502, 503),
 )
 def sign_document(
     document_id: uuid.UUID,
@@ -110,7 +122,7 @@ def sign_document(
         settings=settings,
         trust_roots=request.app.state.trust_roots,
         document=document,
-        request=signing_service.sign_request_of(body),
+        request=signing_service.resolve_sign_request(session, body),
         idempotency_key=idempotency_key,
     )
 
@@ -170,7 +182,7 @@ def sign_upload(
 ) -> FileResponse:
     """One-shot: upload and sign in one call; answers the signed PDF and keeps document and signature records."""
     body = _options_from_form(upload.fields.get("options"))
-    sign_request = signing_service.sign_request_of(body)
+    sign_request = signing_service.resolve_sign_request(session, body)
     earlier = signing_service.previous_result(
         session, principal, key=idempotency_key, request=sign_request
     )
@@ -188,6 +200,7 @@ def sign_upload(
             description="",
             external_reference=upload.fields.get("external_reference"),
             filename=upload.filename,
+            max_bytes=settings_service.documents(session).max_upload_bytes,
         )
         earlier = signing_service.sign_document(
             session,

@@ -1,9 +1,10 @@
 import uuid
 from datetime import datetime
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from app.core.schemas import RequestSchema, Schema
+from app.settings.schemas import checked_stamp_text
 from app.signing.engine import Certification, PadesLevel
 
 
@@ -48,8 +49,13 @@ class AppearanceIn(RequestSchema):
     text: str | None = Field(
         default=None,
         max_length=500,
-        description="Stamp text; placeholders %(signer)s and %(ts)s. Default: signer and time.",
+        description="Stamp text; placeholders %(signer)s, %(ts)s and %(reason)s. Default: the signing settings' text, else signer and time.",
     )
+
+    @field_validator("text")
+    @classmethod
+    def check_text(cls, text: str | None) -> str | None:
+        return checked_stamp_text(text)
 
 
 class SignDocumentRequest(RequestSchema):
@@ -71,15 +77,28 @@ class SignDocumentRequest(RequestSchema):
     certificate_id: uuid.UUID | None = Field(
         default=None, description="Default: the caller's default certificate."
     )
-    level: PadesLevel = PadesLevel.B_B
+    level: PadesLevel | None = Field(
+        default=None,
+        description="Default: the profile's, else `default_level` of the signing settings.",
+    )
     reason: str | None = Field(default=None, max_length=500)
     location: str | None = Field(default=None, max_length=200)
     contact_info: str | None = Field(default=None, max_length=200)
     field_name: str | None = Field(
         default=None, min_length=1, max_length=200, pattern=r"^[^.]+$"
     )
-    certify: Certification = Certification.NONE
-    appearance: AppearanceIn | None = None
+    certify: Certification | None = Field(
+        default=None, description="Default: the profile's, else none."
+    )
+    profile: str | None = Field(
+        default=None,
+        max_length=100,
+        description="Name of a signing profile: its options apply where this request gives none (422 `unknown_signing_profile`).",
+    )
+    appearance: AppearanceIn | None = Field(
+        default=None,
+        description="Default: the profile's, else the signing settings' default appearance when it is visible and no field_name is given, else none.",
+    )
 
 
 class SignatureRead(Schema):

@@ -22,11 +22,14 @@ from app.core.db import on_rollback
 from app.core.errors import AppError
 from app.core.storage import BlobStore
 from app.core.types import utcnow
+from app.documents import service as documents_service
 from app.documents.models import Document, DocumentStatus, DocumentVersion
 from app.license import service as license_service
 from app.license.service import Feature
 from app.notifications.outbox import Event, emit
-from app.signing import engine
+from app.settings import service as settings_service
+from app.settings.schemas import SigningSettings
+from app.signing import engine, validation
 from app.signing.errors import (
     IdempotencyKeyReused,
     NoCertificateChosen,
@@ -35,13 +38,19 @@ from app.signing.errors import (
     TimestampUnavailable,
 )
 from app.signing.models import IdempotencyRecord, Signature
-from app.signing.schemas import SignDocumentRequest
+from app.signing.schemas import AppearanceIn, SignDocumentRequest
+from app.signing_profiles import service as profiles_service
+from app.signing_profiles.models import SigningProfile
 
 
 @dataclass(frozen=True, slots=True)
 class SignRequest:
     certificate_id: uuid.UUID | None
     options: engine.SignOptions
+    # From the signing settings, not the body (so not in the fingerprint):
+    # None means SIGNVAULT_TSA_URL; the roots add to the configured ones.
+    tsa_url: str | None = None
+    extra_trust_roots: tuple[asn1_x509.Certificate, ...] = ()
 
     def fingerprint(self) -> str:
         """SHA-256 of the request's content, to tell a retry from a different request."""
@@ -59,27 +68,64 @@ class SignRequest:
             if appearance
             else None,
         }
+        if options.md_algorithm != "sha256":
+            # Only when not the default: fingerprints of earlier requests stay valid.
+            content["md_algorithm"] = options.md_algorithm
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
-def sign_request_of(body: SignDocumentRequest) -> SignRequest:
-    """The sign request an API body (`/documents/{id}/sign`, `/sign`, `/batches`) asks for."""
-    appearance = body.appearance
+def resolve_sign_request(session: Session, body: SignDocumentRequest) -> SignRequest:
+    """The sign request a body asks for, completed from its profile and the signing settings.
+
+    Raises:
+        UnknownSigningProfile: the body names no existing profile (422).
+    """
+    profile = (
+        profiles_service.profile_named(session, body.profile) if body.profile else None
+    )
+    return sign_request_of(body, settings_service.signing(session), profile)
+
+
+def sign_request_of(
+    body: SignDocumentRequest,
+    defaults: SigningSettings,
+    profile: SigningProfile | None = None,
+) -> SignRequest:
+    """The sign request an API body (`/documents/{id}/sign`, `/sign`, `/batches`) asks for.
+
+    What the body leaves out comes from the profile it names, then from the
+    signing settings: the level, the TSA, the certification, the stamp (the
+    settings' visible default only when no field is named: an existing field
+    has its own box) and its text; the hash algorithm always from the settings.
+    """
+    stamp = defaults.default_appearance
+    chosen = body.appearance
+    if chosen is None and profile is not None and profile.appearance is not None:
+        chosen = AppearanceIn.model_validate(profile.appearance)
+    appearance = None
+    if chosen is not None:
+        appearance = engine.Appearance(
+            page=chosen.page, box=chosen.box, text=chosen.text or stamp.text
+        )
+    elif stamp.visible and body.field_name is None:
+        appearance = engine.Appearance(page=stamp.page, box=stamp.box, text=stamp.text)
+    level = body.level or (profile and profile.level) or defaults.default_level
+    certify = body.certify or (profile and profile.certify) or engine.Certification.NONE
+    tsa_url = (profile and profile.tsa_url) or defaults.tsa_url
     return SignRequest(
         certificate_id=body.certificate_id,
         options=engine.SignOptions(
-            level=body.level,
+            level=engine.PadesLevel(level),
             field_name=body.field_name,
             reason=body.reason,
             location=body.location,
             contact_info=body.contact_info,
-            certify=body.certify,
-            appearance=engine.Appearance(
-                page=appearance.page, box=appearance.box, text=appearance.text
-            )
-            if appearance
-            else None,
+            certify=engine.Certification(certify),
+            appearance=appearance,
+            md_algorithm=defaults.hash_algorithm.value,
         ),
+        tsa_url=str(tsa_url) if tsa_url else None,
+        extra_trust_roots=validation.section_trust_roots(defaults),
     )
 
 
@@ -138,6 +184,7 @@ def sign_document(
         return earlier
     certificate_id = request.certificate_id
     try:
+        documents_service.require_content(document)
         certificate_id = certificate_id or _default_certificate(session, principal)
         signer = vault.signer_for(session, principal, certificate_id)
         certificate = session.get_one(SigningCertificate, certificate_id)
@@ -255,9 +302,10 @@ def _sign(
         options = replace(options, signer_name=principal.name)
     if options.level in (engine.PadesLevel.B_LT, engine.PadesLevel.B_LTA):
         license_service.require_feature(session, Feature.LTV, actor=principal.actor)
+    tsa_url = request.tsa_url or settings.tsa_url
     timestamper = (
-        engine.timestamper_for(settings.tsa_url, timeout=settings.tsa_timeout_seconds)
-        if settings.tsa_url
+        engine.timestamper_for(tsa_url, timeout=settings.tsa_timeout_seconds)
+        if tsa_url
         else None
     )
     revocation = None
@@ -269,7 +317,9 @@ def _sign(
             for c in certificate.chain_certificates()
         ]
         roots = [c for c in chain if c.self_signed]
-        revocation = engine.revocation_fetching([*trust_roots, *roots], chain)
+        revocation = engine.revocation_fetching(
+            [*trust_roots, *request.extra_trust_roots, *roots], chain
+        )
     namespace = str(document.id)
     before = document.latest_sha256
     signing_time = utcnow()

@@ -1,6 +1,8 @@
 """Validation reports of signed PDFs, against the configured trust roots."""
 
+import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO
@@ -12,8 +14,10 @@ from sqlalchemy.orm import Session
 
 from app.access.principal import Principal
 from app.audit import service as audit_service
+from app.certificates.models import SigningCertificate
 from app.documents.errors import PdfEncrypted, PdfUnreadable
 from app.documents.models import DocumentVersion
+from app.settings.schemas import SigningSettings
 from app.signing.engine import EngineError, validate_pdf
 from app.signing.schemas import Provenance, SignatureValidation, ValidationReport
 
@@ -31,12 +35,53 @@ def load_trust_roots(bundle: Path | None) -> list[asn1_x509.Certificate]:
     return [asn1_x509.Certificate.load(data)]
 
 
+def section_trust_roots(
+    section: SigningSettings,
+) -> tuple[asn1_x509.Certificate, ...]:
+    """The signing settings' own trust roots (checked PEM, stored at PUT)."""
+    return _parsed_pems(tuple(section.trust_roots))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_pems(texts: tuple[str, ...]) -> tuple[asn1_x509.Certificate, ...]:
+    # Parsed once per process and set of certificates, not once per request.
+    return tuple(
+        asn1_x509.Certificate.load(der)
+        for text in texts
+        for _type, _headers, der in pem.unarmor(text.encode(), multiple=True)
+    )
+
+
+def validation_trust_roots(
+    session: Session,
+    configured: Sequence[asn1_x509.Certificate],
+    section: SigningSettings,
+) -> list[asn1_x509.Certificate]:
+    """What `/verify` trusts: SIGNVAULT_TRUST_ROOTS_FILE, the signing settings' roots,
+    and (if `include_vault_chains`) the self-signed roots of the vault's chains."""
+    roots = [*configured, *section_trust_roots(section)]
+    if section.include_vault_chains:
+        chains = session.scalars(
+            select(SigningCertificate.chain_pem)
+            .where(SigningCertificate.chain_pem != "")
+            .distinct()
+        ).all()
+        roots.extend(
+            certificate
+            for chain in chains
+            for certificate in _parsed_pems((chain,))
+            # asn1crypto answers "no", "maybe" or "yes" (all truthy strings).
+            if certificate.self_signed != "no"
+        )
+    return roots
+
+
 def validate_upload(
     session: Session,
     principal: Principal,
     *,
     upload: IO[bytes],
-    trust_roots: list[asn1_x509.Certificate],
+    trust_roots: Sequence[asn1_x509.Certificate],
     allow_fetching: bool,
     document_id: str | None = None,
 ) -> ValidationReport:
