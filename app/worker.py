@@ -2,10 +2,12 @@
 
 Two threads: the batch processor (long work, one document at a time), and
 the notification loop (dispatch, delivery, and the periodic jobs: the daily
-audit retention run and the certificate and licence expiry scans; each claims
-its day in the database, so one runs cluster-wide). All state is in the database: run as many workers as you like.
+audit retention run and the certificate and licence expiry scans, each
+claiming its day in the database so one runs cluster-wide; and, hourly, the
+content retention purge). All state is in the database: run as many workers as you like.
 """
 
+import functools
 import threading
 from collections.abc import Sequence
 
@@ -18,14 +20,17 @@ from app.certificates.vault import Vault
 from app.core.config import Settings
 from app.core.crypto import EnvelopeCipher
 from app.core.storage import BlobStore
+from app.documents.retention import purge_expired_content
 from app.notifications import scans
 from app.notifications.worker import NotificationLoop, PeriodicJob
 
 # How often a process offers to run the daily jobs (the claim is in the database).
 DAILY_JOB_CHECK_SECONDS = 300
+# How often documents past their content retention are looked for.
+CONTENT_RETENTION_CHECK_SECONDS = 3600
 
 
-def periodic_jobs() -> list[PeriodicJob]:
+def periodic_jobs(blobs: BlobStore) -> list[PeriodicJob]:
     return [
         PeriodicJob(
             "audit retention",
@@ -33,6 +38,12 @@ def periodic_jobs() -> list[PeriodicJob]:
             audit_service.run_retention_if_due,
         ),
         PeriodicJob("expiry scans", DAILY_JOB_CHECK_SECONDS, scans.run_due_scans),
+        # Idempotent and cheap when nothing is due: no cluster-wide claim needed.
+        PeriodicJob(
+            "content retention",
+            CONTENT_RETENTION_CHECK_SECONDS,
+            functools.partial(purge_expired_content, blobs=blobs),
+        ),
     ]
 
 
@@ -56,7 +67,10 @@ class BackgroundWorker:
             trust_roots=trust_roots,
         )
         self.notifications = NotificationLoop(
-            factory, cipher=cipher, settings=settings, periodic_jobs=periodic_jobs()
+            factory,
+            cipher=cipher,
+            settings=settings,
+            periodic_jobs=periodic_jobs(blobs),
         )
         self._notification_thread = threading.Thread(
             target=self.notifications.run,

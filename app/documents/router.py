@@ -3,7 +3,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 
 from app.access.entitlements import Entitlement
 from app.access.policy import require
@@ -17,6 +17,7 @@ from app.core.routing import AppRoute
 from app.documents import service as documents_service
 from app.documents.deps import UPLOAD_BODY, BlobsDep, ReceivedUpload, receive_upload
 from app.documents.models import Document, DocumentStatus
+from app.documents.responses import pdf_response
 from app.documents.schemas import DocumentRead, DocumentUpdate, DocumentVersionRead
 from app.settings import service as settings_service
 
@@ -153,7 +154,7 @@ def list_document_versions(session: SessionDep, document: VisibleDocument) -> An
 
 @router.get(
     "/{document_id}/content",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={
         200: {"content": {"application/pdf": {}}, "description": "The PDF bytes"},
         **problem_responses(401, 403, 404, 410),
@@ -168,7 +169,7 @@ def download_document(
         str,
         Query(description="`original`, `latest` or a version number.", max_length=20),
     ] = "latest",
-) -> FileResponse:
+) -> StreamingResponse:
     """The PDF bytes of the latest (default), the original, or a numbered version."""
     documents_service.require_content(document)
     chosen = documents_service.find_version(session, document, version)
@@ -178,9 +179,8 @@ def download_document(
     filename = f"{document.title[:100] or 'document'}-v{chosen.number}.pdf".replace(
         '"', ""
     )
-    return FileResponse(
-        blobs.path(str(document.id), chosen.sha256),
-        media_type="application/pdf",
+    return pdf_response(
+        documents_service.open_content(blobs, document.id, chosen.sha256),
         filename=filename,
         headers={"ETag": f'"{chosen.sha256}"', "X-Content-SHA256": chosen.sha256},
     )

@@ -223,12 +223,26 @@ def find_version(session: Session, document: Document, which: str) -> DocumentVe
     return version
 
 
+PURGED_DETAIL = "The content of this document was deleted by the retention policy; its metadata, signatures and audit trail remain."
+
+
 def require_content(document: Document) -> None:
     """Raises ContentPurged (410) when the retention has deleted the document's PDF content."""
     if document.status == DocumentStatus.PURGED:
-        raise ContentPurged(
-            "The content of this document was deleted by the retention policy; its metadata, signatures and audit trail remain."
-        )
+        raise ContentPurged(PURGED_DETAIL)
+
+
+def open_content(blobs: BlobStore, document_id: uuid.UUID, sha256: str) -> IO[bytes]:
+    """The stored bytes of one version, opened now.
+
+    An open file stays readable when the retention purge deletes it meanwhile,
+    so a response under way is never cut short; a purge that came first is a
+    ContentPurged (410), even when this request read the document before it.
+    """
+    try:
+        return blobs.open(str(document_id), sha256)
+    except FileNotFoundError:
+        raise ContentPurged(PURGED_DETAIL) from None
 
 
 def record_download(

@@ -17,7 +17,7 @@ from app.auth.models import ApiClient
 from app.certificates.models import SigningCertificate, StoredStatus
 from app.core.errors import InvalidInput
 from app.core.types import utcnow
-from app.documents.models import Document
+from app.documents.models import Document, DocumentStatus
 from app.license import service as license_service
 from app.signing.models import Signature
 
@@ -337,9 +337,16 @@ def signatures(
 
 
 def documents(session: Session) -> dict[str, Any]:
-    """Documents by status, with their total size."""
+    """Documents by status, with the size of the content still held (purged content is gone)."""
     by_status = _counts_by(session, Document.status)
-    size = session.scalar(select(func.coalesce(func.sum(Document.size), 0))) or 0
+    size = (
+        session.scalar(
+            select(func.coalesce(func.sum(Document.size), 0)).where(
+                Document.status != DocumentStatus.PURGED
+            )
+        )
+        or 0
+    )
     return {
         "total": sum(by_status.values()),
         "by_status": by_status,

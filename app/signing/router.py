@@ -3,7 +3,7 @@ from typing import Annotated, Any
 
 from asn1crypto import x509 as asn1_x509
 from fastapi import APIRouter, Depends, Header, Request, status
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -15,6 +15,7 @@ from app.core.errors import Forbidden, InvalidInput, problem_responses
 from app.core.routing import AppRoute
 from app.documents import service as documents_service
 from app.documents.deps import UPLOAD_BODY, BlobsDep, ReceivedUpload, receive_upload
+from app.documents.responses import pdf_response
 from app.settings import service as settings_service
 from app.signing import service as signing_service
 from app.signing import validation
@@ -63,7 +64,9 @@ def verify_document(
     """Validate the signatures of a stored document's latest version."""
     document = documents_service.get_visible_document(session, principal, document_id)
     documents_service.require_content(document)
-    with blobs.open(str(document.id), document.latest_sha256) as content:
+    with documents_service.open_content(
+        blobs, document.id, document.latest_sha256
+    ) as content:
         return validation.validate_upload(
             session,
             principal,
@@ -142,7 +145,7 @@ def list_document_signatures(
 
 @router.post(
     "/sign",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={
         200: {
             "content": {"application/pdf": {}},
@@ -179,7 +182,7 @@ def sign_upload(
     blobs: BlobsDep,
     upload: Annotated[ReceivedUpload, Depends(receive_upload)],
     idempotency_key: IdempotencyKey = None,
-) -> FileResponse:
+) -> StreamingResponse:
     """One-shot: upload and sign in one call; answers the signed PDF and keeps document and signature records."""
     body = _options_from_form(upload.fields.get("options"))
     sign_request = signing_service.resolve_sign_request(session, body)
@@ -213,9 +216,10 @@ def sign_upload(
             request=sign_request,
             idempotency_key=idempotency_key,
         )
-    return FileResponse(
-        blobs.path(str(earlier.document_id), earlier.sha256_after),
-        media_type="application/pdf",
+    return pdf_response(
+        documents_service.open_content(
+            blobs, earlier.document_id, earlier.sha256_after
+        ),
         filename="signed.pdf",
         headers={
             "X-Document-ID": str(earlier.document_id),

@@ -312,3 +312,34 @@ def test_signer_cannot_delete(
     assert_problem(
         client.delete(f"{DOCS}/{document['id']}", headers=headers), 403, "forbidden"
     )
+
+
+def test_download_names_a_non_ascii_title_and_states_its_length(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    pdf = make_pdf()
+    document = upload(client, admin_headers, pdf, title="Contrat signé — été").json()
+
+    response = client.get(f"{DOCS}/{document['id']}/content", headers=admin_headers)
+
+    assert response.status_code == 200
+    assert response.content == pdf
+    assert response.headers["content-length"] == str(len(pdf))
+    assert response.headers["content-disposition"] == (
+        "attachment; filename*=utf-8''Contrat%20sign%C3%A9%20%E2%80%94%20%C3%A9t%C3%A9-v1.pdf"
+    )
+
+
+def test_content_deleted_after_the_document_was_read_is_410_not_500(
+    client: TestClient, app: FastAPI, admin_headers: dict[str, str]
+) -> None:
+    """The retention purge may delete the files between a request's read and its open."""
+    document = upload(client, admin_headers, make_pdf()).json()
+    for path in stored_files(app):
+        path.unlink()
+
+    for response in (
+        client.get(f"{DOCS}/{document['id']}/content", headers=admin_headers),
+        client.post(f"{DOCS}/{document['id']}/verify", headers=admin_headers),
+    ):
+        assert_problem(response, 410, "document_content_purged")
