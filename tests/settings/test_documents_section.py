@@ -146,8 +146,10 @@ def test_retention_purges_old_content_and_keeps_the_records(
     put_documents(client, admin_headers, content_retention_days=30)
     assert purge_expired_content(session_factory, blobs) == 1
     held_after = client.get("/api/v1/reports/documents", headers=admin_headers)
-    assert held_after.json()["total_bytes"] == held_before.json()["total_bytes"] - (
-        client.get(f"{DOCS}/{old['id']}", headers=alice.headers).json()["size"]
+    assert (
+        held_after.json()["total_bytes"]
+        == held_before.json()["total_bytes"]
+        - (client.get(f"{DOCS}/{old['id']}", headers=alice.headers).json()["size"])
     )
     assert purge_expired_content(session_factory, blobs) == 0  # done once
 
