@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from asn1crypto import keys as asn1_keys
 from asn1crypto import tsp
@@ -45,6 +45,10 @@ from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBacken
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from app.core.types import utcnow
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+    from pyhanko.stamp import TextStampStyle
 
 # Room for the CMS: certificates and signature (B-B/B-T), plus the timestamp token.
 _BYTES_RESERVED = {"B-B": 16_384, "B-T": 24_576, "B-LT": 24_576, "B-LTA": 24_576}
@@ -84,6 +88,57 @@ class Appearance:
     page: int  # 1-based
     box: tuple[float, float, float, float]
     text: str | None = None
+    image: bytes | None = None  # PNG or JPEG, checked by `stamp_image`
+
+
+DEFAULT_STAMP_TEXT = "Signed by %(signer)s\n%(ts)s"
+MAX_IMAGE_BYTES = 1024 * 1024
+# A decompression-bomb guard, far above any sensible stamp image.
+_MAX_IMAGE_PIXELS = 40_000_000
+# Drawn in a box of a few hundred points: 1024 px is ~300 dpi or more.
+_STAMP_IMAGE_SIDE = 1024
+_STAMP_PADDING = 5
+
+
+def stamp_image(data: bytes) -> "PILImage":
+    """The PNG or JPEG of a visible signature, decoded, in a mode pyHanko embeds, at most 1024 px a side.
+
+    Raises:
+        EngineError: `image_too_large` (over MAX_IMAGE_BYTES or a pixel bomb), `image_invalid`.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) > MAX_IMAGE_BYTES:
+        raise EngineError(
+            "image_too_large",
+            f"The appearance image is {len(data)} bytes; the limit is {MAX_IMAGE_BYTES}.",
+        )
+    image: Image.Image
+    try:
+        image = Image.open(io.BytesIO(data), formats=("PNG", "JPEG"))
+        if image.width * image.height > _MAX_IMAGE_PIXELS:
+            raise EngineError(
+                "image_too_large",
+                f"The appearance image is {image.width}x{image.height} pixels; the limit is {_MAX_IMAGE_PIXELS} pixels.",
+            )
+        image.load()
+    except EngineError:
+        raise
+    except Image.DecompressionBombError:
+        raise EngineError(
+            "image_too_large",
+            f"The appearance image has too many pixels; the limit is {_MAX_IMAGE_PIXELS}.",
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        raise EngineError(
+            "image_invalid", "The appearance image is not a readable PNG or JPEG."
+        ) from None
+    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+        # Palettes (with or without transparency), CMYK, 16-bit: pyHanko embeds RGB(A) and grey.
+        keeps_alpha = image.mode in ("P", "PA") or "transparency" in image.info
+        image = image.convert("RGBA" if keeps_alpha else "RGB")
+    image.thumbnail((_STAMP_IMAGE_SIDE, _STAMP_IMAGE_SIDE))
+    return image
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,13 +421,11 @@ def sign_pdf(
         certify=options.certify != Certification.NONE,
         docmdp_permissions=_DOCMDP.get(options.certify, fields.MDPPerm.FILL_FORMS),
     )
-    stamp = None
-    if options.appearance is not None:
-        from pyhanko.stamp import TextStampStyle
-
-        stamp = TextStampStyle(
-            stamp_text=options.appearance.text or "Signed by %(signer)s\n%(ts)s"
-        )
+    stamp = (
+        _stamp_style(options.appearance, with_reason=options.reason is not None)
+        if options.appearance
+        else None
+    )
     pdf_signer = signers.PdfSigner(
         metadata,
         signer=signer,
@@ -410,6 +463,56 @@ def sign_pdf(
             "pdf_unreadable", f"The PDF cannot be signed: {exc}"
         ) from None
     return SignedOutput(field_name=field_name, signing_time=signing_time)
+
+
+def _stamp_style(appearance: Appearance, *, with_reason: bool) -> "TextStampStyle":
+    """Text only; with an image, the image on the left (its aspect kept) and the text beside it."""
+    from pyhanko.stamp import TextStampStyle
+
+    text = appearance.text or (
+        DEFAULT_STAMP_TEXT + ("\nReason: %(reason)s" if with_reason else "")
+    )
+    if appearance.image is None:
+        return TextStampStyle(stamp_text=text)
+    from pyhanko.pdf_utils.images import PdfImage
+    from pyhanko.pdf_utils.layout import (
+        AxisAlignment,
+        InnerScaling,
+        Margins,
+        SimpleBoxLayoutRule,
+    )
+
+    image = stamp_image(appearance.image)
+    x1, y1, x2, y2 = (int(v) for v in appearance.box)
+    pad = _STAMP_PADDING
+    width, height = x2 - x1, y2 - y1
+    # The image takes the full height it can, but never more than 40 % of the width.
+    slot = max(
+        0,
+        int(
+            min(
+                (height - 2 * pad) * image.width / image.height,
+                (width - 2 * pad) * 0.4,
+            )
+        ),
+    )
+    return TextStampStyle(
+        stamp_text=text,
+        background=PdfImage(image),
+        background_opacity=1.0,
+        background_layout=SimpleBoxLayoutRule(
+            x_align=AxisAlignment.ALIGN_MIN,
+            y_align=AxisAlignment.ALIGN_MID,
+            margins=Margins(left=pad, right=width - pad - slot, top=pad, bottom=pad),
+            inner_content_scaling=InnerScaling.STRETCH_TO_FIT,
+        ),
+        inner_content_layout=SimpleBoxLayoutRule(
+            x_align=AxisAlignment.ALIGN_MIN,
+            y_align=AxisAlignment.ALIGN_MID,
+            margins=Margins(left=slot + 2 * pad, right=pad, top=pad, bottom=pad),
+            inner_content_scaling=InnerScaling.SHRINK_TO_FIT,
+        ),
+    )
 
 
 def _free_field_name(existing: dict[str, Any]) -> str:

@@ -50,6 +50,10 @@ class AppearanceIn(RequestSchema):
         max_length=500,
         description="Stamp text; placeholders %(signer)s and %(ts)s. Default: signer and time.",
     )
+    image_base64: str | None = Field(
+        default=None,
+        description="A PNG or JPEG (base64, at most 1 MB decoded) drawn on the left of the stamp, the text beside it.",
+    )
 
 
 class SignDocumentRequest(RequestSchema):

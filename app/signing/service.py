@@ -1,5 +1,7 @@
 """Signing stored documents with vault keys: one new version and one signature record per signature."""
 
+import base64
+import binascii
 import hashlib
 import json
 import uuid
@@ -26,6 +28,8 @@ from app.license import service as license_service
 from app.license.service import Feature
 from app.signing import engine
 from app.signing.errors import (
+    AppearanceImageInvalid,
+    AppearanceImageTooLarge,
     IdempotencyKeyReused,
     NoCertificateChosen,
     RevocationUnavailable,
@@ -53,7 +57,14 @@ class SignRequest:
             "location": options.location,
             "contact_info": options.contact_info,
             "certify": options.certify.value,
-            "appearance": [appearance.page, list(appearance.box), appearance.text]
+            "appearance": [
+                appearance.page,
+                list(appearance.box),
+                appearance.text,
+                hashlib.sha256(appearance.image).hexdigest()
+                if appearance.image
+                else None,
+            ]
             if appearance
             else None,
         }
@@ -61,7 +72,11 @@ class SignRequest:
 
 
 def sign_request_of(body: SignDocumentRequest) -> SignRequest:
-    """The sign request an API body (`/documents/{id}/sign`, `/sign`, `/batches`) asks for."""
+    """The sign request an API body (`/documents/{id}/sign`, `/sign`, `/batches`) asks for.
+
+    Raises:
+        AppearanceImageInvalid, AppearanceImageTooLarge: the appearance image (422).
+    """
     appearance = body.appearance
     return SignRequest(
         certificate_id=body.certificate_id,
@@ -73,12 +88,51 @@ def sign_request_of(body: SignDocumentRequest) -> SignRequest:
             contact_info=body.contact_info,
             certify=body.certify,
             appearance=engine.Appearance(
-                page=appearance.page, box=appearance.box, text=appearance.text
+                page=appearance.page,
+                box=appearance.box,
+                text=appearance.text,
+                image=_appearance_image(appearance.image_base64),
             )
             if appearance
             else None,
         ),
     )
+
+
+def _appearance_image(encoded: str | None) -> bytes | None:
+    """The decoded image, once checked to be a PNG or JPEG the engine can draw."""
+    if encoded is None:
+        return None
+    # Base64 grows 4/3: refuse an oversized image before decoding it.
+    if len(encoded) > (engine.MAX_IMAGE_BYTES + 2) // 3 * 4 + 4:
+        raise AppearanceImageTooLarge(
+            f"The appearance image is over the limit of {engine.MAX_IMAGE_BYTES} bytes.",
+            invalid_params=[_IMAGE_PARAM],
+        )
+    try:
+        image = base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise AppearanceImageInvalid(
+            "appearance.image_base64 is not valid base64.",
+            invalid_params=[_IMAGE_PARAM],
+        ) from None
+    try:
+        engine.stamp_image(image)
+    except engine.EngineError as exc:
+        error = (
+            AppearanceImageTooLarge
+            if exc.code == "image_too_large"
+            else AppearanceImageInvalid
+        )
+        raise error(str(exc), invalid_params=[_IMAGE_PARAM]) from None
+    return image
+
+
+_IMAGE_PARAM = {
+    "name": "appearance.image_base64",
+    "in": "body",
+    "reason": "a PNG or JPEG, base64, at most 1 MB",
+}
 
 
 def previous_result(

@@ -6,10 +6,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.timestamps import HTTPTimeStamper
 
 from app.signing.engine import (
+    MAX_IMAGE_BYTES,
     Appearance,
     CachedKeySigner,
     Certification,
@@ -22,9 +24,10 @@ from app.signing.engine import (
     timestamper_for,
     validate_pdf,
 )
+from app.signing.engine import stamp_image as stamp_image_of
 from tests.independent import check_signed_pdf, missing_tools
 from tests.keys import Issued, asn1_of, issue, make_ca, pem_of, signer_of
-from tests.pdfs import make_pdf
+from tests.pdfs import image_xobjects, make_pdf, signature_widget, stamp_image
 from tests.pki import TestPki, running_pki
 
 
@@ -200,13 +203,83 @@ def test_visible_appearance_is_on_the_requested_page_and_box(ca: Issued) -> None
             ),
         ),
     )
-    reader = PdfFileReader(io.BytesIO(signed))
-    page2 = reader.root["/Pages"]["/Kids"][1].get_object()
-    widgets = [a.get_object() for a in page2["/Annots"]]
-    [widget] = [w for w in widgets if w.get("/T") == "Approval"]
+    widget = signature_widget(signed, 2, "Approval")
     assert [float(v) for v in widget["/Rect"]] == [50.0, 60.0, 250.0, 120.0]
     assert "/AP" in widget
+    assert image_xobjects(widget["/AP"]["/N"]) == []
+    reader = PdfFileReader(io.BytesIO(signed))
     assert "/Annots" not in reader.root["/Pages"]["/Kids"][0].get_object()
+
+
+@pytest.mark.parametrize(
+    ("image_format", "size"), [("PNG", (300, 150)), ("JPEG", (2400, 600))]
+)
+def test_appearance_image_is_drawn_in_the_stamp(
+    ca: Issued, tmp_path: Path, image_format: str, size: tuple[int, int]
+) -> None:
+    signed = sign(
+        make_pdf(pages=2),
+        signer_of(issue(ca, "Alice"), ca),
+        SignOptions(
+            field_name="Approval",
+            reason="Approved",
+            appearance=Appearance(
+                page=2,
+                box=(50, 60, 350, 160),
+                image=stamp_image(image_format, size),
+            ),
+        ),
+    )
+    widget = signature_widget(signed, 2, "Approval")
+    assert [float(v) for v in widget["/Rect"]] == [50.0, 60.0, 350.0, 160.0]
+    [image] = image_xobjects(widget["/AP"]["/N"])
+    # PNG keeps its transparency as a soft mask; large images are scaled down to 1024 px.
+    assert ("/SMask" in image) == (image_format == "PNG")
+    assert max(image["/Width"], image["/Height"]) == min(max(size), 1024)
+    [report] = validate_pdf(
+        io.BytesIO(signed), trust_roots=[asn1_of(ca)], allow_fetching=False
+    )
+    assert (report.bottom_line, report.field_name) == (True, "Approval")
+    if not missing_tools():
+        path = tmp_path / "stamped.pdf"
+        path.write_bytes(signed)
+        independent = check_signed_pdf(path, [pem_of(ca)], tmp_path)
+        assert (independent.pdfsig_valid, independent.qpdf_ok) == ([True], True)
+        assert independent.openssl_ok == [True]
+
+
+def bomb_png() -> bytes:
+    """A tiny PNG that claims 50 million pixels (all white: it compresses to almost nothing)."""
+    buffer = io.BytesIO()
+    Image.new("1", (10_000, 5_000), 1).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("image", "code"),
+    [
+        (b"GIF89a not what we take", "image_invalid"),
+        (stamp_image()[:200], "image_invalid"),
+        (b"\x89PNG" + bytes(MAX_IMAGE_BYTES), "image_too_large"),
+        (bomb_png(), "image_too_large"),
+    ],
+    ids=["not-an-image", "truncated", "over-1-MB", "pixel-bomb"],
+)
+def test_unusable_appearance_images_are_refused(
+    ca: Issued, image: bytes, code: str
+) -> None:
+    with pytest.raises(EngineError) as refused:
+        stamp_image_of(image)
+    assert refused.value.code == code
+    with pytest.raises(EngineError) as refused:
+        sign(
+            make_pdf(),
+            signer_of(issue(ca, "A"), ca),
+            SignOptions(
+                appearance=Appearance(page=1, box=(0, 0, 200, 80), image=image)
+            ),
+        )
+    assert refused.value.code == code
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Signing over HTTP with vault certificates: records, versions, refusals that change nothing, retries."""
 
+import base64
 import io
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ from tests.factories import (
 )
 from tests.keys import asn1_of
 from tests.license.conftest import issuer, make_license, public_key_text
-from tests.pdfs import make_pdf
+from tests.pdfs import image_xobjects, make_pdf, signature_widget, stamp_image
 from tests.pki import TestPki, running_pki
 
 DOCS = "/api/v1/documents"
@@ -211,6 +212,40 @@ def test_second_signature_keeps_the_first_valid(
     ] == [2, 3]
 
 
+def appearance_with_image(image_base64: str) -> dict[str, Any]:
+    return {
+        "appearance": {
+            "page": 1,
+            "box": [40, 40, 300, 120],
+            "image_base64": image_base64,
+        }
+    }
+
+
+def test_appearance_image_is_drawn_in_the_signed_stamp(
+    client: TestClient, alice: Signer, ca: Issued
+) -> None:
+    document = upload(client, alice.headers)
+    response = client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={
+            "certificate_id": alice.certificate_id,
+            "field_name": "Approval",
+            **appearance_with_image(base64.b64encode(stamp_image("JPEG")).decode()),
+        },
+        headers=alice.headers,
+    )
+    assert response.status_code == 201, response.text
+    signed = content(client, alice.headers, document["id"])
+    widget = signature_widget(signed, 1, "Approval")
+    assert [float(v) for v in widget["/Rect"]] == [40.0, 40.0, 300.0, 120.0]
+    assert len(image_xobjects(widget["/AP"]["/N"])) == 1
+    [report] = validate_pdf(
+        io.BytesIO(signed), trust_roots=[asn1_of(ca)], allow_fetching=False
+    )
+    assert report.bottom_line
+
+
 def count_signatures(session_factory: sessionmaker[Session]) -> int:
     with session_factory() as session:
         return session.scalar(select(func.count()).select_from(Signature)) or 0
@@ -238,6 +273,26 @@ def assert_unchanged(
         ({"appearance": {"page": 7, "box": [0, 0, 10, 10]}}, 422, "signing_refused"),
         ({"level": "B-T"}, 422, "signing_refused"),
         ({"certify": "sometimes"}, 422, "validation_failed"),
+        (appearance_with_image("not base64!"), 422, "appearance_image_invalid"),
+        (
+            appearance_with_image(base64.b64encode(b"%PDF-1.7 no image").decode()),
+            422,
+            "appearance_image_invalid",
+        ),
+        (
+            appearance_with_image("A" * 1_500_000),
+            422,
+            "appearance_image_too_large",
+        ),
+    ],
+    ids=[
+        "unknown-level",
+        "no-such-page",
+        "b-t-without-tsa",
+        "unknown-certify",
+        "image-not-base64",
+        "image-not-an-image",
+        "image-too-large",
     ],
 )
 def test_refused_requests_change_nothing(
