@@ -11,7 +11,24 @@ from app.signing.schemas import SignDocumentRequest
 MAX_BATCH_DOCUMENTS = 1000
 
 
-class BatchCreate(SignDocumentRequest):
+class BatchOptions(SignDocumentRequest):
+    """The JSON `options` part of a batch posted as multipart with files: documents optional."""
+
+    document_ids: list[uuid.UUID] = Field(
+        default_factory=list,
+        max_length=MAX_BATCH_DOCUMENTS,
+        description="Stored documents to sign besides the uploaded files.",
+    )
+
+    @field_validator("document_ids")
+    @classmethod
+    def _no_duplicates(cls, value: list[uuid.UUID]) -> list[uuid.UUID]:
+        if len(set(value)) != len(value):
+            raise ValueError("a document may appear only once in a batch")
+        return value
+
+
+class BatchCreate(BatchOptions):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -35,17 +52,13 @@ class BatchCreate(SignDocumentRequest):
         description="The documents to sign, each once (1 to 1000).",
     )
 
-    @field_validator("document_ids")
-    @classmethod
-    def _no_duplicates(cls, value: list[uuid.UUID]) -> list[uuid.UUID]:
-        if len(set(value)) != len(value):
-            raise ValueError("a document may appear only once in a batch")
-        return value
-
 
 class BatchItemRead(Schema):
     position: int
-    document_id: uuid.UUID
+    document_id: uuid.UUID | None = Field(
+        description="None for an uploaded file that was refused (not a PDF, too large…)."
+    )
+    filename: str | None = Field(description="The uploaded file's name, if uploaded.")
     status: ItemStatus
     signature_id: uuid.UUID | None
     error_code: str | None

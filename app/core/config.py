@@ -137,6 +137,11 @@ class Settings(BaseSettings):
         le=1000,
         description="Batches of at most this many documents are signed during the request (201); larger ones are answered 202 and signed in the background.",
     )
+    batch_max_upload_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1024,
+        description="Largest `POST /batches` body: its uploaded files together (each file is still held to `SIGNVAULT_MAX_UPLOAD_BYTES`).",
+    )
     batch_in_process: bool = Field(
         default=True,
         description="Run the batch processor in a thread of each server process (off when a separate worker processes batches).",
