@@ -2,6 +2,7 @@
 
 import socket
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -176,6 +177,20 @@ def _config(url: str) -> dict[str, Any]:
     }
 
 
+class RequestCounter:
+    """WSGI middleware counting the requests each responder path receives."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        with self._lock:
+            self.counts[environ["PATH_INFO"]] += 1
+        return self.app(environ, start_response)
+
+
 @dataclass
 class TestPki:
     __test__ = False
@@ -185,6 +200,18 @@ class TestPki:
     interm: asn1_x509.Certificate
     _arch: Any
     _server: BaseWSGIServer
+    _requests: RequestCounter
+
+    @property
+    def ocsp_path(self) -> str:
+        return f"/{ARCH}/ocsp/interm"
+
+    def requests_to(self, kind: str) -> int:
+        """Requests so far to the OCSP responder (`ocsp`), the CRLs (`crls`) or the TSA (`tsa`)."""
+        prefix = f"/{ARCH}/{kind}/"
+        return sum(
+            n for path, n in self._requests.counts.items() if path.startswith(prefix)
+        )
 
     @property
     def tsa_url(self) -> str:
@@ -246,7 +273,8 @@ def running_pki(workdir: Path) -> Iterator[TestPki]:
     config = CertomancerConfig.from_file(str(config_path), key_search_dir=str(workdir))
     arch = config.get_pki_arch(ArchLabel(ARCH))
     animator = Animator(AnimatorArchStore(config.pki_archs), with_web_ui=False)
-    server = make_server("127.0.0.1", port, animator, threaded=True)
+    requests = RequestCounter(animator)
+    server = make_server("127.0.0.1", port, requests, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     pki = TestPki(
@@ -255,6 +283,7 @@ def running_pki(workdir: Path) -> Iterator[TestPki]:
         interm=arch.get_cert(CertLabel("interm")),
         _arch=arch,
         _server=server,
+        _requests=requests,
     )
     try:
         yield pki

@@ -86,6 +86,12 @@ class Settings(BaseSettings):
         le=120,
         description="How long to wait for the timestamp authority.",
     )
+    revocation_cache_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="B-LT/B-LTA signing reuses fetched OCSP responses and CRLs for up to this long (never past their nextUpdate); 0: fetched for every signature.",
+    )
     trust_roots_file: Path | None = Field(
         default=None,
         description="PEM bundle of the root certificates signatures are validated against (`/verify`).",

@@ -9,15 +9,19 @@ builds the CMS twice), and each worker thread keeps one event loop.
 """
 
 import asyncio
+import hashlib
 import io
 import threading
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import IO, TYPE_CHECKING, Any
 
+from asn1crypto import crl as asn1_crl
 from asn1crypto import keys as asn1_keys
+from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -37,11 +41,18 @@ from pyhanko.sign.validation.pdf_embedded import (
 )
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.errors import (
+    InsufficientRevinfoError,
     PathBuildingError,
     PathValidationError,
     RevokedError,
 )
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+from pyhanko_certvalidator.fetchers.api import (
+    CRLFetcher,
+    FetcherBackend,
+    Fetchers,
+    OCSPFetcher,
+)
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from app.core.types import utcnow
@@ -248,6 +259,198 @@ def _hash(name: str) -> hashes.HashAlgorithm:
         raise SigningError(f"unsupported digest {name}") from None
 
 
+class RevocationCache:
+    """OCSP responses and CRLs fetched while signing, reused across signatures in this process.
+
+    Consecutive B-LT/B-LTA signatures with one signer would otherwise fetch the
+    same revocation data every time. An entry is served until the earlier of its
+    nextUpdate (less a minute, so it is still current when validated) and the
+    caller's `max_age`; data without a nextUpdate is never cached. Entries are
+    DER, parsed afresh for each use (asn1crypto objects parse lazily and are not
+    safe to share across threads). Bounded in entries and bytes, least recently
+    used first out.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 1024,
+        max_bytes: int = 64 * 1024 * 1024,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._entries: OrderedDict[Hashable, _CachedRevocation] = OrderedDict()
+        self._bytes = 0
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, *, max_age: timedelta) -> list[bytes] | None:
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if (
+                now >= entry.next_update - _REVOCATION_MARGIN
+                or now >= entry.stored_at + max_age
+            ):
+                self._drop(key)
+                return None
+            self._entries.move_to_end(key)
+            return entry.ders
+
+    def put(
+        self, key: Hashable, ders: list[bytes], next_update: datetime | None
+    ) -> None:
+        size = sum(len(der) for der in ders)
+        if next_update is None or size > self._max_bytes:
+            return
+        with self._lock:
+            if key in self._entries:
+                self._drop(key)
+            self._entries[key] = _CachedRevocation(ders, next_update, self._clock())
+            self._bytes += size
+            while (
+                len(self._entries) > self._max_entries or self._bytes > self._max_bytes
+            ):
+                self._drop(next(iter(self._entries)))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    def _drop(self, key: Hashable) -> None:
+        entry = self._entries.pop(key)
+        self._bytes -= sum(len(der) for der in entry.ders)
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedRevocation:
+    ders: list[bytes]
+    next_update: datetime
+    stored_at: datetime
+
+
+_REVOCATION_MARGIN = timedelta(minutes=1)
+REVOCATION_CACHE = RevocationCache()
+
+
+class _CachedOCSPFetcher(OCSPFetcher):
+    """Serves OCSP responses from the cache, fetching (and caching) the missing ones."""
+
+    def __init__(
+        self, fetcher: OCSPFetcher, cache: RevocationCache, max_age: timedelta
+    ) -> None:
+        self._fetcher = fetcher
+        self._cache = cache
+        self._max_age = max_age
+        self._served: dict[tuple[bytes, Hashable], asn1_ocsp.OCSPResponse] = {}
+
+    async def fetch(self, cert: Any, authority: Any) -> asn1_ocsp.OCSPResponse:
+        key = (_certificate_key(cert), authority.hashable)
+        cached = self._cache.get(("ocsp", *key), max_age=self._max_age)
+        if cached is not None:
+            response = asn1_ocsp.OCSPResponse.load(cached[0])
+        else:
+            response = await self._fetcher.fetch(cert, authority)
+            self._cache.put(
+                ("ocsp", *key), [response.dump()], _ocsp_next_update(response)
+            )
+        self._served[key] = response
+        return response
+
+    def fetched_responses(self) -> Iterable[asn1_ocsp.OCSPResponse]:
+        return list(self._served.values())
+
+    def fetched_responses_for_cert(self, cert: Any) -> Iterable[asn1_ocsp.OCSPResponse]:
+        subject = _certificate_key(cert)
+        return [r for (s, _), r in self._served.items() if s == subject]
+
+
+def _certificate_key(cert: Any) -> bytes:
+    """The certificate's SHA-256: issuer and serial alone may repeat across test or re-keyed PKIs."""
+    return hashlib.sha256(cert.dump()).digest()
+
+
+def _ocsp_next_update(response: asn1_ocsp.OCSPResponse) -> datetime | None:
+    """The earliest nextUpdate of the response's single responses (None if any has none)."""
+    try:
+        data = response["response_bytes"]["response"].parsed["tbs_response_data"]
+        updates: list[datetime | None] = [
+            single["next_update"].native for single in data["responses"]
+        ]
+    except (KeyError, TypeError, ValueError):
+        return None
+    known = [update for update in updates if update is not None]
+    if not known or len(known) != len(updates):
+        return None
+    return min(known)
+
+
+class _CachedCRLFetcher(CRLFetcher):
+    """Serves the CRLs for a certificate from the cache, fetching (and caching) them when missing."""
+
+    def __init__(
+        self, fetcher: CRLFetcher, cache: RevocationCache, max_age: timedelta
+    ) -> None:
+        self._fetcher = fetcher
+        self._cache = cache
+        self._max_age = max_age
+        self._served: dict[bytes, list[asn1_crl.CertificateList]] = {}
+
+    async def fetch(
+        self, cert: Any, *, use_deltas: Any = None
+    ) -> Iterable[asn1_crl.CertificateList]:
+        key = ("crl", _certificate_key(cert), use_deltas)
+        cached = self._cache.get(key, max_age=self._max_age)
+        if cached is not None:
+            crls = [asn1_crl.CertificateList.load(der) for der in cached]
+        else:
+            crls = list(await self._fetcher.fetch(cert, use_deltas=use_deltas))
+            updates = [c["tbs_cert_list"]["next_update"].native for c in crls]
+            self._cache.put(
+                key,
+                [c.dump() for c in crls],
+                None if not crls or None in updates else min(updates),
+            )
+        self._served[_certificate_key(cert)] = crls
+        return crls
+
+    def fetched_crls(self) -> Iterable[asn1_crl.CertificateList]:
+        unique = {c.dump(): c for crls in self._served.values() for c in crls}
+        return list(unique.values())
+
+    def fetched_crls_for_cert(self, cert: Any) -> Iterable[asn1_crl.CertificateList]:
+        # A KeyError when not fetched through this fetcher, as the interface asks.
+        return self._served[_certificate_key(cert)]
+
+
+class _CachingFetcherBackend(FetcherBackend):
+    """pyHanko's aiohttp fetchers behind the process-wide revocation cache (issuer certificates are not cached)."""
+
+    def __init__(self, cache: RevocationCache, max_age: timedelta) -> None:
+        self._backend = AIOHttpFetcherBackend()
+        self._cache = cache
+        self._max_age = max_age
+
+    def get_fetchers(self) -> Fetchers:
+        fetchers = self._backend.get_fetchers()
+        return Fetchers(
+            ocsp_fetcher=_CachedOCSPFetcher(
+                fetchers.ocsp_fetcher, self._cache, self._max_age
+            ),
+            crl_fetcher=_CachedCRLFetcher(
+                fetchers.crl_fetcher, self._cache, self._max_age
+            ),
+            cert_fetcher=fetchers.cert_fetcher,
+        )
+
+    async def close(self) -> None:
+        await self._backend.close()  # type: ignore[no-untyped-call]
+
+
 @dataclass(frozen=True, slots=True)
 class RevocationFetching:
     """What B-LT/B-LTA signing needs: a context that fetches OCSP/CRL data, and its HTTP backend.
@@ -257,7 +460,7 @@ class RevocationFetching:
     """
 
     context: ValidationContext
-    backend: AIOHttpFetcherBackend
+    backend: FetcherBackend
 
     async def aclose(self) -> None:
         await self.context.aclose()  # type: ignore[no-untyped-call]
@@ -265,9 +468,18 @@ class RevocationFetching:
 
 
 def revocation_fetching(
-    trust_roots: Sequence[asn1_x509.Certificate], chain: Sequence[asn1_x509.Certificate]
+    trust_roots: Sequence[asn1_x509.Certificate],
+    chain: Sequence[asn1_x509.Certificate],
+    *,
+    cache: RevocationCache = REVOCATION_CACHE,
+    max_age: timedelta = timedelta(minutes=5),
 ) -> RevocationFetching:
-    backend = AIOHttpFetcherBackend()
+    """A context that collects revocation data, reusing what `cache` holds for at most `max_age` (0: fetch anew)."""
+    backend: FetcherBackend = (
+        _CachingFetcherBackend(cache, max_age)
+        if max_age > timedelta(0)
+        else AIOHttpFetcherBackend()
+    )
     context = ValidationContext(
         trust_roots=list(trust_roots),
         other_certs=list(chain),
@@ -449,12 +661,12 @@ def sign_pdf(
         raise EngineError(
             "tsa_unavailable", f"The timestamp authority did not answer: {exc}"
         ) from None
-    except (PathValidationError, PathBuildingError, RevokedError) as exc:
-        raise EngineError(
-            "revocation_unavailable",
-            f"The signer's chain could not be validated for long-term data: {exc}",
-        ) from None
+    except (PathValidationError, PathBuildingError) as exc:
+        raise _chain_refusal(exc) from None
     except SigningError as exc:
+        # pyHanko wraps the signer's chain validation failure (B-LT/B-LTA).
+        if isinstance(exc.__cause__, PathValidationError | PathBuildingError):
+            raise _chain_refusal(exc.__cause__) from None
         raise EngineError(
             "signing_failed", f"The document could not be signed: {exc}"
         ) from None
@@ -512,6 +724,23 @@ def _stamp_style(appearance: Appearance, *, with_reason: bool) -> "TextStampStyl
             margins=Margins(left=slot + 2 * pad, right=pad, top=pad, bottom=pad),
             inner_content_scaling=InnerScaling.SHRINK_TO_FIT,
         ),
+    )
+
+
+def _chain_refusal(exc: PathValidationError | PathBuildingError) -> EngineError:
+    if isinstance(exc, RevokedError):
+        return EngineError(
+            "signer_revoked",
+            f"The signer's certificate is revoked according to its issuer: {exc}",
+        )
+    if isinstance(exc, InsufficientRevinfoError):
+        return EngineError(
+            "revocation_unavailable",
+            f"No revocation data could be fetched for the signer's chain: {exc}",
+        )
+    return EngineError(
+        "chain_invalid",
+        f"The signer's certificate chain could not be validated: {exc}",
     )
 
 

@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 from asn1crypto import x509 as asn1_x509
@@ -273,8 +274,13 @@ def _sign(
             asn1_x509.Certificate.load(c.public_bytes(Encoding.DER))
             for c in certificate.chain_certificates()
         ]
-        roots = [c for c in chain if c.self_signed]
-        revocation = engine.revocation_fetching([*trust_roots, *roots], chain)
+        # asn1crypto answers "no" or "maybe" (a non-empty string either way).
+        roots = [c for c in chain if c.self_signed == "maybe"]
+        revocation = engine.revocation_fetching(
+            [*trust_roots, *roots],
+            chain,
+            max_age=timedelta(seconds=settings.revocation_cache_seconds),
+        )
     namespace = str(document.id)
     before = document.latest_sha256
     signing_time = utcnow()

@@ -2,7 +2,7 @@
 
 import io
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from app.signing.engine import (
     Certification,
     EngineError,
     PadesLevel,
+    RevocationCache,
     RevocationFetching,
     SignOptions,
     revocation_fetching,
@@ -365,3 +366,107 @@ def test_revoked_signer_is_reported_revoked(pki: TestPki) -> None:
     )
     assert report.revocation == "revoked"
     assert report.bottom_line is False
+
+
+def sign_long_term(
+    pki: TestPki, label: str, cache: RevocationCache, max_age: timedelta
+) -> bytes:
+    return sign(
+        make_pdf(),
+        pki_signer(pki, label),
+        SignOptions(level=PadesLevel.B_LT),
+        timestamper=timestamper_for(pki.tsa_url),
+        revocation=revocation_fetching(
+            [pki.root], [pki.interm], cache=cache, max_age=max_age
+        ),
+    )
+
+
+def test_consecutive_long_term_signatures_fetch_revocation_data_once(
+    pki: TestPki,
+) -> None:
+    cache = RevocationCache()
+    ocsp, crls = pki.requests_to("ocsp"), pki.requests_to("crls")
+
+    signed = [
+        sign_long_term(pki, "alice", cache, timedelta(minutes=5)) for _ in range(2)
+    ]
+
+    # the signer's OCSP response and the issuing CA's CRL, each fetched once
+    assert (pki.requests_to("ocsp") - ocsp, pki.requests_to("crls") - crls) == (1, 1)
+    for pdf in signed:
+        [report] = validate_pdf(
+            io.BytesIO(pdf), trust_roots=[pki.root], allow_fetching=False
+        )
+        assert (report.pades_level, report.bottom_line) == ("B-LT", True)
+
+
+@pytest.mark.parametrize(
+    ("max_age", "later"),
+    [
+        (timedelta(minutes=5), timedelta(minutes=5, seconds=1)),
+        # the responder's answers are good for 10 minutes: never used past that
+        (timedelta(hours=1), timedelta(minutes=9, seconds=30)),
+    ],
+    ids=["past-max-age", "past-next-update"],
+)
+def test_cached_revocation_data_expires(
+    pki: TestPki, max_age: timedelta, later: timedelta
+) -> None:
+    now = [datetime.now(UTC)]
+    cache = RevocationCache(clock=lambda: now[0])
+    ocsp = pki.requests_to("ocsp")
+    sign_long_term(pki, "alice", cache, max_age)
+    sign_long_term(pki, "alice", cache, max_age)
+    assert pki.requests_to("ocsp") - ocsp == 1
+
+    now[0] += later
+    sign_long_term(pki, "alice", cache, max_age)
+
+    assert pki.requests_to("ocsp") - ocsp == 2
+
+
+def test_revoked_signer_is_refused_at_long_term_levels_every_time(
+    pki: TestPki,
+) -> None:
+    cache = RevocationCache()
+    for _ in range(2):
+        with pytest.raises(EngineError) as refused:
+            sign_long_term(pki, "revoked", cache, timedelta(minutes=5))
+        assert refused.value.code == "signer_revoked"
+
+
+def test_revocation_cache_is_bounded_and_keeps_only_data_with_a_next_update() -> None:
+    now = datetime.now(UTC)
+    cache = RevocationCache(max_entries=2, max_bytes=10, clock=lambda: now)
+    later = now + timedelta(hours=1)
+    age = timedelta(minutes=5)
+    cache.put("a", [b"aaa"], later)
+    cache.put("b", [b"bbb"], later)
+    assert cache.get("a", max_age=age) == [b"aaa"]  # now the most recently used
+    cache.put("c", [b"ccc"], later)
+    assert [cache.get(k, max_age=age) for k in "abc"] == [[b"aaa"], None, [b"ccc"]]
+    cache.put("d", [b"dddddddd"], later)  # over 10 bytes in all: the oldest go
+    assert [cache.get(k, max_age=age) for k in "acd"] == [None, None, [b"dddddddd"]]
+    cache.put("e", [b"e"], None)
+    cache.put("f", [b"f" * 11], later)
+    assert [cache.get(k, max_age=age) for k in "ef"] == [None, None]
+
+
+def test_unreachable_revocation_responders_refuse_long_term_levels(
+    tmp_path: Path,
+) -> None:
+    with running_pki(tmp_path) as pki:
+        signer = pki_signer(pki, "alice")
+        pki.stop()
+        with pytest.raises(EngineError) as refused:
+            sign(
+                make_pdf(),
+                signer,
+                SignOptions(level=PadesLevel.B_LT),
+                timestamper=timestamper_for(pki.tsa_url),
+                revocation=revocation_fetching(
+                    [pki.root], [pki.interm], cache=RevocationCache()
+                ),
+            )
+    assert refused.value.code == "revocation_unavailable"

@@ -485,6 +485,51 @@ def test_b_t_through_the_api_uses_the_configured_tsa(
     assert (report.pades_level, report.timestamp_valid) == ("B-T", True)
 
 
+def test_long_term_signatures_through_the_api_reuse_revocation_data(
+    settings: Settings, admin: Credentials, pki: TestPki
+) -> None:
+    app = create_app(settings.model_copy(update={"tsa_url": pki.tsa_url}))
+    try:
+        with TestClient(app) as client:
+            headers = bearer(login(client, admin)["access_token"])
+            imported = client.post(
+                "/api/v1/certificates/base64",
+                json={
+                    "pkcs12_base64": base64.b64encode(
+                        pki.pkcs12("bob", b"p12-pass")
+                    ).decode(),
+                    "password": "p12-pass",
+                },
+                headers=headers,
+            )
+            assert imported.status_code == 201, imported.text
+            assigned = client.post(
+                f"/api/v1/certificates/{imported.json()['id']}/assignments",
+                json={"user_id": str(admin.user_id)},
+                headers=headers,
+            )
+            assert assigned.status_code == 201, assigned.text
+            ocsp = pki.requests_to("ocsp")
+            signed = []
+            for _ in range(2):
+                document = upload(client, headers)
+                response = client.post(
+                    f"{DOCS}/{document['id']}/sign",
+                    json={"certificate_id": imported.json()["id"], "level": "B-LT"},
+                    headers=headers,
+                )
+                assert response.status_code == 201, response.text
+                signed.append(content(client, headers, document["id"]))
+    finally:
+        app.state.engine.dispose()
+    for pdf in signed:
+        [report] = validate_pdf(
+            io.BytesIO(pdf), trust_roots=[pki.root], allow_fetching=False
+        )
+        assert (report.pades_level, report.bottom_line) == ("B-LT", True)
+    assert pki.requests_to("ocsp") - ocsp == 1
+
+
 def test_unreachable_tsa_is_502_and_changes_nothing(
     settings: Settings,
     admin: Credentials,
