@@ -222,7 +222,7 @@ class TestPki:
         return asn1_pem(self.root)
 
     def cert(self, label: str) -> asn1_x509.Certificate:
-        return self._arch.get_cert(CertLabel(label))
+        return parsed(self._arch.get_cert(CertLabel(label)))
 
     def private_key(self, label: str) -> rsa.RSAPrivateKey:
         info = self._arch.key_set.get_private_key(KeyLabel(label))
@@ -241,6 +241,12 @@ class TestPki:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def parsed(cert: asn1_x509.Certificate) -> asn1_x509.Certificate:
+    """The certificate loaded from its DER: certomancer builds its certificates from
+    Python values, and asn1crypto re-serialises those on every dump (slow)."""
+    return asn1_x509.Certificate.load(cert.dump())
 
 
 def asn1_pem(cert: asn1_x509.Certificate) -> bytes:
@@ -279,8 +285,8 @@ def running_pki(workdir: Path) -> Iterator[TestPki]:
     thread.start()
     pki = TestPki(
         url=url,
-        root=arch.get_cert(CertLabel("root")),
-        interm=arch.get_cert(CertLabel("interm")),
+        root=parsed(arch.get_cert(CertLabel("root"))),
+        interm=parsed(arch.get_cert(CertLabel("interm"))),
         _arch=arch,
         _server=server,
         _requests=requests,

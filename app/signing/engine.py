@@ -179,12 +179,18 @@ class _FrozenAttribute(CMSAttributeProvider):
 class _PadesSignedAttributes(SignedAttributeProviderSpec):
     """What pyHanko's CAdES spec yields for PAdES without extras: signingCertificateV2, built once.
 
+    The certificate is identified by its SHA-512, not the default SHA-256: a
+    default field is filled in as a built value when parsed, and asn1crypto then
+    re-serialises the whole attribute on every dump (~10 ms a signature for an
+    issuer name of three parts, more for real ones). An explicit algorithm is
+    parsed like the rest.
+
     Setting a spec replaces pyHanko's own, so any CAdES signed attribute the
     product adds later (commitment type, signer attributes) must be yielded here.
     """
 
     def __init__(self, signing_cert: asn1_x509.Certificate) -> None:
-        self._sc2 = as_signing_certificate_v2(signing_cert).dump()
+        self._sc2 = as_signing_certificate_v2(signing_cert, hash_algo="sha512").dump()
 
     def signed_attr_providers(
         self, data_digest: bytes, digest_algorithm: str
@@ -212,6 +218,10 @@ class CachedKeySigner(signers.SimpleSigner):
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
+        # Parsed, not built: asn1crypto re-serialises a certificate built from Python
+        # values on every dump (~100 ms a signature), and caches a parsed one's DER.
+        certificate = asn1_x509.Certificate.load(certificate.dump())
+        chain = [asn1_x509.Certificate.load(c.dump()) for c in chain]
         super().__init__(
             signing_cert=certificate,
             signing_key=asn1_keys.PrivateKeyInfo.load(pkcs8),

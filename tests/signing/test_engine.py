@@ -1,5 +1,6 @@
 """The signing engine against pyHanko's validator, a live test PKI (certomancer) and independent tools."""
 
+import hashlib
 import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -470,3 +471,20 @@ def test_unreachable_revocation_responders_refuse_long_term_levels(
                 ),
             )
     assert refused.value.code == "revocation_unavailable"
+
+
+def test_signing_certificate_v2_names_the_signer_by_its_sha512(pki: TestPki) -> None:
+    # An explicit (non-default) hash algorithm keeps the attribute a parsed value,
+    # which asn1crypto dumps without re-serialising it for every signature.
+    signed = sign(make_pdf(), pki_signer(pki, "alice"), SignOptions())
+    [embedded] = PdfFileReader(io.BytesIO(signed)).embedded_signatures
+    [attribute] = [
+        a
+        for a in embedded.signer_info["signed_attrs"]
+        if a["type"].native == "signing_certificate_v2"
+    ]
+    [cert_id] = attribute["values"][0]["certs"]
+    assert cert_id["hash_algorithm"]["algorithm"].native == "sha512"
+    assert (
+        cert_id["cert_hash"].native == hashlib.sha512(pki.cert("alice").dump()).digest()
+    )
