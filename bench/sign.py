@@ -23,7 +23,6 @@ from /proc (high-water mark reset before each step with `clear_refs`).
 """
 
 import argparse
-import asyncio
 import base64
 import io
 import json
@@ -73,6 +72,7 @@ from app.signing.engine import (  # noqa: E402
     timestamper_for,
     validate_pdf,
 )
+from app.signing.engine import _run as engine_run  # noqa: E402
 
 
 def make_pki() -> tuple[
@@ -113,15 +113,21 @@ def make_pdf(target_size: int = 20_000) -> bytes:
     return buffer.getvalue()
 
 
-def rate(label: str, seconds: float, work: Callable[[], object]) -> float:
+def rate(
+    label: str, seconds: float, work: Callable[[], object], *, cpu: bool = False
+) -> float:
+    """Calls per second; with `cpu`, also this process's CPU time per call (what waiting on a server does not cost)."""
     work()  # warm-up
-    count, started = 0, time.perf_counter()
+    count, started, cpu_started = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - started < seconds:
         work()
         count += 1
     per_second = count / (time.perf_counter() - started)
+    cpu_ms = (time.process_time() - cpu_started) * 1000 / count
     print(
-        f"{label:<58} {per_second:9.1f} /s  ({1000 / per_second:6.2f} ms)", flush=True
+        f"{label:<58} {per_second:9.1f} /s  ({1000 / per_second:6.2f} ms)"
+        + (f"  CPU {cpu_ms:6.2f} ms" if cpu else ""),
+        flush=True,
     )
     return per_second
 
@@ -368,17 +374,50 @@ class KeyCachingCryptoBackend(PycaCryptographyBackend):
         return key.sign(tbs_bytes, padding.PKCS1v15(), digest)  # type: ignore[no-any-return]
 
 
-def long_term(seconds: float, *, stock_certomancer: bool) -> dict[str, float]:
-    """The engine at B-B, B-T and B-LT (revocation cache on and off) against a certomancer PKI on loopback."""
+@contextmanager
+def pki_in_a_process(*, stock_certomancer: bool) -> Iterator[Any]:
+    """The test PKI (tests/pki.py) issued here and served by a child process, as a remote TSA would be."""
+    from tests.pki import issue_pki
+
+    with tempfile.TemporaryDirectory() as work:
+        pki = issue_pki(Path(work))
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--serve-pki", work, *(["--stock-certomancer"] if stock_certomancer else [])],
+            stdin=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            for _ in range(300):
+                try:
+                    httpx.get(pki.url, timeout=1)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            yield pki
+        finally:
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=30)
+
+
+def serve_pki(workdir: str, *, stock_certomancer: bool) -> None:
+    """Child process: serve an issued PKI until the parent closes our stdin."""
     import certomancer.crypto_utils
 
-    from tests.pki import running_pki
+    from tests.pki import open_pki
 
     if not stock_certomancer:
         certomancer.crypto_utils.CRYPTO_BACKEND = KeyCachingCryptoBackend()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    pki = open_pki(Path(workdir))
+    pki.serve()
+    sys.stdin.read()
+    pki.stop()
+
+
+def long_term(seconds: float, *, stock_certomancer: bool) -> dict[str, float]:
+    """The engine at B-B, B-T and B-LT (revocation cache on and off) against a certomancer PKI on loopback."""
     pdf = make_pdf()
-    with tempfile.TemporaryDirectory() as work, running_pki(Path(work)) as pki:
+    with pki_in_a_process(stock_certomancer=stock_certomancer) as pki:
         signer = CachedKeySigner(
             certificate=pki.cert("alice"),
             private_key=pki.private_key("alice"),
@@ -426,19 +465,19 @@ def long_term(seconds: float, *, stock_certomancer: bool) -> dict[str, float]:
             assert report.pades_level == name.split()[0], (name, report.pades_level)
 
         def stamp() -> object:
-            return asyncio.run(timestamper.async_timestamp(b"\0" * 32, "sha256"))
+            return engine_run(timestamper.async_timestamp(b"\0" * 32, "sha256"))
 
         results = {
-            "TSA": rate("TSA round trip alone (HTTPTimeStamper)", seconds, stamp)
+            "TSA": rate(
+                "TSA round trip alone (HTTPTimeStamper)", seconds, stamp, cpu=True
+            )
         }
         for name, (label, work_fn) in variants.items():
-            ocsp = pki.requests_to("ocsp")
-            started = time.perf_counter()
-            results[name] = rate(label, seconds, work_fn)
-            if name.startswith("B-LT"):
-                count = results[name] * (time.perf_counter() - started)
+            hits, misses = cache.hits, cache.misses
+            results[name] = rate(label, seconds, work_fn, cpu=True)
+            if name == "B-LT cached":
                 print(
-                    f"{'':<58}   OCSP requests: {pki.requests_to('ocsp') - ocsp} for ~{count:.0f} signatures"
+                    f"{'':<58}   revocation cache: {cache.hits - hits} hits, {cache.misses - misses} misses"
                 )
     print(
         f"B-LT cached / B-B: {results['B-LT cached'] / results['B-B']:.2f}x; "
@@ -581,6 +620,7 @@ def main() -> None:
     parser.add_argument(
         "--sizes", default="10,100", help="PDF sizes (MB) for the memory rows"
     )
+    parser.add_argument("--serve-pki", help=argparse.SUPPRESS)
     parser.add_argument(
         "--stock-certomancer",
         action="store_true",
@@ -592,6 +632,9 @@ def main() -> None:
         help="PostgreSQL server to create bench databases on (default: SQLite)",
     )
     args = parser.parse_args()
+    if args.serve_pki:
+        serve_pki(args.serve_pki, stock_certomancer=args.stock_certomancer)
+        return
     ca, _ca_key, cert, key = make_pki()
     pdf = make_pdf()
     print(

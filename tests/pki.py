@@ -193,21 +193,21 @@ class RequestCounter:
 
 @dataclass
 class TestPki:
+    """An issued test PKI; `serve()` runs its responders in this process."""
+
     __test__ = False
 
     url: str
     root: asn1_x509.Certificate
     interm: asn1_x509.Certificate
+    _config: CertomancerConfig
     _arch: Any
-    _server: BaseWSGIServer
-    _requests: RequestCounter
-
-    @property
-    def ocsp_path(self) -> str:
-        return f"/{ARCH}/ocsp/interm"
+    _server: BaseWSGIServer | None = None
+    _requests: RequestCounter | None = None
 
     def requests_to(self, kind: str) -> int:
         """Requests so far to the OCSP responder (`ocsp`), the CRLs (`crls`) or the TSA (`tsa`)."""
+        assert self._requests is not None, "served by another process"
         prefix = f"/{ARCH}/{kind}/"
         return sum(
             n for path, n in self._requests.counts.items() if path.startswith(prefix)
@@ -238,9 +238,20 @@ class TestPki:
         )
         return data
 
+    def serve(self) -> None:
+        """Serve the TSA, OCSP and CRL responders on 127.0.0.1 from a thread of this process."""
+        animator = Animator(
+            AnimatorArchStore(self._config.pki_archs), with_web_ui=False
+        )
+        self._requests = RequestCounter(animator)
+        port = int(self.url.rsplit(":", 1)[1])
+        self._server = make_server("127.0.0.1", port, self._requests, threaded=True)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
 
 
 def parsed(cert: asn1_x509.Certificate) -> asn1_x509.Certificate:
@@ -256,9 +267,8 @@ def asn1_pem(cert: asn1_x509.Certificate) -> bytes:
     return data
 
 
-@contextmanager
-def running_pki(workdir: Path) -> Iterator[TestPki]:
-    """Generate keys, issue the PKI and serve its TSA/OCSP/CRL responders on 127.0.0.1."""
+def issue_pki(workdir: Path) -> TestPki:
+    """Generate keys and the PKI's configuration (for a free loopback port) in `workdir`."""
     keys = workdir / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     for label in KEYS:
@@ -273,24 +283,31 @@ def running_pki(workdir: Path) -> Iterator[TestPki]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    config_path = workdir / "certomancer.yml"
-    config_path.write_text(yaml.safe_dump(_config(url)))
-    config = CertomancerConfig.from_file(str(config_path), key_search_dir=str(workdir))
+    (workdir / "certomancer.yml").write_text(
+        yaml.safe_dump(_config(f"http://127.0.0.1:{port}"))
+    )
+    return open_pki(workdir)
+
+
+def open_pki(workdir: Path) -> TestPki:
+    """The PKI `issue_pki` wrote in `workdir` (to serve it, or to use it while another process does)."""
+    path = workdir / "certomancer.yml"
+    config = CertomancerConfig.from_file(str(path), key_search_dir=str(workdir))
     arch = config.get_pki_arch(ArchLabel(ARCH))
-    animator = Animator(AnimatorArchStore(config.pki_archs), with_web_ui=False)
-    requests = RequestCounter(animator)
-    server = make_server("127.0.0.1", port, requests, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    pki = TestPki(
-        url=url,
+    return TestPki(
+        url=yaml.safe_load(path.read_text())["external-url-prefix"],
         root=parsed(arch.get_cert(CertLabel("root"))),
         interm=parsed(arch.get_cert(CertLabel("interm"))),
+        _config=config,
         _arch=arch,
-        _server=server,
-        _requests=requests,
     )
+
+
+@contextmanager
+def running_pki(workdir: Path) -> Iterator[TestPki]:
+    """Generate keys, issue the PKI and serve its TSA/OCSP/CRL responders on 127.0.0.1."""
+    pki = issue_pki(workdir)
+    pki.serve()
     try:
         yield pki
     finally:

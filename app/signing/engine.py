@@ -11,6 +11,7 @@ builds the CMS twice), and each worker thread keeps one event loop.
 import asyncio
 import hashlib
 import io
+import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -19,6 +20,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import IO, TYPE_CHECKING, Any
 
+import aiohttp
+import certifi
 from asn1crypto import crl as asn1_crl
 from asn1crypto import keys as asn1_keys
 from asn1crypto import ocsp as asn1_ocsp
@@ -47,6 +50,7 @@ from pyhanko_certvalidator.errors import (
     RevokedError,
 )
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers.util import LazySession
 from pyhanko_certvalidator.fetchers.api import (
     CRLFetcher,
     FetcherBackend,
@@ -294,20 +298,24 @@ class RevocationCache:
         self._max_bytes = max_bytes
         self._clock = clock
         self._lock = threading.Lock()
+        self.hits = self.misses = 0
 
     def get(self, key: Hashable, *, max_age: timedelta) -> list[bytes] | None:
         now = self._clock()
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
+                self.misses += 1
                 return None
             if (
                 now >= entry.next_update - _REVOCATION_MARGIN
                 or now >= entry.stored_at + max_age
             ):
                 self._drop(key)
+                self.misses += 1
                 return None
             self._entries.move_to_end(key)
+            self.hits += 1
             return entry.ders
 
     def put(
@@ -441,7 +449,8 @@ class _CachingFetcherBackend(FetcherBackend):
     """pyHanko's aiohttp fetchers behind the process-wide revocation cache (issuer certificates are not cached)."""
 
     def __init__(self, cache: RevocationCache, max_age: timedelta) -> None:
-        self._backend = AIOHttpFetcherBackend()
+        # The backend takes a LazySession too (its own default is one).
+        self._backend = AIOHttpFetcherBackend(session=_HTTP)  # type: ignore[arg-type]
         self._cache = cache
         self._max_age = max_age
 
@@ -488,7 +497,7 @@ def revocation_fetching(
     backend: FetcherBackend = (
         _CachingFetcherBackend(cache, max_age)
         if max_age > timedelta(0)
-        else AIOHttpFetcherBackend()
+        else AIOHttpFetcherBackend(session=_HTTP)  # type: ignore[arg-type]
     )
     context = ValidationContext(
         trust_roots=list(trust_roots),
@@ -501,20 +510,72 @@ def revocation_fetching(
 
 
 class _ThreadLoop:
-    """One event loop per thread, closed when the thread (and so this holder) goes away."""
+    """One event loop per thread, and its HTTP session, closed when the thread (and so this holder) goes away."""
 
     def __init__(self) -> None:
         self.runner = asyncio.Runner()
+        self._client: aiohttp.ClientSession | None = None
+
+    def client(self) -> aiohttp.ClientSession:
+        """This thread's session for TSA, OCSP and CRL requests (call it on this thread's loop)."""
+        if self._client is None or self._client.closed:
+            self._client = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=_ssl_context())
+            )
+        return self._client
 
     def __del__(self) -> None:
-        # Not runner.close(): that runs the loop, and the collector may call us
-        # from a thread whose own loop is running. Nothing is pending here.
+        # Not runner.close(): the collector may call us from a thread whose own
+        # loop is running, and then the session cannot be closed here either.
         loop = self.runner.get_loop()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            if self._client is not None and not loop.is_closed():
+                loop.run_until_complete(self._client.close())
         if not loop.is_closed():
             loop.close()
 
 
 _loops = threading.local()
+
+
+def _thread_loop() -> _ThreadLoop:
+    holder: _ThreadLoop | None = getattr(_loops, "holder", None)
+    if holder is None:
+        holder = _loops.holder = _ThreadLoop()
+    return holder
+
+
+_ssl_contexts: list[ssl.SSLContext] = []
+_ssl_lock = threading.Lock()
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context for every outgoing request: loading the CA bundle costs 20-50 ms."""
+    with _ssl_lock:
+        if not _ssl_contexts:
+            _ssl_contexts.append(ssl.create_default_context(cafile=certifi.where()))
+        return _ssl_contexts[0]
+
+
+class _ThreadSessions(LazySession):
+    """Hands pyHanko's HTTP clients the calling thread's session, kept across signatures.
+
+    pyHanko's own default opens a session, with a fresh TLS context, for every
+    TSA request and every validation context: 20-50 ms a signature at B-T and
+    above. A session belongs to the event loop that made it, so each thread
+    (each with its own loop, see `_run`) has its own.
+    """
+
+    def get_session(self) -> aiohttp.ClientSession:
+        return _thread_loop().client()
+
+    async def close(self) -> None:
+        """Nothing: the session outlives the pyHanko object that used it; it closes with its thread."""
+
+
+_HTTP = _ThreadSessions()  # type: ignore[no-untyped-call]
 
 
 def _run(
@@ -524,10 +585,7 @@ def _run(
 
     Validation contexts that fetched OCSP/CRL data are closed on the same loop afterwards.
     """
-    holder = getattr(_loops, "holder", None)
-    if holder is None:
-        holder = _loops.holder = _ThreadLoop()
-    runner = holder.runner
+    runner = _thread_loop().runner
 
     async def run_and_release() -> Any:
         try:
@@ -805,12 +863,15 @@ _timestampers_lock = threading.Lock()
 
 
 def timestamper_for(url: str, *, timeout: int = 10) -> timestamps.HTTPTimeStamper:
-    """One HTTPTimeStamper per TSA URL and process: it caches the token size probe (a second TSA call otherwise)."""
+    """One HTTPTimeStamper per TSA URL and process: it caches the token size probe (a second TSA call otherwise).
+
+    Its requests go through the calling thread's HTTP session (`_ThreadSessions`).
+    """
     with _timestampers_lock:
         stamper = _timestampers.get(url)
         if stamper is None:
             stamper = _timestampers[url] = timestamps.HTTPTimeStamper(
-                url, timeout=timeout
+                url, timeout=timeout, session=_HTTP
             )
         return stamper
 
