@@ -547,10 +547,12 @@ def peak_growth(pid: int, into: dict[str, float], step: str) -> Iterator[None]:
 
 def large_documents(server: Server, sizes_mb: list[int], ca: x509.Certificate) -> None:
     """Upload, sign and download big PDFs through the API; the server's time and peak memory growth per step."""
-    # Warm-up: the first signature loads the key from the vault and imports what signing needs.
+    # Warm-up: the first signature loads the key from the vault and imports what
+    # signing needs; the first large upload grows the parser's and allocator's
+    # buffers (2-4 MB, once, whatever the size).
     with tempfile.TemporaryDirectory() as work:
         small = Path(work) / "small.pdf"
-        write_large_pdf(small, 100_000)
+        write_large_pdf(small, 10 * 1024 * 1024)
         with small.open("rb") as f:
             document = httpx.post(
                 f"{server.base}/api/v1/documents",
