@@ -485,9 +485,11 @@ def test_b_t_through_the_api_uses_the_configured_tsa(
     assert (report.pades_level, report.timestamp_valid) == ("B-T", True)
 
 
-def test_long_term_signatures_through_the_api_reuse_revocation_data(
-    settings: Settings, admin: Credentials, pki: TestPki
-) -> None:
+@contextmanager
+def admin_with_pki_signer(
+    settings: Settings, admin: Credentials, pki: TestPki, label: str
+) -> Iterator[tuple[TestClient, dict[str, str], str]]:
+    """An app using the PKI's TSA, and the administrator assigned the PKI's `label` certificate."""
     app = create_app(settings.model_copy(update={"tsa_url": pki.tsa_url}))
     try:
         with TestClient(app) as client:
@@ -496,7 +498,7 @@ def test_long_term_signatures_through_the_api_reuse_revocation_data(
                 "/api/v1/certificates/base64",
                 json={
                     "pkcs12_base64": base64.b64encode(
-                        pki.pkcs12("bob", b"p12-pass")
+                        pki.pkcs12(label, b"p12-pass")
                     ).decode(),
                     "password": "p12-pass",
                 },
@@ -509,25 +511,61 @@ def test_long_term_signatures_through_the_api_reuse_revocation_data(
                 headers=headers,
             )
             assert assigned.status_code == 201, assigned.text
-            ocsp = pki.requests_to("ocsp")
-            signed = []
-            for _ in range(2):
-                document = upload(client, headers)
-                response = client.post(
-                    f"{DOCS}/{document['id']}/sign",
-                    json={"certificate_id": imported.json()["id"], "level": "B-LT"},
-                    headers=headers,
-                )
-                assert response.status_code == 201, response.text
-                signed.append(content(client, headers, document["id"]))
+            yield client, headers, imported.json()["id"]
     finally:
         app.state.engine.dispose()
+
+
+def test_long_term_signatures_through_the_api_reuse_revocation_data(
+    settings: Settings, admin: Credentials, pki: TestPki
+) -> None:
+    with admin_with_pki_signer(settings, admin, pki, "bob") as (
+        client,
+        headers,
+        certificate_id,
+    ):
+        ocsp = pki.requests_to("ocsp")
+        signed = []
+        for _ in range(2):
+            document = upload(client, headers)
+            response = client.post(
+                f"{DOCS}/{document['id']}/sign",
+                json={"certificate_id": certificate_id, "level": "B-LT"},
+                headers=headers,
+            )
+            assert response.status_code == 201, response.text
+            signed.append(content(client, headers, document["id"]))
     for pdf in signed:
         [report] = validate_pdf(
             io.BytesIO(pdf), trust_roots=[pki.root], allow_fetching=False
         )
         assert (report.pades_level, report.bottom_line) == ("B-LT", True)
     assert pki.requests_to("ocsp") - ocsp == 1
+
+
+def test_signer_revoked_by_its_ca_is_refused_at_long_term_levels(
+    settings: Settings,
+    admin: Credentials,
+    pki: TestPki,
+    session_factory: sessionmaker[Session],
+) -> None:
+    with admin_with_pki_signer(settings, admin, pki, "revoked") as (
+        client,
+        headers,
+        certificate_id,
+    ):
+        document = upload(client, headers)
+        for _ in range(2):  # the second time from the revocation cache
+            refused = client.post(
+                f"{DOCS}/{document['id']}/sign",
+                json={"certificate_id": certificate_id, "level": "B-LT"},
+                headers=headers,
+            )
+            body = assert_problem(refused, 422, "signing_refused")
+            assert body["reason_code"] == "signer_revoked"
+        after = client.get(f"{DOCS}/{document['id']}", headers=headers).json()
+    assert (after["version_count"], after["sha256"]) == (1, document["sha256"])
+    assert count_signatures(session_factory) == 0
 
 
 def test_unreachable_tsa_is_502_and_changes_nothing(
