@@ -1,3 +1,5 @@
+import base64
+import hashlib
 import uuid
 from datetime import datetime
 from typing import Any
@@ -73,7 +75,8 @@ class BatchSummary(Schema):
     owner_id: uuid.UUID
     owner_name: str
     options: dict[str, Any] = Field(
-        description="The certificate and sign options every document is signed with."
+        description="The certificate and sign options every document is signed with "
+        "(an appearance image as its `image_sha256`, not its bytes)."
     )
     total: int
     succeeded: int
@@ -81,6 +84,18 @@ class BatchSummary(Schema):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+    @field_validator("options")
+    @classmethod
+    def _image_by_digest(cls, options: dict[str, Any]) -> dict[str, Any]:
+        # Up to 1.4 MB of base64 would be repeated in every read and listing.
+        appearance = options.get("appearance") or {}
+        image = appearance.get("image_base64")
+        if image is None:
+            return options
+        shown = {k: v for k, v in appearance.items() if k != "image_base64"}
+        shown["image_sha256"] = hashlib.sha256(base64.b64decode(image)).hexdigest()
+        return {**options, "appearance": shown}
 
     @computed_field  # type: ignore[prop-decorator]
     @property

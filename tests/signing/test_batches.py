@@ -1,5 +1,7 @@
 """Batches: many documents, one certificate, one transaction per document, in the request or the background."""
 
+import base64
+import hashlib
 import io
 import json
 import re
@@ -36,7 +38,7 @@ from tests.factories import (
 )
 from tests.keys import asn1_of
 from tests.license.conftest import issuer, public_key_text
-from tests.pdfs import make_pdf
+from tests.pdfs import image_xobjects, make_pdf, signature_widget, stamp_image
 from tests.signing.test_sign_api import (
     DOCS,
     Signer,
@@ -649,3 +651,39 @@ def test_openapi_documents_both_batch_bodies(client: TestClient) -> None:
     refs = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(body))
     assert refs
     assert set(refs) <= set(schema["components"]["schemas"])
+
+
+def test_batch_with_an_appearance_image_stamps_every_document(
+    client: TestClient, alice: Signer, ca: Issued
+) -> None:
+    image = stamp_image()
+    documents = [upload(client, alice.headers)["id"] for _ in range(2)]
+
+    response = create_batch(
+        client,
+        alice,
+        documents,
+        field_name="Approval",
+        appearance={
+            "page": 1,
+            "box": [40, 40, 300, 120],
+            "image_base64": base64.b64encode(image).decode(),
+        },
+    )
+
+    assert response.status_code == 201, response.text
+    batch = response.json()
+    assert batch["succeeded"] == 2
+    # read back by digest, not as 1 MB of base64 in every read
+    assert batch["options"]["appearance"] == {
+        "page": 1,
+        "box": [40.0, 40.0, 300.0, 120.0],
+        "text": None,
+        "image_sha256": hashlib.sha256(image).hexdigest(),
+    }
+    for document_id in documents:
+        assert_valid_signature(client, alice, ca, document_id)
+        widget = signature_widget(
+            content(client, alice.headers, document_id), 1, "Approval"
+        )
+        assert len(image_xobjects(widget["/AP"]["/N"])) == 1
