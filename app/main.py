@@ -97,7 +97,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID"],
         )
-    api.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    api.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        path_limits={
+            "/api/v1/batches": (
+                settings.batch_max_upload_bytes,
+                "SIGNVAULT_BATCH_MAX_UPLOAD_BYTES",
+            )
+        },
+    )
     api.add_middleware(MetricsMiddleware, metrics=metrics)
     api.add_middleware(RequestContextMiddleware)
     return api

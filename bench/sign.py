@@ -1,6 +1,6 @@
-"""Signing throughput: raw RSA, pyHanko stock and tuned, the engine, and the full HTTP path.
+"""Signing throughput and memory: raw RSA, pyHanko stock and tuned, the engine (B-B to B-LT), the HTTP path.
 
-    python bench/sign.py [--seconds 3] [--http-seconds 10] [--clients 8]
+    python bench/sign.py [--seconds 3] [--http-seconds 10] [--clients 8] [--sizes 10,100]
 
 Same 20 KB one-page PDF and RSA-2048 key everywhere; PAdES B-B; bytes in, bytes out.
 Every variant's first output is validated with pyHanko before it is timed.
@@ -8,24 +8,43 @@ The HTTP part starts `signvault serve` (1, then 2 workers) on loopback with a
 fresh SQLite data dir and an unlimited test licence, and posts the PDF to
 `POST /api/v1/sign` (one shot: upload, sign, download) from N client threads with `Connection: close`
 (keep-alive would pin each client to one worker).
+
+The long-term rows run the engine at B-B, B-T and B-LT against a certomancer PKI
+served on loopback (tests/pki.py: TSA, OCSP, CRLs), B-LT with and without the
+revocation cache. certomancer re-parses its RSA key for every token and OCSP
+response (OpenSSL's key check, ~50 ms); a real TSA keeps its key loaded, so the
+bench gives certomancer a key cache (`--stock-certomancer` to measure without).
+
+The memory rows upload a 10 MB and a 100 MB PDF (one page drawing an image of
+random bytes, so nothing compresses) to a served process (`POST /documents`,
+multipart), sign it (`POST /documents/{id}/sign`) and download it
+(`GET /documents/{id}/content`), reading the server's peak RSS for each step
+from /proc (high-water mark reset before each step with `clear_refs`).
 """
 
 import argparse
 import base64
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
+from asn1crypto import algos
+from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
+from certomancer.crypto_utils import PycaCryptographyBackend
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -43,7 +62,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.license.verifier import Limits, new_payload, sign_license  # noqa: E402
-from app.signing.engine import CachedKeySigner, SignOptions, sign_pdf  # noqa: E402
+from app.signing.engine import (  # noqa: E402
+    CachedKeySigner,
+    PadesLevel,
+    RevocationCache,
+    SignOptions,
+    revocation_fetching,
+    sign_pdf,
+    timestamper_for,
+    validate_pdf,
+)
+from app.signing.engine import _run as engine_run  # noqa: E402
 
 
 def make_pki() -> tuple[
@@ -84,15 +113,21 @@ def make_pdf(target_size: int = 20_000) -> bytes:
     return buffer.getvalue()
 
 
-def rate(label: str, seconds: float, work: Callable[[], object]) -> float:
+def rate(
+    label: str, seconds: float, work: Callable[[], object], *, cpu: bool = False
+) -> float:
+    """Calls per second; with `cpu`, also this process's CPU time per call (what waiting on a server does not cost)."""
     work()  # warm-up
-    count, started = 0, time.perf_counter()
+    count, started, cpu_started = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - started < seconds:
         work()
         count += 1
     per_second = count / (time.perf_counter() - started)
+    cpu_ms = (time.process_time() - cpu_started) * 1000 / count
     print(
-        f"{label:<58} {per_second:9.1f} /s  ({1000 / per_second:6.2f} ms)", flush=True
+        f"{label:<58} {per_second:9.1f} /s  ({1000 / per_second:6.2f} ms)"
+        + (f"  CPU {cpu_ms:6.2f} ms" if cpu else ""),
+        flush=True,
     )
     return per_second
 
@@ -102,6 +137,14 @@ def check(pdf: bytes, ca: x509.Certificate) -> None:
     [embedded] = PdfFileReader(io.BytesIO(pdf)).embedded_signatures
     status = validate_pdf_signature(embedded, ValidationContext(trust_roots=[root]))
     assert status.bottom_line, "output does not validate"
+
+
+def check_file(path: Path, ca: x509.Certificate) -> None:
+    root = asn1_x509.Certificate.load(ca.public_bytes(serialization.Encoding.DER))
+    with path.open("rb") as f:
+        [embedded] = PdfFileReader(f).embedded_signatures
+        status = validate_pdf_signature(embedded, ValidationContext(trust_roots=[root]))
+    assert status.bottom_line, f"{path.name} does not validate"
 
 
 def in_process(
@@ -186,16 +229,24 @@ def in_process(
     }
 
 
-def http_path(
+@dataclass
+class Server:
+    base: str
+    pid: int
+    headers: dict[str, str]
+    certificate_id: str
+
+
+@contextmanager
+def served(
     workers: int,
-    seconds: float,
-    clients: int,
-    pdf: bytes,
     p12: bytes,
     licence: bytes,
     public_key: str,
     database_url: str | None,
-) -> float:
+    **settings: str,
+) -> Iterator[Server]:
+    """`signvault serve` on loopback with a fresh database, a licence and a signing certificate for admin."""
     with tempfile.TemporaryDirectory() as work:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNVAULT_")}
         env.update(
@@ -203,6 +254,7 @@ def http_path(
             SIGNVAULT_ADMIN_PASSWORD="Bench-Passw0rd!",
             SIGNVAULT_LICENSE_PUBLIC_KEY=public_key,
             SIGNVAULT_RATE_LIMIT_PER_MINUTE="0",  # measure signing, not the throttle
+            **settings,
         )
         if database_url:
             env["SIGNVAULT_DATABASE_URL"] = fresh_postgres_database(database_url)
@@ -243,42 +295,46 @@ def http_path(
                 json={"user_id": me["id"]},
                 headers=headers,
             )
-            options = json.dumps({"certificate_id": certificate["id"]})
-            done = [0] * clients
-            stop = time.perf_counter() + seconds
-            close = {**headers, "Connection": "close"}
-
-            def client(n: int) -> None:
-                with httpx.Client(timeout=60) as http:
-                    while time.perf_counter() < stop:
-                        # One shot: upload, sign, answer the signed PDF (a fresh document
-                        # each time, as an integrator's back office would send them).
-                        response = http.post(
-                            f"{base}/api/v1/sign",
-                            files={"file": ("in.pdf", pdf, "application/pdf")},
-                            data={"options": options},
-                            headers=close,
-                        )
-                        response.raise_for_status()
-                        done[n] += 1
-
-            threads = [
-                threading.Thread(target=client, args=(n,)) for n in range(clients)
-            ]
-            started = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            per_second = sum(done) / (time.perf_counter() - started)
-            print(
-                f"{'HTTP POST /api/v1/sign, ' + str(workers) + ' worker(s), ' + str(clients) + ' clients':<58} {per_second:9.1f} /s",
-                flush=True,
-            )
-            return per_second
+            yield Server(base, server.pid, headers, certificate["id"])
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+def http_path(
+    server: Server, workers: int, seconds: float, clients: int, pdf: bytes
+) -> float:
+    options = json.dumps({"certificate_id": server.certificate_id})
+    done = [0] * clients
+    stop = time.perf_counter() + seconds
+    close = {**server.headers, "Connection": "close"}
+
+    def client(n: int) -> None:
+        with httpx.Client(timeout=60) as http:
+            while time.perf_counter() < stop:
+                # One shot: upload, sign, answer the signed PDF (a fresh document
+                # each time, as an integrator's back office would send them).
+                response = http.post(
+                    f"{server.base}/api/v1/sign",
+                    files={"file": ("in.pdf", pdf, "application/pdf")},
+                    data={"options": options},
+                    headers=close,
+                )
+                response.raise_for_status()
+                done[n] += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    per_second = sum(done) / (time.perf_counter() - started)
+    print(
+        f"{'HTTP POST /api/v1/sign, ' + str(workers) + ' worker(s), ' + str(clients) + ' clients':<58} {per_second:9.1f} /s",
+        flush=True,
+    )
+    return per_second
 
 
 def fresh_postgres_database(url: str) -> str:
@@ -292,25 +348,304 @@ def fresh_postgres_database(url: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
+class KeyCachingCryptoBackend(PycaCryptographyBackend):
+    """certomancer's crypto backend, keeping each parsed RSA key (as a real TSA or OCSP responder would)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[bytes, Any] = {}
+        self._lock = threading.Lock()
+
+    def generic_sign(
+        self,
+        private_key: asn1_keys.PrivateKeyInfo,
+        tbs_bytes: bytes,
+        sd_algo: algos.SignedDigestAlgorithm,
+    ) -> bytes:
+        if sd_algo.signature_algo != "rsassa_pkcs1v15":
+            return super().generic_sign(private_key, tbs_bytes, sd_algo)  # type: ignore[no-any-return]
+        der = private_key.dump()
+        with self._lock:
+            key = self._keys.get(der)
+            if key is None:
+                key = self._keys[der] = serialization.load_der_private_key(
+                    der, password=None
+                )
+        digest = getattr(hashes, sd_algo.hash_algo.upper())()
+        return key.sign(tbs_bytes, padding.PKCS1v15(), digest)  # type: ignore[no-any-return]
+
+
+@contextmanager
+def pki_in_a_process(*, stock_certomancer: bool) -> Iterator[Any]:
+    """The test PKI (tests/pki.py) issued here and served by a child process, as a remote TSA would be."""
+    from tests.pki import issue_pki
+
+    with tempfile.TemporaryDirectory() as work:
+        pki = issue_pki(Path(work))
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--serve-pki", work, *(["--stock-certomancer"] if stock_certomancer else [])],
+            stdin=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            for _ in range(300):
+                try:
+                    httpx.get(pki.url, timeout=1)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            yield pki
+        finally:
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=30)
+
+
+def serve_pki(workdir: str, *, stock_certomancer: bool) -> None:
+    """Child process: serve an issued PKI until the parent closes our stdin."""
+    import certomancer.crypto_utils
+
+    from tests.pki import open_pki
+
+    if not stock_certomancer:
+        certomancer.crypto_utils.CRYPTO_BACKEND = KeyCachingCryptoBackend()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    pki = open_pki(Path(workdir))
+    pki.serve()
+    sys.stdin.read()
+    pki.stop()
+
+
+def long_term(seconds: float, *, stock_certomancer: bool) -> dict[str, float]:
+    """The engine at B-B, B-T and B-LT (revocation cache on and off) against a certomancer PKI on loopback."""
+    pdf = make_pdf()
+    with pki_in_a_process(stock_certomancer=stock_certomancer) as pki:
+        signer = CachedKeySigner(
+            certificate=pki.cert("alice"),
+            private_key=pki.private_key("alice"),
+            chain=[pki.interm, pki.root],
+        )
+        timestamper = timestamper_for(pki.tsa_url)
+        cache = RevocationCache()
+
+        def sign_at(
+            level: PadesLevel, max_age: timedelta = timedelta(minutes=5)
+        ) -> bytes:
+            out = io.BytesIO()
+            sign_pdf(
+                io.BytesIO(pdf),
+                out,
+                signer,
+                SignOptions(level=level),
+                signing_time=datetime.now(UTC),
+                timestamper=None if level == PadesLevel.B_B else timestamper,
+                revocation=revocation_fetching(
+                    [pki.root], [pki.interm], cache=cache, max_age=max_age
+                )
+                if level == PadesLevel.B_LT
+                else None,
+            )
+            return out.getvalue()
+
+        variants: dict[str, tuple[str, Callable[[], bytes]]] = {
+            "B-B": ("engine B-B (certomancer signer)", lambda: sign_at(PadesLevel.B_B)),
+            "B-T": ("engine B-T (TSA on loopback)", lambda: sign_at(PadesLevel.B_T)),
+            "B-LT cached": (
+                "engine B-LT, revocation data cached",
+                lambda: sign_at(PadesLevel.B_LT),
+            ),
+            "B-LT uncached": (
+                "engine B-LT, OCSP/CRL fetched per signature",
+                lambda: sign_at(PadesLevel.B_LT, timedelta(0)),
+            ),
+        }
+        for name, (_label, work_fn) in variants.items():
+            [report] = validate_pdf(
+                io.BytesIO(work_fn()), trust_roots=[pki.root], allow_fetching=False
+            )
+            assert report.bottom_line, f"{name}: output does not validate"
+            assert report.pades_level == name.split()[0], (name, report.pades_level)
+
+        def stamp() -> object:
+            return engine_run(timestamper.async_timestamp(b"\0" * 32, "sha256"))
+
+        results = {
+            "TSA": rate(
+                "TSA round trip alone (HTTPTimeStamper)", seconds, stamp, cpu=True
+            )
+        }
+        for name, (label, work_fn) in variants.items():
+            hits, misses = cache.hits, cache.misses
+            results[name] = rate(label, seconds, work_fn, cpu=True)
+            if name == "B-LT cached":
+                print(
+                    f"{'':<58}   revocation cache: {cache.hits - hits} hits, {cache.misses - misses} misses"
+                )
+    print(
+        f"B-LT cached / B-B: {results['B-LT cached'] / results['B-B']:.2f}x; "
+        f"B-LT cached / B-T: {results['B-LT cached'] / results['B-T']:.2f}x; "
+        f"B-LT cached / uncached: {results['B-LT cached'] / results['B-LT uncached']:.2f}x"
+    )
+    return results
+
+
+def write_large_pdf(path: Path, size: int) -> None:
+    """A one-page PDF drawing an RGB image of random bytes: about `size` bytes that do not compress."""
+    side = int((size / 3) ** 0.5)
+    image_bytes = side * side * 3
+    content = b"q 512 0 0 512 50 140 cm /Im0 Do Q"
+    offsets = []
+    with path.open("wb") as out:
+        out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+        for body in (
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            b"/Resources << /XObject << /Im0 4 0 R >> >> /Contents 5 0 R >>",
+            None,  # the image, streamed below
+            b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+        ):
+            offsets.append(out.tell())
+            out.write(b"%d 0 obj\n" % len(offsets))
+            if body is None:
+                out.write(
+                    b"<< /Type /XObject /Subtype /Image /Width %d /Height %d "
+                    b"/ColorSpace /DeviceRGB /BitsPerComponent 8 /Length %d >>\nstream\n"
+                    % (side, side, image_bytes)
+                )
+                for left in range(image_bytes, 0, -(1 << 20)):
+                    out.write(os.urandom(min(left, 1 << 20)))
+                out.write(b"\nendstream")
+            else:
+                out.write(body)
+            out.write(b"\nendobj\n")
+        xref = out.tell()
+        out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(offsets) + 1))
+        for offset in offsets:
+            out.write(b"%010d 00000 n \n" % offset)
+        out.write(
+            b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
+            % (len(offsets) + 1, xref)
+        )
+
+
+def memory_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+@contextmanager
+def peak_growth(pid: int, into: dict[str, float], step: str) -> Iterator[None]:
+    """Time a step and the server's peak RSS growth during it (high-water mark reset first)."""
+    baseline = memory_kib(pid, "VmRSS")
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    started = time.perf_counter()
+    yield
+    into[f"{step} s"] = time.perf_counter() - started
+    into[f"{step} MB"] = (memory_kib(pid, "VmHWM") - baseline) / 1024
+
+
+def large_documents(server: Server, sizes_mb: list[int], ca: x509.Certificate) -> None:
+    """Upload, sign and download big PDFs through the API; the server's time and peak memory growth per step."""
+    # Warm-up: the first signature loads the key from the vault and imports what
+    # signing needs; the first large upload grows the parser's and allocator's
+    # buffers (2-4 MB, once, whatever the size).
+    with tempfile.TemporaryDirectory() as work:
+        small = Path(work) / "small.pdf"
+        write_large_pdf(small, 10 * 1024 * 1024)
+        with small.open("rb") as f:
+            document = httpx.post(
+                f"{server.base}/api/v1/documents",
+                files={"file": ("small.pdf", f, "application/pdf")},
+                headers=server.headers,
+            ).json()
+        httpx.post(
+            f"{server.base}/api/v1/documents/{document['id']}/sign",
+            json={"certificate_id": server.certificate_id},
+            headers=server.headers,
+        ).raise_for_status()
+        httpx.get(
+            f"{server.base}/api/v1/documents/{document['id']}/content",
+            headers=server.headers,
+        ).raise_for_status()
+    print(
+        f"{'size':>8} {'upload s':>9} {'+MB':>7} {'sign s':>8} {'+MB':>7} {'download s':>11} {'+MB':>7} {'peak/size':>10}"
+    )
+    for size_mb in sizes_mb:
+        with tempfile.TemporaryDirectory() as work:
+            source = Path(work) / "large.pdf"
+            write_large_pdf(source, size_mb * 1024 * 1024)
+            size = source.stat().st_size
+            steps: dict[str, float] = {}
+            with httpx.Client(timeout=600, headers=server.headers) as http:
+                with peak_growth(server.pid, steps, "upload"), source.open("rb") as f:
+                    document = http.post(
+                        f"{server.base}/api/v1/documents",
+                        files={"file": ("large.pdf", f, "application/pdf")},
+                    )
+                document.raise_for_status()
+                document_id = document.json()["id"]
+                with peak_growth(server.pid, steps, "sign"):
+                    http.post(
+                        f"{server.base}/api/v1/documents/{document_id}/sign",
+                        json={"certificate_id": server.certificate_id},
+                    ).raise_for_status()
+                signed = Path(work) / "signed.pdf"
+                with (
+                    peak_growth(server.pid, steps, "download"),
+                    signed.open("wb") as out,
+                    http.stream(
+                        "GET", f"{server.base}/api/v1/documents/{document_id}/content"
+                    ) as response,
+                ):
+                    response.raise_for_status()
+                    for chunk in response.iter_bytes(1 << 20):
+                        out.write(chunk)
+            check_file(signed, ca)
+            peak = max(steps["upload MB"], steps["sign MB"], steps["download MB"])
+            print(
+                f"{size / 1e6:6.0f} MB {steps['upload s']:9.2f} {steps['upload MB']:7.1f} "
+                f"{steps['sign s']:8.2f} {steps['sign MB']:7.1f} {steps['download s']:11.2f} "
+                f"{steps['download MB']:7.1f} {peak * 1024 * 1024 / size:10.3f}",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--http-seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-long-term", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--sizes", default="10,100", help="PDF sizes (MB) for the memory rows"
+    )
+    parser.add_argument("--serve-pki", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--stock-certomancer",
+        action="store_true",
+        help="leave certomancer re-parsing its keys for every token and OCSP answer",
+    )
     parser.add_argument(
         "--database-url",
         default=None,
         help="PostgreSQL server to create bench databases on (default: SQLite)",
     )
     args = parser.parse_args()
+    if args.serve_pki:
+        serve_pki(args.serve_pki, stock_certomancer=args.stock_certomancer)
+        return
     ca, _ca_key, cert, key = make_pki()
     pdf = make_pdf()
     print(
         f"PDF {len(pdf)} bytes, RSA-2048, PAdES B-B, python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
     )
     results = in_process(args.seconds, pdf, ca, cert, key)
-    if not args.skip_http:
+    if not args.skip_long_term:
+        long_term(args.seconds, stock_certomancer=args.stock_certomancer)
+    if not (args.skip_http and args.skip_memory):
         issuer = Ed25519PrivateKey.generate()
         public_key = base64.b64encode(
             issuer.public_key().public_bytes(
@@ -326,29 +661,28 @@ def main() -> None:
         p12 = pkcs12.serialize_key_and_certificates(
             b"b", key, cert, [ca], serialization.BestAvailableEncryption(b"pw")
         )
-        one = http_path(
-            1,
-            args.http_seconds,
-            args.clients,
-            pdf,
-            p12,
-            licence,
-            public_key,
-            args.database_url,
-        )
-        two = http_path(
-            2,
-            args.http_seconds,
-            args.clients,
-            pdf,
-            p12,
-            licence,
-            public_key,
-            args.database_url,
-        )
+    if not args.skip_http:
+        rates = {}
+        for workers in (1, 2):
+            with served(workers, p12, licence, public_key, args.database_url) as server:
+                rates[workers] = http_path(
+                    server, workers, args.http_seconds, args.clients, pdf
+                )
+        one, two = rates[1], rates[2]
         print(
             f"HTTP 1 worker / tuned pyHanko: {one / results['pyHanko tuned']:.2f}x; 2 workers / 1 worker: {two / one:.2f}x"
         )
+    if not args.skip_memory:
+        sizes = [int(size) for size in args.sizes.split(",")]
+        with served(
+            1,
+            p12,
+            licence,
+            public_key,
+            args.database_url,
+            SIGNVAULT_MAX_UPLOAD_BYTES=str(2 * max(sizes) * 1024 * 1024),
+        ) as server:
+            large_documents(server, sizes, ca)
 
 
 if __name__ == "__main__":

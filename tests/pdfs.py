@@ -1,7 +1,10 @@
-"""PDFs made in the tests (never committed files)."""
+"""PDFs and stamp images made in the tests (never committed files), and what to look for in them."""
 
 import io
+from typing import Any
 
+from PIL import Image, ImageDraw
+from pyhanko.pdf_utils.reader import PdfFileReader
 from reportlab.lib.pdfencrypt import StandardEncryption
 from reportlab.pdfgen import canvas
 
@@ -24,3 +27,40 @@ def make_pdf(
         pdf.showPage()
     pdf.save()
     return buffer.getvalue()
+
+
+def stamp_image(image_format: str = "PNG", size: tuple[int, int] = (300, 150)) -> bytes:
+    """A small drawing with transparency (PNG) or without (JPEG), as a signature image would be."""
+    mode = "RGBA" if image_format == "PNG" else "RGB"
+    image = Image.new(mode, size, (255, 255, 255, 0) if mode == "RGBA" else "white")
+    draw = ImageDraw.Draw(image)
+    width, height = size
+    draw.ellipse((5, 5, width - 5, height - 5), outline=(0, 0, 200), width=6)
+    draw.line((10, height - 10, width - 10, 10), fill=(200, 0, 0), width=5)
+    buffer = io.BytesIO()
+    image.save(buffer, image_format)
+    return buffer.getvalue()
+
+
+def signature_widget(pdf: bytes, page: int, field_name: str) -> Any:
+    """The widget annotation of a signature field on a (1-based) page."""
+    reader = PdfFileReader(io.BytesIO(pdf))
+    page_object = reader.root["/Pages"]["/Kids"][page - 1].get_object()
+    [widget] = [
+        annotation.get_object()
+        for annotation in page_object.get("/Annots", [])
+        if annotation.get_object().get("/T") == field_name
+    ]
+    return widget
+
+
+def image_xobjects(form: Any) -> list[Any]:
+    """The image XObjects a form XObject (an appearance stream) draws, through nested forms."""
+    found = []
+    for reference in form.get("/Resources", {}).get("/XObject", {}).values():
+        xobject = reference.get_object()
+        if xobject.get("/Subtype") == "/Image":
+            found.append(xobject)
+        else:
+            found.extend(image_xobjects(xobject))
+    return found

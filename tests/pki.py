@@ -2,6 +2,7 @@
 
 import socket
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -176,15 +177,41 @@ def _config(url: str) -> dict[str, Any]:
     }
 
 
+class RequestCounter:
+    """WSGI middleware counting the requests each responder path receives."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        with self._lock:
+            self.counts[environ["PATH_INFO"]] += 1
+        return self.app(environ, start_response)
+
+
 @dataclass
 class TestPki:
+    """An issued test PKI; `serve()` runs its responders in this process."""
+
     __test__ = False
 
     url: str
     root: asn1_x509.Certificate
     interm: asn1_x509.Certificate
+    _config: CertomancerConfig
     _arch: Any
-    _server: BaseWSGIServer
+    _server: BaseWSGIServer | None = None
+    _requests: RequestCounter | None = None
+
+    def requests_to(self, kind: str) -> int:
+        """Requests so far to the OCSP responder (`ocsp`), the CRLs (`crls`) or the TSA (`tsa`)."""
+        assert self._requests is not None, "served by another process"
+        prefix = f"/{ARCH}/{kind}/"
+        return sum(
+            n for path, n in self._requests.counts.items() if path.startswith(prefix)
+        )
 
     @property
     def tsa_url(self) -> str:
@@ -195,7 +222,7 @@ class TestPki:
         return asn1_pem(self.root)
 
     def cert(self, label: str) -> asn1_x509.Certificate:
-        return self._arch.get_cert(CertLabel(label))
+        return parsed(self._arch.get_cert(CertLabel(label)))
 
     def private_key(self, label: str) -> rsa.RSAPrivateKey:
         info = self._arch.key_set.get_private_key(KeyLabel(label))
@@ -211,9 +238,26 @@ class TestPki:
         )
         return data
 
+    def serve(self) -> None:
+        """Serve the TSA, OCSP and CRL responders on 127.0.0.1 from a thread of this process."""
+        animator = Animator(
+            AnimatorArchStore(self._config.pki_archs), with_web_ui=False
+        )
+        self._requests = RequestCounter(animator)
+        port = int(self.url.rsplit(":", 1)[1])
+        self._server = make_server("127.0.0.1", port, self._requests, threaded=True)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+def parsed(cert: asn1_x509.Certificate) -> asn1_x509.Certificate:
+    """The certificate loaded from its DER: certomancer builds its certificates from
+    Python values, and asn1crypto re-serialises those on every dump (slow)."""
+    return asn1_x509.Certificate.load(cert.dump())
 
 
 def asn1_pem(cert: asn1_x509.Certificate) -> bytes:
@@ -223,9 +267,8 @@ def asn1_pem(cert: asn1_x509.Certificate) -> bytes:
     return data
 
 
-@contextmanager
-def running_pki(workdir: Path) -> Iterator[TestPki]:
-    """Generate keys, issue the PKI and serve its TSA/OCSP/CRL responders on 127.0.0.1."""
+def issue_pki(workdir: Path) -> TestPki:
+    """Generate keys and the PKI's configuration (for a free loopback port) in `workdir`."""
     keys = workdir / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     for label in KEYS:
@@ -240,22 +283,31 @@ def running_pki(workdir: Path) -> Iterator[TestPki]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    config_path = workdir / "certomancer.yml"
-    config_path.write_text(yaml.safe_dump(_config(url)))
-    config = CertomancerConfig.from_file(str(config_path), key_search_dir=str(workdir))
-    arch = config.get_pki_arch(ArchLabel(ARCH))
-    animator = Animator(AnimatorArchStore(config.pki_archs), with_web_ui=False)
-    server = make_server("127.0.0.1", port, animator, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    pki = TestPki(
-        url=url,
-        root=arch.get_cert(CertLabel("root")),
-        interm=arch.get_cert(CertLabel("interm")),
-        _arch=arch,
-        _server=server,
+    (workdir / "certomancer.yml").write_text(
+        yaml.safe_dump(_config(f"http://127.0.0.1:{port}"))
     )
+    return open_pki(workdir)
+
+
+def open_pki(workdir: Path) -> TestPki:
+    """The PKI `issue_pki` wrote in `workdir` (to serve it, or to use it while another process does)."""
+    path = workdir / "certomancer.yml"
+    config = CertomancerConfig.from_file(str(path), key_search_dir=str(workdir))
+    arch = config.get_pki_arch(ArchLabel(ARCH))
+    return TestPki(
+        url=yaml.safe_load(path.read_text())["external-url-prefix"],
+        root=parsed(arch.get_cert(CertLabel("root"))),
+        interm=parsed(arch.get_cert(CertLabel("interm"))),
+        _config=config,
+        _arch=arch,
+    )
+
+
+@contextmanager
+def running_pki(workdir: Path) -> Iterator[TestPki]:
+    """Generate keys, issue the PKI and serve its TSA/OCSP/CRL responders on 127.0.0.1."""
+    pki = issue_pki(workdir)
+    pki.serve()
     try:
         yield pki
     finally:

@@ -67,7 +67,11 @@ class Batch(IdMixin, Base):
 
 
 class BatchItem(IdMixin, Base):
-    """One document of a batch and what became of it."""
+    """One document of a batch and what became of it.
+
+    An uploaded file that could not be stored as a document (not a PDF, too large)
+    is an item without a document, failed from the start.
+    """
 
     __tablename__ = "signing_batch_items"
     __table_args__ = (
@@ -81,7 +85,8 @@ class BatchItem(IdMixin, Base):
     )
     position: Mapped[int]
     # No foreign key: a batch may name a document that does not exist (its item fails).
-    document_id: Mapped[uuid.UUID]
+    document_id: Mapped[uuid.UUID | None]
+    filename: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[ItemStatus] = mapped_column(
         enum_column_type(ItemStatus), default=ItemStatus.PENDING
     )

@@ -8,12 +8,14 @@ from app.access.entitlements import Entitlement
 from app.access.policy import require
 from app.access.principal import Principal
 from app.batches import service as batches_service
+from app.batches.deps import BATCH_BODY, ReceivedBatch, receive_batch
 from app.batches.models import Batch, BatchStatus
-from app.batches.schemas import BatchCreate, BatchRead, BatchSummary
+from app.batches.schemas import BatchRead, BatchSummary
 from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import problem_responses
 from app.core.pagination import Page, PageParams, page_of, page_params
 from app.core.routing import AppRoute
+from app.documents.deps import BlobsDep
 
 router = APIRouter(prefix="/api/v1/batches", tags=["signing"], route_class=AppRoute)
 
@@ -29,16 +31,18 @@ SignPrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_SIGN)
             "model": BatchRead,
             "description": "Accepted: signed in the background; follow `Location` for progress",
         },
-        **problem_responses(401, 403, 409, 415, 422),
+        **problem_responses(400, 401, 403, 409, 413, 415, 422),
     },
+    openapi_extra=BATCH_BODY,
 )
 def create_batch(
-    body: BatchCreate,
     request: Request,
     response: Response,
     principal: SignPrincipal,
     session: SessionDep,
     settings: SettingsDep,
+    blobs: BlobsDep,
+    received: Annotated[ReceivedBatch, Depends(receive_batch)],
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -48,13 +52,21 @@ def create_batch(
         ),
     ] = None,
 ) -> Batch:
-    """Sign many documents with one certificate and options; small batches at once (201), large ones in the background (202)."""
+    """Sign many documents with one certificate and options; small batches at once (201), large ones in the background (202).
+
+    Stored documents by `document_ids` (JSON), and/or PDFs uploaded as multipart
+    `files` parts (options in an `options` JSON part): each file becomes a document;
+    one that cannot (not a PDF, unreadable, over the size limit) is a failed item.
+    """
     batch, created = batches_service.create_batch(
         session,
         principal,
-        body=body,
+        body=received.body,
+        uploads=received.uploads,
+        blobs=blobs,
+        max_file_bytes=settings.max_upload_bytes,
         idempotency_key=idempotency_key,
-        run_now=len(body.document_ids) <= settings.batch_sync_max,
+        run_now=received.total <= settings.batch_sync_max,
     )
     if created and batch.status == BatchStatus.RUNNING:
         # The batch and its audit entry are stored first: each document is then

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 from asn1crypto import x509 as asn1_x509
 from sqlalchemy import Select, and_, func, or_, select, update
@@ -31,15 +31,16 @@ from app.audit.service import Actor, ActorKind, Outcome
 from app.auth import service as auth_service
 from app.batches.errors import BatchNotFound
 from app.batches.models import Batch, BatchItem, BatchStatus, ItemStatus
-from app.batches.schemas import BatchCreate
+from app.batches.schemas import MAX_BATCH_DOCUMENTS, BatchOptions
 from app.certificates.vault import Vault
 from app.core.config import Settings
 from app.core.db import unit_of_work
-from app.core.errors import AppError, Forbidden
+from app.core.errors import AppError, Forbidden, InvalidInput, PayloadTooLarge
 from app.core.pagination import PageParams, paginate
 from app.core.storage import BlobStore
 from app.core.types import utcnow
 from app.documents import service as documents_service
+from app.documents.errors import EmptyUpload, NotAPdf, PdfEncrypted, PdfUnreadable
 from app.license import service as license_service
 from app.license.service import Feature
 from app.notifications.outbox import Event, emit
@@ -72,12 +73,23 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
-def _fingerprint(body: BatchCreate) -> str:
-    content = body.model_dump(mode="json")
+@dataclass(frozen=True, slots=True)
+class UploadedFile:
+    """A file posted with a batch, spooled by the request parser."""
+
+    filename: str | None
+    file: IO[bytes]
+    size: int
+
+
+def _fingerprint(body: BatchOptions, uploads: Sequence[UploadedFile]) -> str:
+    content: dict[str, Any] = body.model_dump(mode="json")
+    if uploads:
+        content["uploads"] = [[u.filename, _sha256_of(u.file)] for u in uploads]
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
-def _options_of(session: Session, body: BatchCreate) -> dict[str, Any]:
+def _options_of(session: Session, body: BatchOptions) -> dict[str, Any]:
     options = body.model_dump(mode="json", exclude={"document_ids"})
     # The level in force now (the profile's or the settings' default) for every
     # item, whenever each is signed; an unknown profile is refused now.
@@ -86,26 +98,63 @@ def _options_of(session: Session, body: BatchCreate) -> dict[str, Any]:
     return options
 
 
+def _sha256_of(file: IO[bytes]) -> str:
+    file.seek(0)
+    digest = hashlib.sha256()
+    while chunk := file.read(1024 * 1024):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 def create_batch(
     session: Session,
     principal: Principal,
     *,
-    body: BatchCreate,
+    body: BatchOptions,
+    uploads: Sequence[UploadedFile],
+    blobs: BlobStore,
+    max_file_bytes: int,
     idempotency_key: str | None,
     run_now: bool,
 ) -> tuple[Batch, bool]:
     """Record a batch and its items; with `run_now`, claimed by the caller, who processes it.
+
+    The named documents come first, then each uploaded file, stored as a new
+    document as `POST /documents` would; a file that cannot be stored (not a PDF,
+    unreadable, encrypted, empty, over `max_file_bytes`) is an item failed at once.
 
     Returns the batch and whether it was created (False: a retry with the same
     `Idempotency-Key`, answered with the first batch).
 
     Raises:
         LicenseInvalid, LicenseFeatureMissing: the licence has no `batch` feature (403).
+        Forbidden: files uploaded without `documents:write` (403).
+        InvalidInput: no document and no file, or more than 1000 (422).
+        AppearanceImageInvalid, AppearanceImageTooLarge: the appearance image (422).
         IdempotencyKeyReused: the key was used for a different batch (409).
         UnknownSigningProfile: the body names no existing profile (422).
     """
     license_service.require_feature(session, Feature.BATCH, actor=principal.actor)
-    fingerprint = _fingerprint(body)
+    total = len(body.document_ids) + len(uploads)
+    if not 1 <= total <= MAX_BATCH_DOCUMENTS:
+        raise InvalidInput(
+            f"A batch signs 1 to {MAX_BATCH_DOCUMENTS} documents: name document_ids, upload files, or both.",
+            invalid_params=[
+                {
+                    "name": "document_ids",
+                    "in": "body",
+                    "reason": f"{total} documents and files",
+                }
+            ],
+        )
+    if uploads and not principal.has(Entitlement.DOCUMENTS_WRITE):
+        raise Forbidden(
+            "Uploading files with a batch stores them as documents: it needs 'documents:write' as well."
+        )
+    options = _options_of(
+        session, body
+    )  # refuses bad options before anything is stored
+    fingerprint = _fingerprint(body, uploads)
     if idempotency_key is not None:
         earlier = session.scalars(
             select(Batch).where(
@@ -127,11 +176,11 @@ def create_batch(
         owner_id=principal.id,
         owner_name=principal.name,
         owner_scope=sorted(scope) if scope is not None else None,
-        options=_options_of(session, body),
+        options=options,
         request_sha256=fingerprint,
         idempotency_key=idempotency_key,
         status=BatchStatus.RUNNING if run_now else BatchStatus.PENDING,
-        total=len(body.document_ids),
+        total=total,
         claimed_by=worker_identity() if run_now else None,
         heartbeat_at=now if run_now else None,
         started_at=now if run_now else None,
@@ -151,13 +200,98 @@ def create_batch(
         resource_id=batch.id,
         details={
             "total": batch.total,
+            "uploads": len(uploads),
             "certificate_id": batch.options.get("certificate_id"),
             "level": batch.options.get("level"),
             "processing": "request" if run_now else "background",
         },
     )
+    for position, upload in enumerate(uploads, start=len(body.document_ids) + 1):
+        _add_uploaded_item(
+            session,
+            principal,
+            batch,
+            position,
+            upload,
+            blobs=blobs,
+            max_file_bytes=max_file_bytes,
+        )
     session.flush()
     return batch, True
+
+
+def _add_uploaded_item(
+    session: Session,
+    principal: Principal,
+    batch: Batch,
+    position: int,
+    upload: UploadedFile,
+    *,
+    blobs: BlobStore,
+    max_file_bytes: int,
+) -> None:
+    """Store the file as a document and queue it, or record it failed: its refusal is its result."""
+    filename = upload.filename[:255] if upload.filename else None
+    try:
+        if upload.size == 0:
+            raise EmptyUpload("The uploaded file is empty.")
+        if upload.size > max_file_bytes:
+            raise PayloadTooLarge(
+                f"The file is {upload.size} bytes; the limit per document is {max_file_bytes} bytes (setting SIGNVAULT_MAX_UPLOAD_BYTES)."
+            )
+        document = documents_service.store_document(
+            session,
+            principal,
+            blobs=blobs,
+            upload=upload.file,
+            title=None,
+            description="",
+            external_reference=None,
+            filename=upload.filename,
+        )
+    except (
+        EmptyUpload,
+        PayloadTooLarge,
+        NotAPdf,
+        PdfUnreadable,
+        PdfEncrypted,
+    ) as refused:
+        session.add(
+            BatchItem(
+                batch_id=batch.id,
+                position=position,
+                document_id=None,
+                filename=filename,
+                status=ItemStatus.FAILED,
+                error_code=refused.code,
+                error_detail=refused.detail,
+                finished_at=utcnow(),
+            )
+        )
+        batch.failed += 1
+        audit_service.record(
+            session,
+            actor=principal.actor,
+            action="batch.item_failed",
+            resource_type="batch",
+            resource_id=batch.id,
+            outcome=Outcome.FAILURE,
+            details={
+                "position": position,
+                "filename": filename,
+                "code": refused.code,
+                "reason": refused.detail,
+            },
+        )
+        return
+    session.add(
+        BatchItem(
+            batch_id=batch.id,
+            position=position,
+            document_id=document.id,
+            filename=filename,
+        )
+    )
 
 
 def get_visible_batch(
@@ -298,6 +432,8 @@ def _process_item(
                 return  # another processor got there first
             batch = session.get_one(Batch, batch_id)
             principal = _owner(session, batch)
+            if item.document_id is None:
+                raise TypeError("a pending batch item always names a document")
             document = documents_service.get_visible_document(
                 session, principal, item.document_id, lock=True
             )
@@ -392,7 +528,7 @@ def _record_failure(
             outcome=Outcome.FAILURE,
             details={
                 "position": item.position,
-                "document_id": str(item.document_id),
+                "document_id": str(item.document_id) if item.document_id else None,
                 "code": code,
                 "reason": detail,
             },

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         le=120,
         description="How long to wait for the timestamp authority.",
     )
+    revocation_cache_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="B-LT/B-LTA signing reuses fetched OCSP responses and CRLs for up to this long (never past their nextUpdate); 0: fetched for every signature.",
+    )
     trust_roots_file: Path | None = Field(
         default=None,
         description="PEM bundle of the root certificates signatures are validated against (`/verify`).",
@@ -137,6 +143,11 @@ class Settings(BaseSettings):
         ge=0,
         le=1000,
         description="Batches of at most this many documents are signed during the request (201); larger ones are answered 202 and signed in the background.",
+    )
+    batch_max_upload_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1024,
+        description="Largest `POST /batches` body: its uploaded files together (each file is still held to `SIGNVAULT_MAX_UPLOAD_BYTES`).",
     )
     background_in_process: bool = Field(
         default=True,

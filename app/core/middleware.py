@@ -3,6 +3,7 @@
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 
 from fastapi import HTTPException
 from starlette.datastructures import Headers
@@ -67,23 +68,33 @@ class RequestContextMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """Refuses bodies over the limit with 413, by Content-Length or while streaming."""
+    """Refuses bodies over the limit with 413, by Content-Length or while streaming.
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    `path_limits` gives some paths their own limit and the setting that holds it
+    (a batch of uploaded files).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        path_limits: Mapping[str, tuple[int, str]] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes, setting = self.path_limits.get(
+            scope["path"], (self.max_bytes, "SIGNVAULT_MAX_UPLOAD_BYTES")
+        )
         declared = Headers(scope=scope).get("content-length")
-        if (
-            declared is not None
-            and declared.isdigit()
-            and int(declared) > self.max_bytes
-        ):
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            await self._refuse(scope, receive, send, _BodyTooLarge(max_bytes, setting))
             return
         received = 0
         response_started = False
@@ -93,8 +104,8 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge(self.max_bytes)
+                if received > max_bytes:
+                    raise _BodyTooLarge(max_bytes, setting)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -105,13 +116,14 @@ class BodySizeLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
+        except _BodyTooLarge as error:
             if response_started:
                 raise
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, error)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = _BodyTooLarge(self.max_bytes)
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, error: "_BodyTooLarge"
+    ) -> None:
         response = problem_response(
             413,
             "payload_too_large",
@@ -124,9 +136,9 @@ class BodySizeLimitMiddleware:
 
 class _BodyTooLarge(HTTPException):
     # An HTTPException, so FastAPI's body reader re-raises it instead of answering 400.
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, setting: str) -> None:
         super().__init__(
             413,
-            f"The request body exceeds the limit of {max_bytes} bytes (setting SIGNVAULT_MAX_UPLOAD_BYTES).",
+            f"The request body exceeds the limit of {max_bytes} bytes (setting {setting}).",
             headers={"Connection": "close"},
         )

@@ -9,15 +9,22 @@ builds the CMS twice), and each worker thread keeps one event loop.
 """
 
 import asyncio
+import hashlib
 import io
+import ssl
 import threading
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+import aiohttp
+import certifi
+from asn1crypto import crl as asn1_crl
 from asn1crypto import keys as asn1_keys
+from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -37,14 +44,26 @@ from pyhanko.sign.validation.pdf_embedded import (
 )
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.errors import (
+    InsufficientRevinfoError,
     PathBuildingError,
     PathValidationError,
     RevokedError,
 )
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers.util import LazySession
+from pyhanko_certvalidator.fetchers.api import (
+    CRLFetcher,
+    FetcherBackend,
+    Fetchers,
+    OCSPFetcher,
+)
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from app.core.types import utcnow
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+    from pyhanko.stamp import TextStampStyle
 
 # Room for the CMS: certificates and signature (B-B/B-T), plus the timestamp token.
 _BYTES_RESERVED = {"B-B": 16_384, "B-T": 24_576, "B-LT": 24_576, "B-LTA": 24_576}
@@ -84,6 +103,57 @@ class Appearance:
     page: int  # 1-based
     box: tuple[float, float, float, float]
     text: str | None = None
+    image: bytes | None = None  # PNG or JPEG, checked by `stamp_image`
+
+
+DEFAULT_STAMP_TEXT = "Signed by %(signer)s\n%(ts)s"
+MAX_IMAGE_BYTES = 1024 * 1024
+# A decompression-bomb guard, far above any sensible stamp image.
+_MAX_IMAGE_PIXELS = 40_000_000
+# Drawn in a box of a few hundred points: 1024 px is ~300 dpi or more.
+_STAMP_IMAGE_SIDE = 1024
+_STAMP_PADDING = 5
+
+
+def stamp_image(data: bytes) -> "PILImage":
+    """The PNG or JPEG of a visible signature, decoded, in a mode pyHanko embeds, at most 1024 px a side.
+
+    Raises:
+        EngineError: `image_too_large` (over MAX_IMAGE_BYTES or a pixel bomb), `image_invalid`.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) > MAX_IMAGE_BYTES:
+        raise EngineError(
+            "image_too_large",
+            f"The appearance image is {len(data)} bytes; the limit is {MAX_IMAGE_BYTES}.",
+        )
+    image: Image.Image
+    try:
+        image = Image.open(io.BytesIO(data), formats=("PNG", "JPEG"))
+        if image.width * image.height > _MAX_IMAGE_PIXELS:
+            raise EngineError(
+                "image_too_large",
+                f"The appearance image is {image.width}x{image.height} pixels; the limit is {_MAX_IMAGE_PIXELS} pixels.",
+            )
+        image.load()
+    except EngineError:
+        raise
+    except Image.DecompressionBombError:
+        raise EngineError(
+            "image_too_large",
+            f"The appearance image has too many pixels; the limit is {_MAX_IMAGE_PIXELS}.",
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        raise EngineError(
+            "image_invalid", "The appearance image is not a readable PNG or JPEG."
+        ) from None
+    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+        # Palettes (with or without transparency), CMYK, 16-bit: pyHanko embeds RGB(A) and grey.
+        keeps_alpha = image.mode in ("P", "PA") or "transparency" in image.info
+        image = image.convert("RGBA" if keeps_alpha else "RGB")
+    image.thumbnail((_STAMP_IMAGE_SIDE, _STAMP_IMAGE_SIDE))
+    return image
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +184,18 @@ class _FrozenAttribute(CMSAttributeProvider):
 class _PadesSignedAttributes(SignedAttributeProviderSpec):
     """What pyHanko's CAdES spec yields for PAdES without extras: signingCertificateV2, built once.
 
+    The certificate is identified by its SHA-512, not the default SHA-256: a
+    default field is filled in as a built value when parsed, and asn1crypto then
+    re-serialises the whole attribute on every dump (~10 ms a signature for an
+    issuer name of three parts, more for real ones). An explicit algorithm is
+    parsed like the rest.
+
     Setting a spec replaces pyHanko's own, so any CAdES signed attribute the
     product adds later (commitment type, signer attributes) must be yielded here.
     """
 
     def __init__(self, signing_cert: asn1_x509.Certificate) -> None:
-        self._sc2 = as_signing_certificate_v2(signing_cert).dump()
+        self._sc2 = as_signing_certificate_v2(signing_cert, hash_algo="sha512").dump()
 
     def signed_attr_providers(
         self, data_digest: bytes, digest_algorithm: str
@@ -147,6 +223,10 @@ class CachedKeySigner(signers.SimpleSigner):
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
+        # Parsed, not built: asn1crypto re-serialises a certificate built from Python
+        # values on every dump (~100 ms a signature), and caches a parsed one's DER.
+        certificate = asn1_x509.Certificate.load(certificate.dump())
+        chain = [asn1_x509.Certificate.load(c.dump()) for c in chain]
         super().__init__(
             signing_cert=certificate,
             signing_key=asn1_keys.PrivateKeyInfo.load(pkcs8),
@@ -194,6 +274,203 @@ def _hash(name: str) -> hashes.HashAlgorithm:
         raise SigningError(f"unsupported digest {name}") from None
 
 
+class RevocationCache:
+    """OCSP responses and CRLs fetched while signing, reused across signatures in this process.
+
+    Consecutive B-LT/B-LTA signatures with one signer would otherwise fetch the
+    same revocation data every time. An entry is served until the earlier of its
+    nextUpdate (less a minute, so it is still current when validated) and the
+    caller's `max_age`; data without a nextUpdate is never cached. Entries are
+    DER, parsed afresh for each use (asn1crypto objects parse lazily and are not
+    safe to share across threads). Bounded in entries and bytes, least recently
+    used first out.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 1024,
+        max_bytes: int = 64 * 1024 * 1024,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._entries: OrderedDict[Hashable, _CachedRevocation] = OrderedDict()
+        self._bytes = 0
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: Hashable, *, max_age: timedelta) -> list[bytes] | None:
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            if (
+                now >= entry.next_update - _REVOCATION_MARGIN
+                or now >= entry.stored_at + max_age
+            ):
+                self._drop(key)
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry.ders
+
+    def put(
+        self, key: Hashable, ders: list[bytes], next_update: datetime | None
+    ) -> None:
+        size = sum(len(der) for der in ders)
+        if next_update is None or size > self._max_bytes:
+            return
+        with self._lock:
+            if key in self._entries:
+                self._drop(key)
+            self._entries[key] = _CachedRevocation(ders, next_update, self._clock())
+            self._bytes += size
+            while (
+                len(self._entries) > self._max_entries or self._bytes > self._max_bytes
+            ):
+                self._drop(next(iter(self._entries)))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    def _drop(self, key: Hashable) -> None:
+        entry = self._entries.pop(key)
+        self._bytes -= sum(len(der) for der in entry.ders)
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedRevocation:
+    ders: list[bytes]
+    next_update: datetime
+    stored_at: datetime
+
+
+_REVOCATION_MARGIN = timedelta(minutes=1)
+REVOCATION_CACHE = RevocationCache()
+
+
+class _CachedOCSPFetcher(OCSPFetcher):
+    """Serves OCSP responses from the cache, fetching (and caching) the missing ones."""
+
+    def __init__(
+        self, fetcher: OCSPFetcher, cache: RevocationCache, max_age: timedelta
+    ) -> None:
+        self._fetcher = fetcher
+        self._cache = cache
+        self._max_age = max_age
+        self._served: dict[tuple[bytes, Hashable], asn1_ocsp.OCSPResponse] = {}
+
+    async def fetch(self, cert: Any, authority: Any) -> asn1_ocsp.OCSPResponse:
+        key = (_certificate_key(cert), authority.hashable)
+        cached = self._cache.get(("ocsp", *key), max_age=self._max_age)
+        if cached is not None:
+            response = asn1_ocsp.OCSPResponse.load(cached[0])
+        else:
+            response = await self._fetcher.fetch(cert, authority)
+            self._cache.put(
+                ("ocsp", *key), [response.dump()], _ocsp_next_update(response)
+            )
+        self._served[key] = response
+        return response
+
+    def fetched_responses(self) -> Iterable[asn1_ocsp.OCSPResponse]:
+        return list(self._served.values())
+
+    def fetched_responses_for_cert(self, cert: Any) -> Iterable[asn1_ocsp.OCSPResponse]:
+        subject = _certificate_key(cert)
+        return [r for (s, _), r in self._served.items() if s == subject]
+
+
+def _certificate_key(cert: Any) -> bytes:
+    """The certificate's SHA-256: issuer and serial alone may repeat across test or re-keyed PKIs."""
+    return hashlib.sha256(cert.dump()).digest()
+
+
+def _ocsp_next_update(response: asn1_ocsp.OCSPResponse) -> datetime | None:
+    """The earliest nextUpdate of the response's single responses (None if any has none)."""
+    try:
+        data = response["response_bytes"]["response"].parsed["tbs_response_data"]
+        updates: list[datetime | None] = [
+            single["next_update"].native for single in data["responses"]
+        ]
+    except (KeyError, TypeError, ValueError):
+        return None
+    known = [update for update in updates if update is not None]
+    if not known or len(known) != len(updates):
+        return None
+    return min(known)
+
+
+class _CachedCRLFetcher(CRLFetcher):
+    """Serves the CRLs for a certificate from the cache, fetching (and caching) them when missing."""
+
+    def __init__(
+        self, fetcher: CRLFetcher, cache: RevocationCache, max_age: timedelta
+    ) -> None:
+        self._fetcher = fetcher
+        self._cache = cache
+        self._max_age = max_age
+        self._served: dict[bytes, list[asn1_crl.CertificateList]] = {}
+
+    async def fetch(
+        self, cert: Any, *, use_deltas: Any = None
+    ) -> Iterable[asn1_crl.CertificateList]:
+        key = ("crl", _certificate_key(cert), use_deltas)
+        cached = self._cache.get(key, max_age=self._max_age)
+        if cached is not None:
+            crls = [asn1_crl.CertificateList.load(der) for der in cached]
+        else:
+            crls = list(await self._fetcher.fetch(cert, use_deltas=use_deltas))
+            updates = [c["tbs_cert_list"]["next_update"].native for c in crls]
+            self._cache.put(
+                key,
+                [c.dump() for c in crls],
+                None if not crls or None in updates else min(updates),
+            )
+        self._served[_certificate_key(cert)] = crls
+        return crls
+
+    def fetched_crls(self) -> Iterable[asn1_crl.CertificateList]:
+        unique = {c.dump(): c for crls in self._served.values() for c in crls}
+        return list(unique.values())
+
+    def fetched_crls_for_cert(self, cert: Any) -> Iterable[asn1_crl.CertificateList]:
+        # A KeyError when not fetched through this fetcher, as the interface asks.
+        return self._served[_certificate_key(cert)]
+
+
+class _CachingFetcherBackend(FetcherBackend):
+    """pyHanko's aiohttp fetchers behind the process-wide revocation cache (issuer certificates are not cached)."""
+
+    def __init__(self, cache: RevocationCache, max_age: timedelta) -> None:
+        # The backend takes a LazySession too (its own default is one).
+        self._backend = AIOHttpFetcherBackend(session=_HTTP)  # type: ignore[arg-type]
+        self._cache = cache
+        self._max_age = max_age
+
+    def get_fetchers(self) -> Fetchers:
+        fetchers = self._backend.get_fetchers()
+        return Fetchers(
+            ocsp_fetcher=_CachedOCSPFetcher(
+                fetchers.ocsp_fetcher, self._cache, self._max_age
+            ),
+            crl_fetcher=_CachedCRLFetcher(
+                fetchers.crl_fetcher, self._cache, self._max_age
+            ),
+            cert_fetcher=fetchers.cert_fetcher,
+        )
+
+    async def close(self) -> None:
+        await self._backend.close()  # type: ignore[no-untyped-call]
+
+
 @dataclass(frozen=True, slots=True)
 class RevocationFetching:
     """What B-LT/B-LTA signing needs: a context that fetches OCSP/CRL data, and its HTTP backend.
@@ -203,7 +480,7 @@ class RevocationFetching:
     """
 
     context: ValidationContext
-    backend: AIOHttpFetcherBackend
+    backend: FetcherBackend
 
     async def aclose(self) -> None:
         await self.context.aclose()  # type: ignore[no-untyped-call]
@@ -211,9 +488,18 @@ class RevocationFetching:
 
 
 def revocation_fetching(
-    trust_roots: Sequence[asn1_x509.Certificate], chain: Sequence[asn1_x509.Certificate]
+    trust_roots: Sequence[asn1_x509.Certificate],
+    chain: Sequence[asn1_x509.Certificate],
+    *,
+    cache: RevocationCache = REVOCATION_CACHE,
+    max_age: timedelta = timedelta(minutes=5),
 ) -> RevocationFetching:
-    backend = AIOHttpFetcherBackend()
+    """A context that collects revocation data, reusing what `cache` holds for at most `max_age` (0: fetch anew)."""
+    backend: FetcherBackend = (
+        _CachingFetcherBackend(cache, max_age)
+        if max_age > timedelta(0)
+        else AIOHttpFetcherBackend(session=_HTTP)  # type: ignore[arg-type]
+    )
     context = ValidationContext(
         trust_roots=list(trust_roots),
         other_certs=list(chain),
@@ -225,20 +511,72 @@ def revocation_fetching(
 
 
 class _ThreadLoop:
-    """One event loop per thread, closed when the thread (and so this holder) goes away."""
+    """One event loop per thread, and its HTTP session, closed when the thread (and so this holder) goes away."""
 
     def __init__(self) -> None:
         self.runner = asyncio.Runner()
+        self._client: aiohttp.ClientSession | None = None
+
+    def client(self) -> aiohttp.ClientSession:
+        """This thread's session for TSA, OCSP and CRL requests (call it on this thread's loop)."""
+        if self._client is None or self._client.closed:
+            self._client = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=_ssl_context())
+            )
+        return self._client
 
     def __del__(self) -> None:
-        # Not runner.close(): that runs the loop, and the collector may call us
-        # from a thread whose own loop is running. Nothing is pending here.
+        # Not runner.close(): the collector may call us from a thread whose own
+        # loop is running, and then the session cannot be closed here either.
         loop = self.runner.get_loop()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            if self._client is not None and not loop.is_closed():
+                loop.run_until_complete(self._client.close())
         if not loop.is_closed():
             loop.close()
 
 
 _loops = threading.local()
+
+
+def _thread_loop() -> _ThreadLoop:
+    holder: _ThreadLoop | None = getattr(_loops, "holder", None)
+    if holder is None:
+        holder = _loops.holder = _ThreadLoop()
+    return holder
+
+
+_ssl_contexts: list[ssl.SSLContext] = []
+_ssl_lock = threading.Lock()
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context for every outgoing request: loading the CA bundle costs 20-50 ms."""
+    with _ssl_lock:
+        if not _ssl_contexts:
+            _ssl_contexts.append(ssl.create_default_context(cafile=certifi.where()))
+        return _ssl_contexts[0]
+
+
+class _ThreadSessions(LazySession):
+    """Hands pyHanko's HTTP clients the calling thread's session, kept across signatures.
+
+    pyHanko's own default opens a session, with a fresh TLS context, for every
+    TSA request and every validation context: 20-50 ms a signature at B-T and
+    above. A session belongs to the event loop that made it, so each thread
+    (each with its own loop, see `_run`) has its own.
+    """
+
+    def get_session(self) -> aiohttp.ClientSession:
+        return _thread_loop().client()
+
+    async def close(self) -> None:
+        """Nothing: the session outlives the pyHanko object that used it; it closes with its thread."""
+
+
+_HTTP = _ThreadSessions()  # type: ignore[no-untyped-call]
 
 
 def _run(
@@ -248,10 +586,7 @@ def _run(
 
     Validation contexts that fetched OCSP/CRL data are closed on the same loop afterwards.
     """
-    holder = getattr(_loops, "holder", None)
-    if holder is None:
-        holder = _loops.holder = _ThreadLoop()
-    runner = holder.runner
+    runner = _thread_loop().runner
 
     async def run_and_release() -> Any:
         try:
@@ -368,13 +703,11 @@ def sign_pdf(
         certify=options.certify != Certification.NONE,
         docmdp_permissions=_DOCMDP.get(options.certify, fields.MDPPerm.FILL_FORMS),
     )
-    stamp = None
-    if options.appearance is not None:
-        from pyhanko.stamp import TextStampStyle
-
-        stamp = TextStampStyle(
-            stamp_text=options.appearance.text or "Signed by %(signer)s\n%(ts)s"
-        )
+    stamp = (
+        _stamp_style(options.appearance, with_reason=options.reason is not None)
+        if options.appearance
+        else None
+    )
     pdf_signer = signers.PdfSigner(
         metadata,
         signer=signer,
@@ -398,12 +731,12 @@ def sign_pdf(
         raise EngineError(
             "tsa_unavailable", f"The timestamp authority did not answer: {exc}"
         ) from None
-    except (PathValidationError, PathBuildingError, RevokedError) as exc:
-        raise EngineError(
-            "revocation_unavailable",
-            f"The signer's chain could not be validated for long-term data: {exc}",
-        ) from None
+    except (PathValidationError, PathBuildingError) as exc:
+        raise _chain_refusal(exc) from None
     except SigningError as exc:
+        # pyHanko wraps the signer's chain validation failure (B-LT/B-LTA).
+        if isinstance(exc.__cause__, PathValidationError | PathBuildingError):
+            raise _chain_refusal(exc.__cause__) from None
         raise EngineError(
             "signing_failed", f"The document could not be signed: {exc}"
         ) from None
@@ -412,6 +745,73 @@ def sign_pdf(
             "pdf_unreadable", f"The PDF cannot be signed: {exc}"
         ) from None
     return SignedOutput(field_name=field_name, signing_time=signing_time)
+
+
+def _stamp_style(appearance: Appearance, *, with_reason: bool) -> "TextStampStyle":
+    """Text only; with an image, the image on the left (its aspect kept) and the text beside it."""
+    from pyhanko.stamp import TextStampStyle
+
+    text = appearance.text or (
+        DEFAULT_STAMP_TEXT + ("\nReason: %(reason)s" if with_reason else "")
+    )
+    if appearance.image is None:
+        return TextStampStyle(stamp_text=text)
+    from pyhanko.pdf_utils.images import PdfImage
+    from pyhanko.pdf_utils.layout import (
+        AxisAlignment,
+        InnerScaling,
+        Margins,
+        SimpleBoxLayoutRule,
+    )
+
+    image = stamp_image(appearance.image)
+    x1, y1, x2, y2 = (int(v) for v in appearance.box)
+    pad = _STAMP_PADDING
+    width, height = x2 - x1, y2 - y1
+    # The image takes the full height it can, but never more than 40 % of the width.
+    slot = max(
+        0,
+        int(
+            min(
+                (height - 2 * pad) * image.width / image.height,
+                (width - 2 * pad) * 0.4,
+            )
+        ),
+    )
+    return TextStampStyle(
+        stamp_text=text,
+        background=PdfImage(image),
+        background_opacity=1.0,
+        background_layout=SimpleBoxLayoutRule(
+            x_align=AxisAlignment.ALIGN_MIN,
+            y_align=AxisAlignment.ALIGN_MID,
+            margins=Margins(left=pad, right=width - pad - slot, top=pad, bottom=pad),
+            inner_content_scaling=InnerScaling.STRETCH_TO_FIT,
+        ),
+        inner_content_layout=SimpleBoxLayoutRule(
+            x_align=AxisAlignment.ALIGN_MIN,
+            y_align=AxisAlignment.ALIGN_MID,
+            margins=Margins(left=slot + 2 * pad, right=pad, top=pad, bottom=pad),
+            inner_content_scaling=InnerScaling.SHRINK_TO_FIT,
+        ),
+    )
+
+
+def _chain_refusal(exc: PathValidationError | PathBuildingError) -> EngineError:
+    if isinstance(exc, RevokedError):
+        return EngineError(
+            "signer_revoked",
+            f"The signer's certificate is revoked according to its issuer: {exc}",
+        )
+    if isinstance(exc, InsufficientRevinfoError):
+        return EngineError(
+            "revocation_unavailable",
+            f"No revocation data could be fetched for the signer's chain: {exc}",
+        )
+    return EngineError(
+        "chain_invalid",
+        f"The signer's certificate chain could not be validated: {exc}",
+    )
 
 
 def _free_field_name(existing: dict[str, Any]) -> str:
@@ -465,12 +865,15 @@ _timestampers_lock = threading.Lock()
 
 
 def timestamper_for(url: str, *, timeout: int = 10) -> timestamps.HTTPTimeStamper:
-    """One HTTPTimeStamper per TSA URL and process: it caches the token size probe (a second TSA call otherwise)."""
+    """One HTTPTimeStamper per TSA URL and process: it caches the token size probe (a second TSA call otherwise).
+
+    Its requests go through the calling thread's HTTP session (`_ThreadSessions`).
+    """
     with _timestampers_lock:
         stamper = _timestampers.get(url)
         if stamper is None:
             stamper = _timestampers[url] = timestamps.HTTPTimeStamper(
-                url, timeout=timeout
+                url, timeout=timeout, session=_HTTP
             )
         return stamper
 

@@ -26,3 +26,13 @@ class NoCertificateChosen(InvalidInput):
 class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
     title = "Idempotency key used for another request"
+
+
+class AppearanceImageInvalid(InvalidInput):
+    code = "appearance_image_invalid"
+    title = "Appearance image unreadable"
+
+
+class AppearanceImageTooLarge(InvalidInput):
+    code = "appearance_image_too_large"
+    title = "Appearance image too large"

@@ -51,6 +51,10 @@ class AppearanceIn(RequestSchema):
         max_length=500,
         description="Stamp text; placeholders %(signer)s, %(ts)s and %(reason)s. Default: the signing settings' text, else signer and time.",
     )
+    image_base64: str | None = Field(
+        default=None,
+        description="A PNG or JPEG (base64, at most 1 MB decoded) drawn on the left of the stamp, the text beside it.",
+    )
 
     @field_validator("text")
     @classmethod

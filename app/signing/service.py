@@ -1,10 +1,13 @@
 """Signing stored documents with vault keys: one new version and one signature record per signature."""
 
+import base64
+import binascii
 import hashlib
 import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 from asn1crypto import x509 as asn1_x509
@@ -31,6 +34,8 @@ from app.settings import service as settings_service
 from app.settings.schemas import SigningSettings
 from app.signing import engine, validation
 from app.signing.errors import (
+    AppearanceImageInvalid,
+    AppearanceImageTooLarge,
     IdempotencyKeyReused,
     NoCertificateChosen,
     RevocationUnavailable,
@@ -64,7 +69,14 @@ class SignRequest:
             "location": options.location,
             "contact_info": options.contact_info,
             "certify": options.certify.value,
-            "appearance": [appearance.page, list(appearance.box), appearance.text]
+            "appearance": [
+                appearance.page,
+                list(appearance.box),
+                appearance.text,
+                hashlib.sha256(appearance.image).hexdigest()
+                if appearance.image
+                else None,
+            ]
             if appearance
             else None,
         }
@@ -79,6 +91,7 @@ def resolve_sign_request(session: Session, body: SignDocumentRequest) -> SignReq
 
     Raises:
         UnknownSigningProfile: the body names no existing profile (422).
+        AppearanceImageInvalid, AppearanceImageTooLarge: the appearance image (422).
     """
     profile = (
         profiles_service.profile_named(session, body.profile) if body.profile else None
@@ -105,7 +118,10 @@ def sign_request_of(
     appearance = None
     if chosen is not None:
         appearance = engine.Appearance(
-            page=chosen.page, box=chosen.box, text=chosen.text or stamp.text
+            page=chosen.page,
+            box=chosen.box,
+            text=chosen.text or stamp.text,
+            image=_appearance_image(chosen.image_base64),
         )
     elif stamp.visible and body.field_name is None:
         appearance = engine.Appearance(page=stamp.page, box=stamp.box, text=stamp.text)
@@ -127,6 +143,42 @@ def sign_request_of(
         tsa_url=str(tsa_url) if tsa_url else None,
         extra_trust_roots=validation.section_trust_roots(defaults),
     )
+
+
+def _appearance_image(encoded: str | None) -> bytes | None:
+    """The decoded image, once checked to be a PNG or JPEG the engine can draw."""
+    if encoded is None:
+        return None
+    # Base64 grows 4/3: refuse an oversized image before decoding it.
+    if len(encoded) > (engine.MAX_IMAGE_BYTES + 2) // 3 * 4 + 4:
+        raise AppearanceImageTooLarge(
+            f"The appearance image is over the limit of {engine.MAX_IMAGE_BYTES} bytes.",
+            invalid_params=[_IMAGE_PARAM],
+        )
+    try:
+        image = base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise AppearanceImageInvalid(
+            "appearance.image_base64 is not valid base64.",
+            invalid_params=[_IMAGE_PARAM],
+        ) from None
+    try:
+        engine.stamp_image(image)
+    except engine.EngineError as exc:
+        error = (
+            AppearanceImageTooLarge
+            if exc.code == "image_too_large"
+            else AppearanceImageInvalid
+        )
+        raise error(str(exc), invalid_params=[_IMAGE_PARAM]) from None
+    return image
+
+
+_IMAGE_PARAM = {
+    "name": "appearance.image_base64",
+    "in": "body",
+    "reason": "a PNG or JPEG, base64, at most 1 MB",
+}
 
 
 def previous_result(
@@ -316,9 +368,12 @@ def _sign(
             asn1_x509.Certificate.load(c.public_bytes(Encoding.DER))
             for c in certificate.chain_certificates()
         ]
-        roots = [c for c in chain if c.self_signed]
+        # asn1crypto answers "no" or "maybe" (a non-empty string either way).
+        roots = [c for c in chain if c.self_signed == "maybe"]
         revocation = engine.revocation_fetching(
-            [*trust_roots, *request.extra_trust_roots, *roots], chain
+            [*trust_roots, *request.extra_trust_roots, *roots],
+            chain,
+            max_age=timedelta(seconds=settings.revocation_cache_seconds),
         )
     namespace = str(document.id)
     before = document.latest_sha256

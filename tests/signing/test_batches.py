@@ -1,6 +1,10 @@
 """Batches: many documents, one certificate, one transaction per document, in the request or the background."""
 
+import base64
+import hashlib
 import io
+import json
+import re
 import threading
 import time
 import uuid
@@ -29,10 +33,12 @@ from tests.factories import (
     audit_events,
     bearer,
     login,
+    make_role,
     make_user,
 )
 from tests.keys import asn1_of
 from tests.license.conftest import issuer, public_key_text
+from tests.pdfs import image_xobjects, make_pdf, signature_widget, stamp_image
 from tests.signing.test_sign_api import (
     DOCS,
     Signer,
@@ -84,6 +90,16 @@ def create_batch(
         },
         headers=signer.headers,
     )
+
+
+def completed_batch(client: TestClient, headers: dict[str, str], location: str) -> Any:
+    """The batch once the background processor has completed it (or as it is after 60 s)."""
+    deadline = time.monotonic() + 60
+    while True:
+        batch = client.get(location, headers=headers).json()
+        if batch["status"] == "completed" or time.monotonic() > deadline:
+            return batch
+        time.sleep(0.2)
 
 
 def assert_valid_signature(
@@ -189,12 +205,7 @@ def test_large_batch_is_accepted_and_signed_in_the_background(
     )
     location = response.headers["location"]
     assert location == f"{BATCHES}/{accepted['id']}"
-    deadline = time.monotonic() + 60
-    while True:
-        batch = client.get(location, headers=alice.headers).json()
-        if batch["status"] == "completed" or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    batch = completed_batch(client, alice.headers, location)
     assert (batch["status"], batch["succeeded"], batch["failed"]) == (
         "completed",
         4,
@@ -435,3 +446,244 @@ def test_two_processors_at_once_each_take_a_different_batch(
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Signature)) == 4
     assert len(audit_events(session_factory, "batch.completed")) == 2
+
+
+def post_files(
+    client: TestClient,
+    headers: dict[str, str],
+    files: list[tuple[str, bytes]],
+    **options: Any,
+) -> Any:
+    return client.post(
+        BATCHES,
+        files=[("files", (name, data, "application/pdf")) for name, data in files],
+        data={"options": json.dumps(options)},
+        headers=headers,
+    )
+
+
+@pytest.mark.parametrize("settings", [{"max_upload_bytes": 4096}], indirect=True)
+def test_uploaded_files_become_documents_and_refused_files_fail_alone(
+    client: TestClient,
+    alice: Signer,
+    ca: Issued,
+    session_factory: sessionmaker[Session],
+) -> None:
+    stored = upload(client, alice.headers)
+    files = [
+        ("good.pdf", make_pdf(text="first")),
+        ("notes.txt", b"not a PDF at all"),
+        ("broken.pdf", b"%PDF-1.7\nthis is no PDF body"),
+        ("locked.pdf", make_pdf(password="secret")),
+        ("huge.pdf", make_pdf(pages=40)),  # over the 4 KB per-document limit
+        ("empty.pdf", b""),
+        ("second.pdf", make_pdf(text="second")),
+    ]
+
+    response = post_files(
+        client,
+        alice.headers,
+        files,
+        document_ids=[stored["id"]],
+        certificate_id=alice.certificate_id,
+        reason="Batch",
+    )
+
+    assert response.status_code == 201, response.text
+    batch = response.json()
+    assert (batch["status"], batch["total"], batch["succeeded"], batch["failed"]) == (
+        "completed",
+        8,
+        3,
+        5,
+    )
+    items = batch["items"]
+    assert [(i["position"], i["filename"], i["status"], i["error_code"]) for i in items] == [
+        (1, None, "signed", None),
+        (2, "good.pdf", "signed", None),
+        (3, "notes.txt", "failed", "not_a_pdf"),
+        (4, "broken.pdf", "failed", "pdf_unreadable"),
+        (5, "locked.pdf", "failed", "pdf_encrypted"),
+        (6, "huge.pdf", "failed", "payload_too_large"),
+        (7, "empty.pdf", "failed", "empty_upload"),
+        (8, "second.pdf", "signed", None),
+    ]  # fmt: skip
+    assert items[0]["document_id"] == stored["id"]
+    assert [i["document_id"] is None for i in items[2:7]] == [True] * 5
+    for item in (items[0], items[1], items[7]):
+        assert_valid_signature(client, alice, ca, item["document_id"])
+    uploaded = client.get(f"{DOCS}/{items[1]['document_id']}", headers=alice.headers)
+    assert (uploaded.json()["title"], uploaded.json()["version_count"]) == ("good", 2)
+    assert (
+        content(client, alice.headers, items[7]["document_id"], "original")
+        == (files[6][1])
+    )
+    # only the two good files were stored
+    assert client.get(DOCS, headers=alice.headers).json()["total"] == 3
+    assert len(audit_events(session_factory, "document.uploaded")) == 3
+    failures = audit_events(session_factory, "batch.item_failed")
+    assert [(f.details["filename"], f.details["code"]) for f in failures] == [
+        ("notes.txt", "not_a_pdf"),
+        ("broken.pdf", "pdf_unreadable"),
+        ("locked.pdf", "pdf_encrypted"),
+        ("huge.pdf", "payload_too_large"),
+        ("empty.pdf", "empty_upload"),
+    ]
+    [created] = audit_events(session_factory, "batch.created")
+    assert (created.details["total"], created.details["uploads"]) == (8, 7)
+
+
+@pytest.mark.parametrize("settings", [{"batch_sync_max": 1}], indirect=True)
+def test_large_batch_of_uploads_is_signed_in_the_background(
+    client: TestClient, alice: Signer, ca: Issued
+) -> None:
+    files = [(f"doc{n}.pdf", make_pdf(text=f"doc {n}")) for n in range(3)]
+
+    response = post_files(
+        client, alice.headers, files, certificate_id=alice.certificate_id
+    )
+
+    assert response.status_code == 202, response.text
+    location = response.headers["location"]
+    batch = completed_batch(client, alice.headers, location)
+    assert [(i["filename"], i["status"]) for i in batch["items"]] == [
+        ("doc0.pdf", "signed"),
+        ("doc1.pdf", "signed"),
+        ("doc2.pdf", "signed"),
+    ]
+    for item in batch["items"]:
+        assert_valid_signature(client, alice, ca, item["document_id"])
+
+
+def test_malformed_batch_requests_are_refused_whole(
+    client: TestClient,
+    alice: Signer,
+    session_factory: sessionmaker[Session],
+    hasher: PasswordHasher,
+) -> None:
+    pdf = [("a.pdf", make_pdf())]
+    no_documents = post_files(
+        client, alice.headers, [], certificate_id=alice.certificate_id
+    )
+    body = assert_problem(no_documents, 422, "validation_failed")
+    assert [p["name"] for p in body["invalid_params"]] == ["document_ids"]
+    bad_options = post_files(client, alice.headers, pdf, level="B-X")
+    body = assert_problem(bad_options, 422, "validation_failed")
+    assert [p["name"] for p in body["invalid_params"]] == ["options.level"]
+    bad_image = post_files(
+        client,
+        alice.headers,
+        pdf,
+        certificate_id=alice.certificate_id,
+        appearance={
+            "page": 1,
+            "box": [0, 0, 200, 80],
+            "image_base64": "bm90IGFuIGltYWdl",
+        },
+    )
+    assert_problem(bad_image, 422, "appearance_image_invalid")
+    assert_problem(
+        client.post(BATCHES, content=b"<batch/>", headers={**alice.headers, "Content-Type": "application/xml"}),
+        415,
+        "unsupported_media_type",
+    )  # fmt: skip
+    make_role(
+        session_factory,
+        name="sign-only",
+        entitlements=["documents:read", "documents:sign"],
+    )
+    signs_only = bearer(
+        login(
+            client,
+            make_user(session_factory, hasher, username="sam", roles=("sign-only",)),
+        )["access_token"]
+    )
+    assert_problem(
+        post_files(client, signs_only, pdf, certificate_id=alice.certificate_id),
+        403,
+        "forbidden",
+    )
+    assert client.get(BATCHES, headers=alice.headers).json()["total"] == 0
+    assert client.get(DOCS, headers=alice.headers).json()["total"] == 0
+
+
+@pytest.mark.parametrize("settings", [{"batch_max_upload_bytes": 8192}], indirect=True)
+def test_batch_body_over_its_own_limit_is_413(
+    client: TestClient, alice: Signer
+) -> None:
+    files = [(f"doc{n}.pdf", make_pdf(pages=3)) for n in range(4)]  # ~12 KB together
+    response = post_files(
+        client, alice.headers, files, certificate_id=alice.certificate_id
+    )
+    body = assert_problem(response, 413, "payload_too_large")
+    assert "SIGNVAULT_BATCH_MAX_UPLOAD_BYTES" in body["detail"]
+    assert client.get(DOCS, headers=alice.headers).json()["total"] == 0
+
+
+def test_idempotency_key_with_uploads_compares_the_files(
+    client: TestClient, alice: Signer, session_factory: sessionmaker[Session]
+) -> None:
+    headers = {**alice.headers, "Idempotency-Key": "upload-batch-1"}
+    files = [("a.pdf", make_pdf(text="a"))]
+
+    first = post_files(client, headers, files, certificate_id=alice.certificate_id)
+    again = post_files(client, headers, files, certificate_id=alice.certificate_id)
+    other = post_files(
+        client,
+        headers,
+        [("a.pdf", make_pdf(text="other"))],
+        certificate_id=alice.certificate_id,
+    )
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json()
+    assert_problem(other, 409, "idempotency_key_reused")
+    assert len(audit_events(session_factory, "document.uploaded")) == 1
+    assert len(audit_events(session_factory, "document.signed")) == 1
+
+
+def test_openapi_documents_both_batch_bodies(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"][BATCHES]["post"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "multipart/form-data"}
+    assert "document_ids" in body["application/json"]["schema"]["properties"]
+    assert "files" in body["multipart/form-data"]["schema"]["properties"]
+    refs = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(body))
+    assert refs
+    assert set(refs) <= set(schema["components"]["schemas"])
+
+
+def test_batch_with_an_appearance_image_stamps_every_document(
+    client: TestClient, alice: Signer, ca: Issued
+) -> None:
+    image = stamp_image()
+    documents = [upload(client, alice.headers)["id"] for _ in range(2)]
+
+    response = create_batch(
+        client,
+        alice,
+        documents,
+        field_name="Approval",
+        appearance={
+            "page": 1,
+            "box": [40, 40, 300, 120],
+            "image_base64": base64.b64encode(image).decode(),
+        },
+    )
+
+    assert response.status_code == 201, response.text
+    batch = response.json()
+    assert batch["succeeded"] == 2
+    # read back by digest, not as 1 MB of base64 in every read
+    assert batch["options"]["appearance"] == {
+        "page": 1,
+        "box": [40.0, 40.0, 300.0, 120.0],
+        "text": None,
+        "image_sha256": hashlib.sha256(image).hexdigest(),
+    }
+    for document_id in documents:
+        assert_valid_signature(client, alice, ca, document_id)
+        widget = signature_widget(
+            content(client, alice.headers, document_id), 1, "Approval"
+        )
+        assert len(image_xobjects(widget["/AP"]["/N"])) == 1

@@ -1,20 +1,24 @@
 """The signing engine against pyHanko's validator, a live test PKI (certomancer) and independent tools."""
 
+import hashlib
 import io
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.timestamps import HTTPTimeStamper
 
 from app.signing.engine import (
+    MAX_IMAGE_BYTES,
     Appearance,
     CachedKeySigner,
     Certification,
     EngineError,
     PadesLevel,
+    RevocationCache,
     RevocationFetching,
     SignOptions,
     revocation_fetching,
@@ -22,9 +26,10 @@ from app.signing.engine import (
     timestamper_for,
     validate_pdf,
 )
+from app.signing.engine import stamp_image as stamp_image_of
 from tests.independent import check_signed_pdf, missing_tools
 from tests.keys import Issued, asn1_of, issue, make_ca, pem_of, signer_of
-from tests.pdfs import make_pdf
+from tests.pdfs import image_xobjects, make_pdf, signature_widget, stamp_image
 from tests.pki import TestPki, running_pki
 
 
@@ -200,13 +205,83 @@ def test_visible_appearance_is_on_the_requested_page_and_box(ca: Issued) -> None
             ),
         ),
     )
-    reader = PdfFileReader(io.BytesIO(signed))
-    page2 = reader.root["/Pages"]["/Kids"][1].get_object()
-    widgets = [a.get_object() for a in page2["/Annots"]]
-    [widget] = [w for w in widgets if w.get("/T") == "Approval"]
+    widget = signature_widget(signed, 2, "Approval")
     assert [float(v) for v in widget["/Rect"]] == [50.0, 60.0, 250.0, 120.0]
     assert "/AP" in widget
+    assert image_xobjects(widget["/AP"]["/N"]) == []
+    reader = PdfFileReader(io.BytesIO(signed))
     assert "/Annots" not in reader.root["/Pages"]["/Kids"][0].get_object()
+
+
+@pytest.mark.parametrize(
+    ("image_format", "size"), [("PNG", (300, 150)), ("JPEG", (2400, 600))]
+)
+def test_appearance_image_is_drawn_in_the_stamp(
+    ca: Issued, tmp_path: Path, image_format: str, size: tuple[int, int]
+) -> None:
+    signed = sign(
+        make_pdf(pages=2),
+        signer_of(issue(ca, "Alice"), ca),
+        SignOptions(
+            field_name="Approval",
+            reason="Approved",
+            appearance=Appearance(
+                page=2,
+                box=(50, 60, 350, 160),
+                image=stamp_image(image_format, size),
+            ),
+        ),
+    )
+    widget = signature_widget(signed, 2, "Approval")
+    assert [float(v) for v in widget["/Rect"]] == [50.0, 60.0, 350.0, 160.0]
+    [image] = image_xobjects(widget["/AP"]["/N"])
+    # PNG keeps its transparency as a soft mask; large images are scaled down to 1024 px.
+    assert ("/SMask" in image) == (image_format == "PNG")
+    assert max(image["/Width"], image["/Height"]) == min(max(size), 1024)
+    [report] = validate_pdf(
+        io.BytesIO(signed), trust_roots=[asn1_of(ca)], allow_fetching=False
+    )
+    assert (report.bottom_line, report.field_name) == (True, "Approval")
+    if not missing_tools():
+        path = tmp_path / "stamped.pdf"
+        path.write_bytes(signed)
+        independent = check_signed_pdf(path, [pem_of(ca)], tmp_path)
+        assert (independent.pdfsig_valid, independent.qpdf_ok) == ([True], True)
+        assert independent.openssl_ok == [True]
+
+
+def bomb_png() -> bytes:
+    """A tiny PNG that claims 50 million pixels (all white: it compresses to almost nothing)."""
+    buffer = io.BytesIO()
+    Image.new("1", (10_000, 5_000), 1).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("image", "code"),
+    [
+        (b"GIF89a not what we take", "image_invalid"),
+        (stamp_image()[:200], "image_invalid"),
+        (b"\x89PNG" + bytes(MAX_IMAGE_BYTES), "image_too_large"),
+        (bomb_png(), "image_too_large"),
+    ],
+    ids=["not-an-image", "truncated", "over-1-MB", "pixel-bomb"],
+)
+def test_unusable_appearance_images_are_refused(
+    ca: Issued, image: bytes, code: str
+) -> None:
+    with pytest.raises(EngineError) as refused:
+        stamp_image_of(image)
+    assert refused.value.code == code
+    with pytest.raises(EngineError) as refused:
+        sign(
+            make_pdf(),
+            signer_of(issue(ca, "A"), ca),
+            SignOptions(
+                appearance=Appearance(page=1, box=(0, 0, 200, 80), image=image)
+            ),
+        )
+    assert refused.value.code == code
 
 
 @pytest.mark.parametrize(
@@ -292,3 +367,124 @@ def test_revoked_signer_is_reported_revoked(pki: TestPki) -> None:
     )
     assert report.revocation == "revoked"
     assert report.bottom_line is False
+
+
+def sign_long_term(
+    pki: TestPki, label: str, cache: RevocationCache, max_age: timedelta
+) -> bytes:
+    return sign(
+        make_pdf(),
+        pki_signer(pki, label),
+        SignOptions(level=PadesLevel.B_LT),
+        timestamper=timestamper_for(pki.tsa_url),
+        revocation=revocation_fetching(
+            [pki.root], [pki.interm], cache=cache, max_age=max_age
+        ),
+    )
+
+
+def test_consecutive_long_term_signatures_fetch_revocation_data_once(
+    pki: TestPki,
+) -> None:
+    cache = RevocationCache()
+    ocsp, crls = pki.requests_to("ocsp"), pki.requests_to("crls")
+
+    signed = [
+        sign_long_term(pki, "alice", cache, timedelta(minutes=5)) for _ in range(2)
+    ]
+
+    # the signer's OCSP response and the issuing CA's CRL, each fetched once
+    assert (pki.requests_to("ocsp") - ocsp, pki.requests_to("crls") - crls) == (1, 1)
+    for pdf in signed:
+        [report] = validate_pdf(
+            io.BytesIO(pdf), trust_roots=[pki.root], allow_fetching=False
+        )
+        assert (report.pades_level, report.bottom_line) == ("B-LT", True)
+
+
+@pytest.mark.parametrize(
+    ("max_age", "later"),
+    [
+        (timedelta(minutes=5), timedelta(minutes=5, seconds=1)),
+        # the responder's answers are good for 10 minutes: never used past that
+        (timedelta(hours=1), timedelta(minutes=9, seconds=30)),
+    ],
+    ids=["past-max-age", "past-next-update"],
+)
+def test_cached_revocation_data_expires(
+    pki: TestPki, max_age: timedelta, later: timedelta
+) -> None:
+    now = [datetime.now(UTC)]
+    cache = RevocationCache(clock=lambda: now[0])
+    ocsp = pki.requests_to("ocsp")
+    sign_long_term(pki, "alice", cache, max_age)
+    sign_long_term(pki, "alice", cache, max_age)
+    assert pki.requests_to("ocsp") - ocsp == 1
+
+    now[0] += later
+    sign_long_term(pki, "alice", cache, max_age)
+
+    assert pki.requests_to("ocsp") - ocsp == 2
+
+
+def test_revoked_signer_is_refused_at_long_term_levels_every_time(
+    pki: TestPki,
+) -> None:
+    cache = RevocationCache()
+    for _ in range(2):
+        with pytest.raises(EngineError) as refused:
+            sign_long_term(pki, "revoked", cache, timedelta(minutes=5))
+        assert refused.value.code == "signer_revoked"
+
+
+def test_revocation_cache_is_bounded_and_keeps_only_data_with_a_next_update() -> None:
+    now = datetime.now(UTC)
+    cache = RevocationCache(max_entries=2, max_bytes=10, clock=lambda: now)
+    later = now + timedelta(hours=1)
+    age = timedelta(minutes=5)
+    cache.put("a", [b"aaa"], later)
+    cache.put("b", [b"bbb"], later)
+    assert cache.get("a", max_age=age) == [b"aaa"]  # now the most recently used
+    cache.put("c", [b"ccc"], later)
+    assert [cache.get(k, max_age=age) for k in "abc"] == [[b"aaa"], None, [b"ccc"]]
+    cache.put("d", [b"dddddddd"], later)  # over 10 bytes in all: the oldest go
+    assert [cache.get(k, max_age=age) for k in "acd"] == [None, None, [b"dddddddd"]]
+    cache.put("e", [b"e"], None)
+    cache.put("f", [b"f" * 11], later)
+    assert [cache.get(k, max_age=age) for k in "ef"] == [None, None]
+
+
+def test_unreachable_revocation_responders_refuse_long_term_levels(
+    tmp_path: Path,
+) -> None:
+    with running_pki(tmp_path) as pki:
+        signer = pki_signer(pki, "alice")
+        pki.stop()
+        with pytest.raises(EngineError) as refused:
+            sign(
+                make_pdf(),
+                signer,
+                SignOptions(level=PadesLevel.B_LT),
+                timestamper=timestamper_for(pki.tsa_url),
+                revocation=revocation_fetching(
+                    [pki.root], [pki.interm], cache=RevocationCache()
+                ),
+            )
+    assert refused.value.code == "revocation_unavailable"
+
+
+def test_signing_certificate_v2_names_the_signer_by_its_sha512(pki: TestPki) -> None:
+    # An explicit (non-default) hash algorithm keeps the attribute a parsed value,
+    # which asn1crypto dumps without re-serialising it for every signature.
+    signed = sign(make_pdf(), pki_signer(pki, "alice"), SignOptions())
+    [embedded] = PdfFileReader(io.BytesIO(signed)).embedded_signatures
+    [attribute] = [
+        a
+        for a in embedded.signer_info["signed_attrs"]
+        if a["type"].native == "signing_certificate_v2"
+    ]
+    [cert_id] = attribute["values"][0]["certs"]
+    assert cert_id["hash_algorithm"]["algorithm"].native == "sha512"
+    assert (
+        cert_id["cert_hash"].native == hashlib.sha512(pki.cert("alice").dump()).digest()
+    )

@@ -1,5 +1,6 @@
 """Signing over HTTP with vault certificates: records, versions, refusals that change nothing, retries."""
 
+import base64
 import io
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ from tests.factories import (
 )
 from tests.keys import asn1_of
 from tests.license.conftest import issuer, make_license, public_key_text
-from tests.pdfs import make_pdf
+from tests.pdfs import image_xobjects, make_pdf, signature_widget, stamp_image
 from tests.pki import TestPki, running_pki
 
 DOCS = "/api/v1/documents"
@@ -211,6 +212,40 @@ def test_second_signature_keeps_the_first_valid(
     ] == [2, 3]
 
 
+def appearance_with_image(image_base64: str) -> dict[str, Any]:
+    return {
+        "appearance": {
+            "page": 1,
+            "box": [40, 40, 300, 120],
+            "image_base64": image_base64,
+        }
+    }
+
+
+def test_appearance_image_is_drawn_in_the_signed_stamp(
+    client: TestClient, alice: Signer, ca: Issued
+) -> None:
+    document = upload(client, alice.headers)
+    response = client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={
+            "certificate_id": alice.certificate_id,
+            "field_name": "Approval",
+            **appearance_with_image(base64.b64encode(stamp_image("JPEG")).decode()),
+        },
+        headers=alice.headers,
+    )
+    assert response.status_code == 201, response.text
+    signed = content(client, alice.headers, document["id"])
+    widget = signature_widget(signed, 1, "Approval")
+    assert [float(v) for v in widget["/Rect"]] == [40.0, 40.0, 300.0, 120.0]
+    assert len(image_xobjects(widget["/AP"]["/N"])) == 1
+    [report] = validate_pdf(
+        io.BytesIO(signed), trust_roots=[asn1_of(ca)], allow_fetching=False
+    )
+    assert report.bottom_line
+
+
 def count_signatures(session_factory: sessionmaker[Session]) -> int:
     with session_factory() as session:
         return session.scalar(select(func.count()).select_from(Signature)) or 0
@@ -238,6 +273,26 @@ def assert_unchanged(
         ({"appearance": {"page": 7, "box": [0, 0, 10, 10]}}, 422, "signing_refused"),
         ({"level": "B-T"}, 422, "signing_refused"),
         ({"certify": "sometimes"}, 422, "validation_failed"),
+        (appearance_with_image("not base64!"), 422, "appearance_image_invalid"),
+        (
+            appearance_with_image(base64.b64encode(b"%PDF-1.7 no image").decode()),
+            422,
+            "appearance_image_invalid",
+        ),
+        (
+            appearance_with_image("A" * 1_500_000),
+            422,
+            "appearance_image_too_large",
+        ),
+    ],
+    ids=[
+        "unknown-level",
+        "no-such-page",
+        "b-t-without-tsa",
+        "unknown-certify",
+        "image-not-base64",
+        "image-not-an-image",
+        "image-too-large",
     ],
 )
 def test_refused_requests_change_nothing(
@@ -428,6 +483,89 @@ def test_b_t_through_the_api_uses_the_configured_tsa(
         io.BytesIO(signed), trust_roots=[asn1_of(ca), pki.root], allow_fetching=False
     )
     assert (report.pades_level, report.timestamp_valid) == ("B-T", True)
+
+
+@contextmanager
+def admin_with_pki_signer(
+    settings: Settings, admin: Credentials, pki: TestPki, label: str
+) -> Iterator[tuple[TestClient, dict[str, str], str]]:
+    """An app using the PKI's TSA, and the administrator assigned the PKI's `label` certificate."""
+    app = create_app(settings.model_copy(update={"tsa_url": pki.tsa_url}))
+    try:
+        with TestClient(app) as client:
+            headers = bearer(login(client, admin)["access_token"])
+            imported = client.post(
+                "/api/v1/certificates/base64",
+                json={
+                    "pkcs12_base64": base64.b64encode(
+                        pki.pkcs12(label, b"p12-pass")
+                    ).decode(),
+                    "password": "p12-pass",
+                },
+                headers=headers,
+            )
+            assert imported.status_code == 201, imported.text
+            assigned = client.post(
+                f"/api/v1/certificates/{imported.json()['id']}/assignments",
+                json={"user_id": str(admin.user_id)},
+                headers=headers,
+            )
+            assert assigned.status_code == 201, assigned.text
+            yield client, headers, imported.json()["id"]
+    finally:
+        app.state.engine.dispose()
+
+
+def test_long_term_signatures_through_the_api_reuse_revocation_data(
+    settings: Settings, admin: Credentials, pki: TestPki
+) -> None:
+    with admin_with_pki_signer(settings, admin, pki, "bob") as (
+        client,
+        headers,
+        certificate_id,
+    ):
+        ocsp = pki.requests_to("ocsp")
+        signed = []
+        for _ in range(2):
+            document = upload(client, headers)
+            response = client.post(
+                f"{DOCS}/{document['id']}/sign",
+                json={"certificate_id": certificate_id, "level": "B-LT"},
+                headers=headers,
+            )
+            assert response.status_code == 201, response.text
+            signed.append(content(client, headers, document["id"]))
+    for pdf in signed:
+        [report] = validate_pdf(
+            io.BytesIO(pdf), trust_roots=[pki.root], allow_fetching=False
+        )
+        assert (report.pades_level, report.bottom_line) == ("B-LT", True)
+    assert pki.requests_to("ocsp") - ocsp == 1
+
+
+def test_signer_revoked_by_its_ca_is_refused_at_long_term_levels(
+    settings: Settings,
+    admin: Credentials,
+    pki: TestPki,
+    session_factory: sessionmaker[Session],
+) -> None:
+    with admin_with_pki_signer(settings, admin, pki, "revoked") as (
+        client,
+        headers,
+        certificate_id,
+    ):
+        document = upload(client, headers)
+        for _ in range(2):  # the second time from the revocation cache
+            refused = client.post(
+                f"{DOCS}/{document['id']}/sign",
+                json={"certificate_id": certificate_id, "level": "B-LT"},
+                headers=headers,
+            )
+            body = assert_problem(refused, 422, "signing_refused")
+            assert body["reason_code"] == "signer_revoked"
+        after = client.get(f"{DOCS}/{document['id']}", headers=headers).json()
+    assert (after["version_count"], after["sha256"]) == (1, document["sha256"])
+    assert count_signatures(session_factory) == 0
 
 
 def test_unreachable_tsa_is_502_and_changes_nothing(
