@@ -39,7 +39,13 @@ def ca() -> Issued:
 
 @pytest.fixture
 def settings(settings: Settings, issuer: Ed25519PrivateKey) -> Settings:
-    return settings.model_copy(update={"license_public_key": public_key_text(issuer)})
+    # No in-process worker: it would claim the day's scan before the test does.
+    return settings.model_copy(
+        update={
+            "license_public_key": public_key_text(issuer),
+            "background_in_process": False,
+        }
+    )
 
 
 @pytest.fixture
@@ -282,25 +288,31 @@ def test_a_claim_in_progress_makes_a_second_worker_wait_then_skip(
         )
         with ThreadPoolExecutor(1) as pool:
             second = pool.submit(scans.run_due_scans, session_factory, now=now)
-            wait_for_a_lock_waiter(first)
-            assert not second.done()
-            first.commit()
+            try:
+                wait_for_a_lock_waiter(session_factory)
+                assert not second.done()
+            finally:
+                first.commit()  # never leave the second claimer blocked behind a failure
             assert second.result(timeout=30) == 0
     finally:
         first.close()
     assert outbox_payloads(session_factory, Event.CERTIFICATE_EXPIRING) == []
 
 
-def wait_for_a_lock_waiter(session: Session, timeout: float = 30) -> None:
-    """Until another backend waits on a lock (PostgreSQL's view of it, no guessing)."""
+def wait_for_a_lock_waiter(factory: sessionmaker[Session], timeout: float = 30) -> None:
+    """Until another backend waits on a lock (PostgreSQL's view of it, no guessing).
+
+    Each look is its own transaction: pg_stat_activity is a snapshot per transaction.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        waiting = session.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        with factory() as session:
+            waiting = session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
             )
-        )
         if waiting:
             return
         time.sleep(0.01)
