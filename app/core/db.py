@@ -62,13 +62,40 @@ def make_engine(url: str, *, sqlite_busy_timeout: float = 30.0) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _begin_immediate(connection: Any) -> None:
-        # IMMEDIATE takes the write lock up front: a deferred transaction that read
-        # first and writes later fails with SQLITE_BUSY under concurrency instead of waiting.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    @event.listens_for(engine, "before_cursor_execute")
+    def _lock_before_first_write(
+        connection: Any,
+        cursor: Any,
+        statement: str,
+        _parameters: Any,
+        context: Any,
+        _executemany: bool,
+    ) -> None:
+        # Until a transaction writes, its reads run one by one in autocommit, each
+        # seeing the latest commit (like PostgreSQL's READ COMMITTED), and hold no
+        # lock. Its first write, or a read FOR UPDATE, begins IMMEDIATE: it waits for
+        # SQLite's one write lock and holds it to the end, so from there on it is
+        # serialised with every other writer. (A deferred BEGIN that read first and
+        # writes later would fail with SQLITE_BUSY instead of waiting.) The lock is
+        # thus held for the writing end of a request, not while it signs.
+        dbapi_connection = cursor.connection
+        if dbapi_connection.in_transaction or not connection.in_transaction():
+            return
+        if _reads_only(statement, context):
+            return
+        dbapi_connection.execute("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _reads_only(statement: str, context: Any) -> bool:
+    if statement.lstrip()[:6].upper() != "SELECT":
+        return False
+    compiled = getattr(context, "compiled", None)
+    # SQLite drops FOR UPDATE from the SQL; the statement object still says it.
+    return (
+        getattr(getattr(compiled, "statement", None), "_for_update_arg", None) is None
+    )
 
 
 def upsert_into(session: Session, table: Any) -> postgresql.Insert | sqlite.Insert:

@@ -11,7 +11,7 @@ from app.access.entitlements import Entitlement
 from app.access.policy import require
 from app.access.principal import Principal
 from app.core.deps import SessionDep, SettingsDep
-from app.core.errors import Forbidden, InvalidInput, problem_responses
+from app.core.errors import InvalidInput, problem_responses
 from app.core.routing import AppRoute
 from app.documents import service as documents_service
 from app.documents.deps import UPLOAD_BODY, BlobsDep, ReceivedUpload, receive_upload
@@ -182,45 +182,28 @@ def sign_upload(
 ) -> FileResponse:
     """One-shot: upload and sign in one call; answers the signed PDF and keeps document and signature records."""
     body = _options_from_form(upload.fields.get("options"))
-    sign_request = signing_service.resolve_sign_request(session, body)
-    earlier = signing_service.previous_result(
-        session, principal, key=idempotency_key, request=sign_request
+    signature = signing_service.sign_upload(
+        session,
+        principal,
+        vault=request.app.state.vault,
+        blobs=blobs,
+        settings=settings,
+        trust_roots=request.app.state.trust_roots,
+        upload=upload.file,
+        title=upload.fields.get("title"),
+        external_reference=upload.fields.get("external_reference"),
+        filename=upload.filename,
+        request=signing_service.resolve_sign_request(session, body),
+        idempotency_key=idempotency_key,
     )
-    if earlier is None:
-        if not principal.has(Entitlement.DOCUMENTS_WRITE):
-            raise Forbidden(
-                "The one-shot /sign stores the document too: it needs 'documents:write' as well."
-            )
-        document = documents_service.store_document(
-            session,
-            principal,
-            blobs=blobs,
-            upload=upload.file,
-            title=upload.fields.get("title"),
-            description="",
-            external_reference=upload.fields.get("external_reference"),
-            filename=upload.filename,
-            max_bytes=settings_service.documents(session).max_upload_bytes,
-        )
-        earlier = signing_service.sign_document(
-            session,
-            principal,
-            vault=request.app.state.vault,
-            blobs=blobs,
-            settings=settings,
-            trust_roots=request.app.state.trust_roots,
-            document=document,
-            request=sign_request,
-            idempotency_key=idempotency_key,
-        )
     return FileResponse(
-        blobs.path(str(earlier.document_id), earlier.sha256_after),
+        blobs.path(str(signature.document_id), signature.sha256_after),
         media_type="application/pdf",
         filename="signed.pdf",
         headers={
-            "X-Document-ID": str(earlier.document_id),
-            "X-Signature-ID": str(earlier.id),
-            "X-Content-SHA256": earlier.sha256_after,
+            "X-Document-ID": str(signature.document_id),
+            "X-Signature-ID": str(signature.id),
+            "X-Content-SHA256": signature.sha256_after,
         },
     )
 
