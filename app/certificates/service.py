@@ -814,10 +814,6 @@ def record_key_refused(
     )
 
 
-def vault_version(session: Session) -> int:
-    return session.scalar(select(VaultState.version).where(VaultState.id == 1)) or 0
-
-
 def invalidate_signers(session: Session) -> None:
     """Make every process drop its cached signers (at this transaction's commit)."""
     session.execute(

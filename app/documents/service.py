@@ -68,7 +68,7 @@ def store_document(
         PdfEncrypted: a password-protected PDF (422).
     """
     accepted = accept_upload(session, blobs=blobs, upload=upload, max_bytes=max_bytes)
-    return record_document(
+    document = record_document(
         session,
         principal,
         accepted,
@@ -77,6 +77,8 @@ def store_document(
         external_reference=external_reference,
         filename=filename,
     )
+    session.flush()  # the caller answers with the row's defaults (created_at)
+    return document
 
 
 def accept_upload(
@@ -125,7 +127,10 @@ def record_document(
     external_reference: str | None,
     filename: str | None = None,
 ) -> Document:
-    """Record an accepted upload as a new document with its version 1, audited."""
+    """Record an accepted upload as a new document with its version 1, audited.
+
+    Not flushed: a one-shot signature changes the document before its first write.
+    """
     stored, facts = accepted.blob, accepted.facts
     document = Document(
         id=accepted.document_id,
@@ -149,7 +154,6 @@ def record_document(
             document_id=document.id, number=1, sha256=stored.sha256, size=stored.size
         )
     )
-    session.flush()
     _audit(
         session,
         principal,

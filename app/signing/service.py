@@ -398,10 +398,10 @@ def _signing_key(
     request: SignRequest,
 ) -> _SigningKey:
     """The certificate and its signer, if the principal may sign with them now (reads only)."""
-    signer = vault.signer_for(session, principal, certificate_id)
+    certificate, signer = vault.key_for(session, principal, certificate_id)
     if request.options.level in (engine.PadesLevel.B_LT, engine.PadesLevel.B_LTA):
         license_service.require_feature(session, Feature.LTV, actor=principal.actor)
-    return _SigningKey(session.get_one(SigningCertificate, certificate_id), signer)
+    return _SigningKey(certificate, signer)
 
 
 def _sign_blob(
