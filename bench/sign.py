@@ -320,7 +320,8 @@ def http_path(
     with served(workers, licence, public_key, database_url) as base:
         token, options = prepare(base, licence, p12)
         request = sign_request(base, token, options, pdf)
-        drive(base, request, clients, min(seconds, 2))  # warm-up: lazy imports, key cache
+        # Warm-up: lazy imports, the signer cache, the first pages of the database.
+        drive(base, request, clients, min(seconds, 2))
         per_second = drive(base, request, clients, seconds)
         print(
             f"{'HTTP POST /api/v1/sign, ' + str(workers) + ' worker(s), ' + str(clients) + ' clients':<58} {per_second:9.1f} /s",

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Exists, false, select, true, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app.access import service as access_service
 from app.access.entitlements import ALL as ALL_ENTITLEMENTS
@@ -519,15 +519,19 @@ def _resolve_principal(session: Session, claims: AccessClaims) -> Principal:
         subject = None
     if claims.kind == "user" and subject is not None:
         # One round trip for the usual case: the user with the token's standing.
-        found = session.execute(
-            select(
-                User,
-                _token_revoked(claims).label("revoked"),
-                _session_alive(claims).label("alive"),
+        found = (
+            session.execute(
+                select(
+                    User,
+                    _token_revoked(claims).label("revoked"),
+                    _session_alive(claims).label("alive"),
+                )
+                .where(User.id == subject)
+                .options(joinedload(User.roles))
             )
-            .where(User.id == subject)
-            .options(selectinload(User.roles))
-        ).one_or_none()
+            .unique()
+            .one_or_none()
+        )
         revoked, alive = (
             (found.revoked, found.alive)
             if found is not None

@@ -3,7 +3,7 @@ from typing import Annotated, Any
 
 from asn1crypto import x509 as asn1_x509
 from fastapi import APIRouter, Depends, Header, Request, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -81,6 +81,9 @@ def _validation_roots(
         session, request.app.state.trust_roots, settings_service.signing(session)
     )
 
+
+# A signed PDF up to this size is answered from memory; a larger one is streamed.
+IN_MEMORY_ANSWER_BYTES = 1024 * 1024
 
 SignPrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_SIGN))]
 ReadPrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_READ))]
@@ -179,7 +182,7 @@ def sign_upload(
     blobs: BlobsDep,
     upload: Annotated[ReceivedUpload, Depends(receive_upload)],
     idempotency_key: IdempotencyKey = None,
-) -> FileResponse:
+) -> Response:
     """One-shot: upload and sign in one call; answers the signed PDF and keeps document and signature records."""
     body = _options_from_form(upload.fields.get("options"))
     signature = signing_service.sign_upload(
@@ -196,15 +199,22 @@ def sign_upload(
         request=signing_service.resolve_sign_request(session, body),
         idempotency_key=idempotency_key,
     )
-    return FileResponse(
-        blobs.path(str(signature.document_id), signature.sha256_after),
+    path = blobs.path(str(signature.document_id), signature.sha256_after)
+    headers = {
+        "X-Document-ID": str(signature.document_id),
+        "X-Signature-ID": str(signature.id),
+        "X-Content-SHA256": signature.sha256_after,
+    }
+    if path.stat().st_size > IN_MEMORY_ANSWER_BYTES:
+        return FileResponse(
+            path, media_type="application/pdf", filename="signed.pdf", headers=headers
+        )
+    # Read here, in the worker thread: FileResponse's own thread-pool hops (stat,
+    # open, read, close) cost more than reading a small file.
+    return Response(
+        path.read_bytes(),
         media_type="application/pdf",
-        filename="signed.pdf",
-        headers={
-            "X-Document-ID": str(signature.document_id),
-            "X-Signature-ID": str(signature.id),
-            "X-Content-SHA256": signature.sha256_after,
-        },
+        headers={**headers, "Content-Disposition": 'attachment; filename="signed.pdf"'},
     )
 
 
