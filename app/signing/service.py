@@ -4,12 +4,14 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import IO, Any
 
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -296,6 +298,7 @@ def sign_upload(
             namespace=str(accepted.document_id),
             before=accepted.blob.sha256,
             request=request,
+            opened=accepted.facts.reader,
         )
         document = documents_service.record_document(
             session,
@@ -415,8 +418,12 @@ def _sign_blob(
     namespace: str,
     before: str,
     request: SignRequest,
+    opened: PdfFileReader | None = None,
 ) -> _SignedBlob:
-    """Sign the blob `before` into a new blob of the same namespace (no database write)."""
+    """Sign the blob `before` into a new blob of the same namespace (no database write).
+
+    `opened`: the blob's content already parsed (a one-shot upload), not read again.
+    """
     options = request.options
     if options.signer_name is None:
         options = replace(options, signer_name=principal.name)
@@ -439,7 +446,13 @@ def _sign_blob(
             [*trust_roots, *request.extra_trust_roots, *roots], chain
         )
     signing_time = utcnow()
-    with blobs.open(namespace, before) as source, blobs.spool() as target:
+    with ExitStack() as files:
+        source = (
+            opened
+            if opened is not None
+            else files.enter_context(blobs.open(namespace, before))
+        )
+        target = files.enter_context(blobs.spool())
         try:
             output = engine.sign_pdf(
                 source,
