@@ -134,6 +134,7 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
             yield session
         committed = True
     finally:
+        committed = committed or bool(session.info.pop(_COMMITTED, False))
         deferred = session.info.pop("after_transaction", [])
         on_commit_work = session.info.pop("on_commit", [])
         on_rollback_work = session.info.pop("on_rollback", [])
@@ -143,6 +144,22 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
                 work(own)
         for action in on_commit_work if committed else on_rollback_work:
             action()
+
+
+_COMMITTED = "committed_early"
+
+
+def commit_now(session: Session) -> None:
+    """Commit the request's transaction here, in the route's thread, not at the end.
+
+    `get_session` commits once the route has returned, a thread-pool hop later:
+    under load that is milliseconds during which the transaction's locks stay
+    held (SQLite's one write lock; row locks such as the licence counters'). A
+    route whose writes are done calls this, and does not use the session again.
+    The `on_commit` actions still run when the request's unit of work ends.
+    """
+    session.commit()
+    session.info[_COMMITTED] = True
 
 
 def after_transaction(session: Session, work: Callable[[Session], None]) -> None:

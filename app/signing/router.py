@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app.access.entitlements import Entitlement
 from app.access.policy import require
 from app.access.principal import Principal
+from app.core.db import commit_now
 from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import InvalidInput, problem_responses
 from app.core.routing import AppRoute
@@ -117,7 +118,7 @@ def sign_document(
     document = documents_service.get_visible_document(
         session, principal, document_id, lock=True
     )
-    return signing_service.sign_document(
+    signature = signing_service.sign_document(
         session,
         principal,
         vault=request.app.state.vault,
@@ -128,6 +129,8 @@ def sign_document(
         request=signing_service.resolve_sign_request(session, body),
         idempotency_key=idempotency_key,
     )
+    commit_now(session)  # the licence counters are not held while the answer is sent
+    return signature
 
 
 @router.get(
@@ -199,6 +202,7 @@ def sign_upload(
         request=signing_service.resolve_sign_request(session, body),
         idempotency_key=idempotency_key,
     )
+    commit_now(session)  # not held while the answer is read and sent
     path = blobs.path(str(signature.document_id), signature.sha256_after)
     headers = {
         "X-Document-ID": str(signature.document_id),

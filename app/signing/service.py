@@ -570,6 +570,7 @@ def _record_signature(
         )
     # Last, so the licence counters stay locked only until the commit that follows.
     license_service.reserve_signature(session, actor=principal.actor)
+    session.flush()  # callers may refer to the signature's row
     return signature
 
 
