@@ -15,9 +15,9 @@ from app.audit import service as audit_service
 from app.audit.service import Outcome
 from app.auth import service as auth_service
 from app.core.deps import SessionDep
-from app.core.errors import Forbidden, InvalidToken, NotAuthenticated
+from app.core.errors import Forbidden, NotAuthenticated
 from app.documents.models import Document
-from app.settings import service as settings_service
+from app.settings.schemas import SecuritySettings
 
 _T = TypeVar("_T")
 
@@ -55,22 +55,19 @@ class Require:
             raise NotAuthenticated(
                 "This resource needs an access token: send 'Authorization: Bearer <token>'."
             )
-        keys = request.app.state.token_keys
-        try:
-            claims = keys.verify(token)
-        except InvalidToken:
-            claims = None  # refused (and audited) just below
-        if claims is not None:
-            throttle.limit_requests(
-                session,
-                request.app.state.sessionmaker,
-                request.app.state.settings,
-                bucket=f"{claims.kind}:{claims.sub}",
-                limit_of=throttle.principal_limit,
-            )
-        principal = auth_service.principal_from_access_token(session, keys, token)
+        claims = auth_service.verified_claims(
+            session, request.app.state.token_keys, token
+        )
+        section = throttle.limit_requests(
+            session,
+            request.app.state.sessionmaker,
+            request.app.state.settings,
+            bucket=f"{claims.kind}:{claims.sub}",
+            limit_of=throttle.principal_limit,
+        )
+        principal = auth_service.principal_from_claims(session, claims)
         if not self.allow_pending:
-            _refuse_pending(session, principal)
+            _refuse_pending(principal, section)
         if self.entitlement is not None and not principal.has(self.entitlement):
             audit_service.record_isolated(
                 session,
@@ -89,7 +86,7 @@ class Require:
         return principal
 
 
-def _refuse_pending(session: SessionDep, principal: Principal) -> None:
+def _refuse_pending(principal: Principal, section: SecuritySettings) -> None:
     user = principal.user
     if user is None:
         return
@@ -100,7 +97,7 @@ def _refuse_pending(session: SessionDep, principal: Principal) -> None:
     if (
         user.totp_seed is None
         and any(role.name == ADMINISTRATOR_ROLE for role in user.roles)
-        and settings_service.security(session).require_2fa_for_administrators
+        and section.require_2fa_for_administrators
     ):
         raise TwoFactorEnrolmentRequired(
             "Administrators must enrol in two-factor authentication first: POST /api/v1/auth/2fa/setup, then /2fa/enable."

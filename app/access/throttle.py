@@ -72,26 +72,31 @@ def limit_requests(
     *,
     bucket: str,
     limit_of: Callable[[SecuritySettings, Settings], int],
-) -> None:
+) -> SecuritySettings:
     """Count a request in its own short transaction, so a refused or failed request still counts.
 
-    The limit comes from the `security` settings section (or the server setting).
-    When the request's session already holds a connection (on SQLite, the
-    database's write lock) a second transaction would wait for it, so the hit
-    is counted in the request's own transaction instead.
+    The limit comes from the `security` settings section (or the server setting);
+    with no limit nothing is counted. When the request's session was already in
+    a transaction (on SQLite it may hold the database's write lock) a second
+    transaction could wait for it, so the hit is counted in the request's own
+    transaction instead. Returns the section, for the caller's other checks.
 
     Raises:
         TooManyRequests: over the limit.
     """
-    if session.info.get(_CONNECTED):
-        limit = limit_of(settings_service.security(session), settings)
+    connected = bool(session.info.get(_CONNECTED))
+    section = settings_service.security(session)  # a read: no lock, not a hit
+    limit = limit_of(section, settings)
+    if limit <= 0:
+        return section
+    if connected:
         refused = count_hit(session, bucket=bucket, limit=limit)
     else:
         with factory.begin() as own:
-            limit = limit_of(settings_service.security(own), settings)
             refused = count_hit(own, bucket=bucket, limit=limit)
     if refused is not None:
         raise refused
+    return section
 
 
 def principal_limit(section: SecuritySettings, settings: Settings) -> int:

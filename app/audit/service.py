@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Select,
+    bindparam,
     delete,
     event,
     func,
@@ -181,22 +182,38 @@ def record_isolated(
     after_transaction(session, store)
 
 
+_HEAD_FOR_UPDATE = (
+    select(AuditChainHead.seq, AuditChainHead.last_hash)
+    .where(AuditChainHead.id == 1)
+    .with_for_update()
+)
+_MOVE_HEAD = (
+    update(AuditChainHead)
+    .where(AuditChainHead.id == 1)
+    .values(seq=bindparam("head_seq"), last_hash=bindparam("head_hash"))
+)
+_INSERT_EVENTS = insert(AuditEvent)
+_EVENT_COLUMNS = tuple(column.key for column in AuditEvent.__table__.columns)
+
+
 @event.listens_for(Session, "before_commit")
 def _chain_pending(session: Session) -> None:
     pending: list[AuditEvent] = session.info.pop(_PENDING, [])
     if not pending:
         return
-    # The row lock serialises appenders on PostgreSQL (SQLite's writer lock already does).
-    head = session.execute(
-        select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
-    ).scalar_one()
-    for entry in pending:
-        entry.seq = head.seq + 1
-        entry.prev_hash = head.last_hash
-        entry.hash = event_hash(entry)
-        head.seq, head.last_hash = entry.seq, entry.hash
-        session.add(entry)
+    # The transaction's other changes first: the head stays locked only for the append.
     session.flush()
+    connection = session.connection()
+    # The row lock serialises appenders on PostgreSQL (SQLite's writer lock already does).
+    seq, last_hash = connection.execute(_HEAD_FOR_UPDATE).one()
+    rows = []
+    for entry in pending:
+        seq += 1
+        entry.seq, entry.prev_hash = seq, last_hash
+        entry.hash = last_hash = event_hash(entry)
+        rows.append({column: getattr(entry, column) for column in _EVENT_COLUMNS})
+    connection.execute(_INSERT_EVENTS, rows)
+    connection.execute(_MOVE_HEAD, {"head_seq": seq, "head_hash": last_hash})
 
 
 @event.listens_for(Session, "after_rollback")

@@ -4,8 +4,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import ColumnElement, Exists, false, select, true, update
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app.access import service as access_service
 from app.access.entitlements import ALL as ALL_ENTITLEMENTS
@@ -481,48 +481,85 @@ def principal_from_access_token(
     Raises:
         InvalidToken: bad token, revoked token or session, gone or disabled principal.
     """
+    return principal_from_claims(session, verified_claims(session, keys, token))
+
+
+def verified_claims(session: Session, keys: TokenKeys, token: str) -> AccessClaims:
+    """The token's claims, if its signature and dates hold. Raises: InvalidToken (audited)."""
     try:
-        claims = keys.verify(token)
-        return _resolve_principal(session, claims)
+        return keys.verify(token)
     except InvalidToken as exc:
-        audit_service.record_isolated(
-            session,
-            actor=ANONYMOUS,
-            action="auth.token_rejected",
-            outcome=Outcome.DENIED,
-            details={"reason": exc.detail},
-        )
+        _audit_rejected(session, exc)
         raise
 
 
+def principal_from_claims(session: Session, claims: AccessClaims) -> Principal:
+    """`principal_from_access_token` for claims `verified_claims` returned."""
+    try:
+        return _resolve_principal(session, claims)
+    except InvalidToken as exc:
+        _audit_rejected(session, exc)
+        raise
+
+
+def _audit_rejected(session: Session, exc: InvalidToken) -> None:
+    audit_service.record_isolated(
+        session,
+        actor=ANONYMOUS,
+        action="auth.token_rejected",
+        outcome=Outcome.DENIED,
+        details={"reason": exc.detail},
+    )
+
+
 def _resolve_principal(session: Session, claims: AccessClaims) -> Principal:
-    if session.get(RevokedAccessToken, claims.jti) is not None:
-        raise InvalidToken("The access token has been revoked.")
     try:
         subject = uuid.UUID(claims.sub)
     except ValueError:
-        raise InvalidToken("The access token has an invalid subject.") from None
-    if claims.kind == "user":
-        if claims.sid is not None:
-            family = session.get(AuthSession, uuid.UUID(claims.sid))
-            if family is None or family.revoked_at is not None:
-                raise InvalidToken("The access token's session has been revoked.")
-        user = session.scalars(
-            select(User).where(User.id == subject).options(selectinload(User.roles))
-        ).one_or_none()
+        subject = None
+    if claims.kind == "user" and subject is not None:
+        # One round trip for the usual case: the user with the token's standing.
+        found = (
+            session.execute(
+                select(
+                    User,
+                    _token_revoked(claims).label("revoked"),
+                    _session_alive(claims).label("alive"),
+                )
+                .where(User.id == subject)
+                .options(joinedload(User.roles))
+            )
+            .unique()
+            .one_or_none()
+        )
+        revoked, alive = (
+            (found.revoked, found.alive)
+            if found is not None
+            else session.execute(
+                select(_token_revoked(claims), _session_alive(claims))
+            ).one()
+        )
+        if revoked:
+            raise InvalidToken("The access token has been revoked.")
+        if not alive:
+            raise InvalidToken("The access token's session has been revoked.")
+        user = found.User if found is not None else None
         if user is None or user.status == UserStatus.DISABLED:
             raise InvalidToken(
                 "The access token's account no longer exists or is disabled."
             )
-        held = user.entitlements
         return Principal(
             "user",
             user.id,
             user.username,
-            _narrow(held, claims.scope),
+            _narrow(user.entitlements, claims.scope),
             claims,
             user=user,
         )
+    if session.get(RevokedAccessToken, claims.jti) is not None:
+        raise InvalidToken("The access token has been revoked.")
+    if subject is None:
+        raise InvalidToken("The access token has an invalid subject.")
     client = session.get(ApiClient, subject)
     if client is None or client.status != ClientStatus.ACTIVE:
         raise InvalidToken("The access token's client no longer exists or is disabled.")
@@ -550,6 +587,29 @@ def _resolve_principal(session: Session, claims: AccessClaims) -> Principal:
 
 def _narrow(held: frozenset[str], scope: frozenset[str] | None) -> frozenset[str]:
     return held if scope is None else held & scope
+
+
+def _token_revoked(claims: AccessClaims) -> Exists:
+    return (
+        select(RevokedAccessToken.jti)
+        .where(RevokedAccessToken.jti == claims.jti)
+        .exists()
+    )
+
+
+def _session_alive(claims: AccessClaims) -> ColumnElement[bool]:
+    """The token's login session is not revoked (a token without one has nothing to revoke)."""
+    if claims.sid is None:
+        return true()
+    try:
+        sid = uuid.UUID(claims.sid)
+    except ValueError:
+        return false()
+    return (
+        select(AuthSession.id)
+        .where(AuthSession.id == sid, AuthSession.revoked_at.is_(None))
+        .exists()
+    )
 
 
 def logout(session: Session, principal: Principal) -> None:

@@ -3,7 +3,9 @@
 import base64
 import hashlib
 import os
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +21,8 @@ from app.core.types import utcnow
 
 ALGORITHM = "ES256"
 KEY_FILE_NAME = "jwt-signing-key.pem"
+# Verified tokens remembered per process (an ES256 check and the JWT parsing cost ~0.3 ms).
+VERIFIED_TOKENS_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,8 @@ class TokenKeys:
         self.issuer = issuer
         self.audience = audience
         self.ttl = timedelta(seconds=ttl_seconds)
+        self._verified: OrderedDict[str, AccessClaims] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TokenKeys":
@@ -116,9 +122,25 @@ class TokenKeys:
     def verify(self, token: str, *, leeway_seconds: int = 5) -> AccessClaims:
         """Check signature, algorithm, key id, issuer, audience and expiry.
 
+        A token that verified once is remembered (a client sends the same one on
+        every request): only its expiry is checked again. Revocation is the
+        caller's check, against the database, every time.
+
         Raises:
             InvalidToken: any check fails; the detail says which.
         """
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token, leeway_seconds)
+            with self._verified_lock:
+                self._verified[token] = claims
+                if len(self._verified) > VERIFIED_TOKENS_KEPT:
+                    self._verified.popitem(last=False)
+        elif utcnow() >= claims.expires_at + timedelta(seconds=leeway_seconds):
+            raise InvalidToken("The access token has expired.")
+        return claims
+
+    def _verify(self, token: str, leeway_seconds: int) -> AccessClaims:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError:

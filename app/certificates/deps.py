@@ -22,12 +22,12 @@ AssignPrincipal = Annotated[
 ]
 
 
-def get_vault(request: Request) -> Vault:
+async def get_vault(request: Request) -> Vault:
     vault: Vault = request.app.state.vault
     return vault
 
 
-def get_cipher(request: Request) -> EnvelopeCipher:
+async def get_cipher(request: Request) -> EnvelopeCipher:
     """Raises: ServiceUnavailable while the master key is missing."""
     cipher: EnvelopeCipher | None = request.app.state.cipher
     if cipher is None:

@@ -110,7 +110,9 @@ class CertificateRead(Schema):
     assignments: list[AssignmentRead]
     pkcs11_token_label: str | None
     pkcs11_key_label: str | None
-    last_used_at: datetime | None
+    last_used_at: datetime | None = Field(
+        description="When the key last signed, to the minute (each use is in the audit log)."
+    )
     disabled_at: datetime | None
     revoked_at: datetime | None
     revocation_reason: str | None

@@ -788,6 +788,9 @@ def check_may_sign(
         )
 
 
+KEY_USE_RESOLUTION = timedelta(minutes=1)
+
+
 def record_key_use(
     session: Session,
     actor: Actor,
@@ -795,8 +798,18 @@ def record_key_use(
     certificate: SigningCertificate,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """Note that the certificate's key signed something: `last_used_at` and an audit entry."""
-    certificate.last_used_at = utcnow()
+    """Note that the certificate's key signed something: `last_used_at` and an audit entry.
+
+    Every use is in the audit log; `last_used_at` is kept to the minute, so a
+    busy certificate's row is not written (and, on PostgreSQL, locked until the
+    signer commits) by every signature.
+    """
+    now = utcnow()
+    if (
+        certificate.last_used_at is None
+        or now - certificate.last_used_at >= KEY_USE_RESOLUTION
+    ):
+        certificate.last_used_at = now
     _record(session, actor, "certificate.key_used", certificate, **(details or {}))
 
 
@@ -812,10 +825,6 @@ def record_key_refused(
         outcome=Outcome.DENIED,
         details={"code": code},
     )
-
-
-def vault_version(session: Session) -> int:
-    return session.scalar(select(VaultState.version).where(VaultState.id == 1)) or 0
 
 
 def invalidate_signers(session: Session) -> None:

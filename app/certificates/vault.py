@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.access.principal import Principal
@@ -23,10 +24,13 @@ from app.certificates.errors import (
     KeyUnavailable,
     Pkcs11NotConfigured,
 )
-from app.certificates.models import KeyStore, SigningCertificate
+from app.certificates.models import KeyStore, SigningCertificate, VaultState
 from app.core.config import Settings
 from app.core.crypto import CryptoError, EnvelopeCipher
 from app.core.errors import AppError
+
+# The signer cache's version, read with the certificate.
+_VERSION = select(VaultState.version).where(VaultState.id == 1).scalar_subquery()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +62,20 @@ class Vault:
             CertificateExpired, CertificateNotYetValid: its dates (422).
             KeyUnavailable, Pkcs11NotConfigured: the key cannot be opened now (503).
         """
-        certificate = session.get(SigningCertificate, certificate_id)
-        if certificate is None:
+        return self.key_for(session, principal, certificate_id)[1]
+
+    def key_for(
+        self, session: Session, principal: Principal, certificate_id: uuid.UUID
+    ) -> tuple[SigningCertificate, Any]:
+        """The certificate and its signer: `signer_for`, with the certificate it checked."""
+        found = session.execute(
+            select(SigningCertificate, _VERSION).where(
+                SigningCertificate.id == certificate_id
+            )
+        ).one_or_none()
+        if found is None:
             raise CertificateNotFound(f"No certificate {certificate_id}.")
+        certificate, version = found[0], found[1] or 0
         try:
             vault_service.check_may_sign(session, principal, certificate)
         except AppError as refusal:
@@ -71,7 +86,6 @@ class Vault:
                 code=refusal.code,
             )
             raise
-        version = vault_service.vault_version(session)
         now = time.monotonic()
         with self._lock:
             if version != self._version:
@@ -83,7 +97,7 @@ class Vault:
                 and now - entry.loaded_at < self.settings.signer_cache_ttl_seconds
             ):
                 self._cache.move_to_end(certificate_id)
-                return entry.signer
+                return certificate, entry.signer
         signer = self._load(session, certificate)
         with self._lock:
             if version == self._version:
@@ -91,7 +105,7 @@ class Vault:
                 self._cache.move_to_end(certificate_id)
                 while len(self._cache) > self.settings.signer_cache_size:
                     self._cache.popitem(last=False)
-        return signer
+        return certificate, signer
 
     def clear(self) -> None:
         with self._lock:

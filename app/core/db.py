@@ -62,13 +62,40 @@ def make_engine(url: str, *, sqlite_busy_timeout: float = 30.0) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _begin_immediate(connection: Any) -> None:
-        # IMMEDIATE takes the write lock up front: a deferred transaction that read
-        # first and writes later fails with SQLITE_BUSY under concurrency instead of waiting.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    @event.listens_for(engine, "before_cursor_execute")
+    def _lock_before_first_write(
+        connection: Any,
+        cursor: Any,
+        statement: str,
+        _parameters: Any,
+        context: Any,
+        _executemany: bool,
+    ) -> None:
+        # Until a transaction writes, its reads run one by one in autocommit, each
+        # seeing the latest commit (like PostgreSQL's READ COMMITTED), and hold no
+        # lock. Its first write, or a read FOR UPDATE, begins IMMEDIATE: it waits for
+        # SQLite's one write lock and holds it to the end, so from there on it is
+        # serialised with every other writer. (A deferred BEGIN that read first and
+        # writes later would fail with SQLITE_BUSY instead of waiting.) The lock is
+        # thus held for the writing end of a request, not while it signs.
+        dbapi_connection = cursor.connection
+        if dbapi_connection.in_transaction or not connection.in_transaction():
+            return
+        if _reads_only(statement, context):
+            return
+        dbapi_connection.execute("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _reads_only(statement: str, context: Any) -> bool:
+    if statement.lstrip()[:6].upper() != "SELECT":
+        return False
+    compiled = getattr(context, "compiled", None)
+    # SQLite drops FOR UPDATE from the SQL; the statement object still says it.
+    return (
+        getattr(getattr(compiled, "statement", None), "_for_update_arg", None) is None
+    )
 
 
 def upsert_into(session: Session, table: Any) -> postgresql.Insert | sqlite.Insert:
@@ -107,6 +134,7 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
             yield session
         committed = True
     finally:
+        committed = committed or bool(session.info.pop(_COMMITTED, False))
         deferred = session.info.pop("after_transaction", [])
         on_commit_work = session.info.pop("on_commit", [])
         on_rollback_work = session.info.pop("on_rollback", [])
@@ -116,6 +144,22 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
                 work(own)
         for action in on_commit_work if committed else on_rollback_work:
             action()
+
+
+_COMMITTED = "committed_early"
+
+
+def commit_now(session: Session) -> None:
+    """Commit the request's transaction here, in the route's thread, not at the end.
+
+    `get_session` commits once the route has returned, a thread-pool hop later:
+    under load that is milliseconds during which the transaction's locks stay
+    held (SQLite's one write lock; row locks such as the licence counters'). A
+    route whose writes are done calls this, and does not use the session again.
+    The `on_commit` actions still run when the request's unit of work ends.
+    """
+    session.commit()
+    session.info[_COMMITTED] = True
 
 
 def after_transaction(session: Session, work: Callable[[Session], None]) -> None:

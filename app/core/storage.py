@@ -40,37 +40,48 @@ class BlobStore:
 
     @contextmanager
     def spool(self) -> Iterator[IO[bytes]]:
-        """A private temporary file in the store's filesystem (so `put_file` can rename it)."""
+        """A private temporary file in the store's filesystem: `put_file` links it into place."""
         with tempfile.NamedTemporaryFile(
             dir=self._incoming, prefix="spool-", delete=True
         ) as handle:
             yield handle
 
     def put_file(self, namespace: str, handle: IO[bytes]) -> StoredBlob:
-        """Store the content of a readable file: copied to a temp file, fsynced, renamed into place."""
+        """Store the content of a readable file, durably, before anything refers to it.
+
+        The content is fsynced under a temporary name, then linked into place and
+        the directory fsynced (and its parent, when the namespace is new). A spool
+        of this store is not copied: it is linked.
+        """
         handle.seek(0)
-        digest = hashlib.sha256()
+        name = getattr(handle, "name", None)
+        if isinstance(name, str) and Path(name).parent == self._incoming:
+            handle.flush()
+            blob = _digest(handle)
+            os.fsync(handle.fileno())
+            return self._place(namespace, blob, Path(name))
         fd, temp_name = tempfile.mkstemp(dir=self._incoming, prefix="put-")
         temp = Path(temp_name)
-        size = 0
         try:
             with os.fdopen(fd, "wb") as out:
-                while chunk := handle.read(_CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
+                blob = _digest(handle, copy_to=out)
                 out.flush()
                 os.fsync(out.fileno())
-            blob = StoredBlob(digest.hexdigest(), size)
-            final = self.path(namespace, blob.sha256)
-            if final.exists():
-                return blob
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temp, final)
-            _fsync_dir(final.parent)
-            return blob
+            return self._place(namespace, blob, temp)
         finally:
             temp.unlink(missing_ok=True)
+
+    def _place(self, namespace: str, blob: StoredBlob, source: Path) -> StoredBlob:
+        """Link the fsynced `source` into place (its own name is removed by its owner)."""
+        final = self.path(namespace, blob.sha256)
+        folder = final.parent
+        _make_durable_dirs(folder)
+        try:
+            os.link(source, final)
+        except FileExistsError:
+            return blob  # the same content, stored before
+        _fsync_dir(folder)
+        return blob
 
     def put_bytes(self, namespace: str, data: bytes) -> StoredBlob:
         with self.spool() as handle:
@@ -89,6 +100,27 @@ class BlobStore:
     def delete_namespace(self, namespace: str) -> None:
         folder = self.path(namespace, "0" * 64).parent
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _digest(handle: IO[bytes], *, copy_to: IO[bytes] | None = None) -> StoredBlob:
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := handle.read(_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+        if copy_to is not None:
+            copy_to.write(chunk)
+    return StoredBlob(digest.hexdigest(), size)
+
+
+def _make_durable_dirs(folder: Path) -> None:
+    """Create `folder` and missing parents; each new entry is fsynced in its parent."""
+    if folder.is_dir():
+        return
+    _make_durable_dirs(folder.parent)
+    # Made meanwhile by another writer? Its fsync may not have happened yet: do it too.
+    folder.mkdir(exist_ok=True)
+    _fsync_dir(folder.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

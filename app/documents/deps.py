@@ -44,7 +44,7 @@ UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-def blob_store(request: Request) -> BlobStore:
+async def blob_store(request: Request) -> BlobStore:
     blobs: BlobStore = request.app.state.blobs
     return blobs
 

@@ -3,6 +3,7 @@
 import os
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
@@ -14,7 +15,7 @@ from app.access.principal import Principal
 from app.audit import service as audit_service
 from app.core.db import on_commit, on_rollback
 from app.core.pagination import PageParams, paginate
-from app.core.storage import BlobStore
+from app.core.storage import BlobStore, StoredBlob
 from app.documents.errors import (
     ContentPurged,
     DocumentNotFound,
@@ -25,7 +26,7 @@ from app.documents.errors import (
     VersionNotFound,
 )
 from app.documents.models import Document, DocumentStatus, DocumentVersion
-from app.signing.engine import EngineError, inspect_pdf
+from app.signing.engine import EngineError, PdfFacts, inspect_pdf
 
 SORTABLE = {
     "created_at": Document.created_at,
@@ -35,6 +36,15 @@ SORTABLE = {
     "status": Document.status,
 }
 _PDF_MAGIC_WINDOW = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedUpload:
+    """An upload checked to be a signable PDF and stored under a new document's id."""
+
+    document_id: uuid.UUID
+    blob: StoredBlob
+    facts: PdfFacts
 
 
 def store_document(
@@ -57,6 +67,34 @@ def store_document(
         PdfUnreadable: a PDF that cannot be parsed (422).
         PdfEncrypted: a password-protected PDF (422).
     """
+    accepted = accept_upload(session, blobs=blobs, upload=upload, max_bytes=max_bytes)
+    document = record_document(
+        session,
+        principal,
+        accepted,
+        title=title,
+        description=description,
+        external_reference=external_reference,
+        filename=filename,
+    )
+    session.flush()  # the caller answers with the row's defaults (created_at)
+    return document
+
+
+def accept_upload(
+    session: Session,
+    *,
+    blobs: BlobStore,
+    upload: IO[bytes],
+    max_bytes: int | None = None,
+) -> AcceptedUpload:
+    """Check the upload and store its content, without a database write yet.
+
+    The content is deleted again if the transaction rolls back.
+
+    Raises:
+        DocumentTooLarge, NotAPdf, PdfUnreadable, PdfEncrypted: as `store_document`.
+    """
     size = upload.seek(0, os.SEEK_END)
     if max_bytes is not None and size > max_bytes:
         raise DocumentTooLarge(
@@ -76,9 +114,27 @@ def store_document(
     document_id = uuid.uuid4()
     stored = blobs.put_file(str(document_id), upload)
     on_rollback(session, lambda: blobs.delete_namespace(str(document_id)))
+    return AcceptedUpload(document_id, stored, facts)
+
+
+def record_document(
+    session: Session,
+    principal: Principal,
+    accepted: AcceptedUpload,
+    *,
+    title: str | None,
+    description: str,
+    external_reference: str | None,
+    filename: str | None = None,
+) -> Document:
+    """Record an accepted upload as a new document with its version 1, audited.
+
+    Not flushed: a one-shot signature changes the document before its first write.
+    """
+    stored, facts = accepted.blob, accepted.facts
     document = Document(
-        id=document_id,
-        title=title or _title_from(filename) or "Untitled document",
+        id=accepted.document_id,
+        title=title_of(title, filename),
         description=description,
         external_reference=external_reference,
         status=DocumentStatus.SIGNED if facts.signed else DocumentStatus.UPLOADED,
@@ -95,10 +151,9 @@ def store_document(
     session.add(document)
     session.add(
         DocumentVersion(
-            document_id=document_id, number=1, sha256=stored.sha256, size=stored.size
+            document_id=document.id, number=1, sha256=stored.sha256, size=stored.size
         )
     )
-    session.flush()
     _audit(
         session,
         principal,
@@ -112,6 +167,11 @@ def store_document(
         },
     )
     return document
+
+
+def title_of(title: str | None, filename: str | None) -> str:
+    """The title given, else the file's name without `.pdf`, else a placeholder."""
+    return title or _title_from(filename) or "Untitled document"
 
 
 def _title_from(filename: str | None) -> str | None:

@@ -23,17 +23,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import case, func, literal, select, update
+from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.access.models import User, UserStatus
 from app.audit import service as audit_service
 from app.audit.service import Actor, Outcome
 from app.core.config import Settings
-from app.core.db import after_transaction, upsert_into
+from app.core.db import after_transaction
 from app.core.types import utcnow
 from app.license.errors import (
     LicenseAlreadyExpired,
@@ -103,6 +106,8 @@ class LicenseStatus:
     license: LicensePayload | None = None
     installed_at: datetime | None = None
     installed_by: str | None = None
+    # The smallest expiry warning (days) already announced for this licence.
+    expiry_warned_days: int | None = None
 
     @property
     def days_left(self) -> int | None:
@@ -199,12 +204,33 @@ def _state_row(session: Session) -> LicenseStateRow:
     return session.get_one(LicenseStateRow, STATE_ROW_ID)
 
 
-def _effective_now(session: Session, now: datetime | None) -> datetime:
-    now = now or utcnow()
-    last_counted = session.scalar(
-        select(LicenseUsage.updated_at).where(LicenseUsage.period == TOTAL_PERIOD)
+# The state row with the latest time a signature was counted (or refused) at, in one
+# read. Not flushing the caller's pending rows first: the licence tables are written
+# by statements, not pending rows, and a signer's rows (with SQLite's write lock they
+# take) are better written later, at its commit.
+_STATE_AND_LAST_COUNTED = (
+    select(
+        LicenseStateRow,
+        select(LicenseUsage.updated_at)
+        .where(LicenseUsage.period == TOTAL_PERIOD)
+        .scalar_subquery(),
     )
-    return max(now, last_counted) if last_counted else now
+    .where(LicenseStateRow.id == STATE_ROW_ID)
+    .execution_options(autoflush=False)
+)
+
+
+def _state_and_now(
+    session: Session, now: datetime | None
+) -> tuple[LicenseStateRow, datetime]:
+    """The state row, and `now` moved forward to the latest time counted at (never back)."""
+    row, last_counted = session.execute(_STATE_AND_LAST_COUNTED).one()
+    now = now or utcnow()
+    return row, max(now, last_counted) if last_counted else now
+
+
+def _effective_now(session: Session, now: datetime | None) -> datetime:
+    return _state_and_now(session, now)[1]
 
 
 def month_of(moment: datetime) -> str:
@@ -213,8 +239,7 @@ def month_of(moment: datetime) -> str:
 
 def current_status(session: Session, *, now: datetime | None = None) -> LicenseStatus:
     """What the licence allows now: the installed licence, re-verified, or evaluation."""
-    now = _effective_now(session, now)
-    row = _state_row(session)
+    row, now = _state_and_now(session, now)
     if row.license_text is None:
         ends = row.evaluation_started_at + timedelta(days=EVALUATION_DAYS)
         running = now < ends
@@ -229,6 +254,7 @@ def current_status(session: Session, *, now: datetime | None = None) -> LicenseS
             valid_until=ends,
             limits=EVALUATION_LIMITS,
             features=EVALUATION_FEATURES,
+            expiry_warned_days=row.expiry_warned_days,
         )
     try:
         payload = verify_license(row.license_text.encode("utf-8"), issuer_key(session))
@@ -260,6 +286,7 @@ def current_status(session: Session, *, now: datetime | None = None) -> LicenseS
         license=payload,
         installed_at=row.installed_at,
         installed_by=row.installed_by,
+        expiry_warned_days=row.expiry_warned_days,
     )
 
 
@@ -410,7 +437,7 @@ def reserve_signature(
     """Count one signature against the monthly and total limits, in the caller's transaction.
 
     Call it last, just before the signing transaction commits: the counter rows
-    stay locked until then. The conditional UPDATEs make concurrent signers (threads,
+    stay locked until then. The conditional upserts make concurrent signers (threads,
     worker processes, hosts) pass a limit never, and a rollback un-counts.
 
     Raises:
@@ -430,8 +457,7 @@ def reserve_signature(
         )
     limits = status.limits or EVALUATION_LIMITS
     period = month_of(status.now)
-    _ensure_period_row(session, period)
-    in_month = _increment(session, period, limits.signatures_per_month, status.now)
+    in_month = _count_in(session, period, limits.signatures_per_month, status.now)
     if in_month is None:
         raise _refuse(
             session,
@@ -446,16 +472,11 @@ def reserve_signature(
                 "period": period,
             },
         )
-    in_total = _increment(session, TOTAL_PERIOD, limits.signatures_total, status.now)
+    in_total = _count_in(session, TOTAL_PERIOD, limits.signatures_total, status.now)
     if in_total is None:
-        # Undo this transaction's monthly count at once (its row is locked by us), for
-        # callers that catch the refusal and commit other work.
-        session.execute(
-            update(LicenseUsage)
-            .where(LicenseUsage.period == period)
-            .values(signatures=LicenseUsage.signatures - 1)
-            .execution_options(synchronize_session=False)
-        )
+        # Un-count the month at once (its row is locked by us), for callers that
+        # catch the refusal and commit other work.
+        session.connection().execute(_UNCOUNT, {"counted_period": period})
         raise _refuse(
             session,
             LicenseLimitReached(
@@ -479,50 +500,61 @@ def reserve_signature(
     return SignatureReservation(period, in_month, in_total)
 
 
-def _ensure_period_row(session: Session, period: str) -> None:
-    session.execute(
-        upsert_into(session, LicenseUsage)
-        .values(period=period, signatures=0)
-        .on_conflict_do_nothing(index_elements=[LicenseUsage.period])
-    )
-
-
-def _latest(moment: datetime) -> Any:
-    """`updated_at` moved forward to `moment`, never backwards."""
-    value = literal(moment, LicenseUsage.updated_at.type)
-    return case(
-        (
-            LicenseUsage.updated_at.is_(None) | (LicenseUsage.updated_at < value),
-            value,
-        ),
-        else_=LicenseUsage.updated_at,
-    )
+_NOW = bindparam("now", type_=LicenseUsage.updated_at.type)
+# `updated_at` moved forward to :now, never backwards.
+_LATEST = case(
+    (LicenseUsage.updated_at.is_(None) | (LicenseUsage.updated_at < _NOW), _NOW),
+    else_=LicenseUsage.updated_at,
+)
+_ADVANCE_CLOCK = (
+    update(LicenseUsage)
+    .where(LicenseUsage.period == TOTAL_PERIOD)
+    .values(updated_at=_LATEST)
+)
+_UNCOUNT = (
+    update(LicenseUsage)
+    .where(LicenseUsage.period == bindparam("counted_period"))
+    .values(signatures=LicenseUsage.signatures - 1)
+)
 
 
 def _advance_clock(session: Session, now: datetime) -> None:
-    session.execute(
-        update(LicenseUsage)
-        .where(LicenseUsage.period == TOTAL_PERIOD)
-        .values(updated_at=_latest(now))
-        .execution_options(synchronize_session=False)
-    )
+    session.connection().execute(_ADVANCE_CLOCK, {"now": now})
 
 
-def _increment(
+def _count_in(
     session: Session, period: str, limit: int | None, now: datetime
 ) -> int | None:
-    """The new count, or None when the limit is reached (nothing changed)."""
-    statement = update(LicenseUsage).where(LicenseUsage.period == period)
+    """Count one signature in the period's row (made if new): its new count, or None
+    when the limit is reached (nothing changed)."""
+    if limit is not None and limit <= 0:
+        return None  # not even the first signature in a new row
+    statement = _counting_statement(
+        session.get_bind().dialect.name, capped=limit is not None
+    )
+    parameters: dict[str, Any] = {"counted_period": period, "now": now}
     if limit is not None:
-        statement = statement.where(LicenseUsage.signatures < limit)
-    count: int | None = session.execute(
-        statement.values(
-            signatures=LicenseUsage.signatures + 1, updated_at=_latest(now)
+        parameters["limit"] = limit
+    count: int | None = (
+        session.connection().execute(statement, parameters).scalar_one_or_none()
+    )
+    return count
+
+
+@cache
+def _counting_statement(dialect: str, *, capped: bool) -> Any:
+    # Built once: a counter is hit on every signature.
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(LicenseUsage)
+        .values(period=bindparam("counted_period"), signatures=1, updated_at=_NOW)
+        .on_conflict_do_update(
+            index_elements=[LicenseUsage.period],
+            set_={"signatures": LicenseUsage.signatures + 1, "updated_at": _LATEST},
+            where=LicenseUsage.signatures < bindparam("limit") if capped else None,
         )
         .returning(LicenseUsage.signatures)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
-    return count
+    )
 
 
 def check_capacity(
@@ -610,7 +642,7 @@ def _announce_expiry(session: Session, status: LicenseStatus) -> int | None:
     if days_left is None or days_left > EXPIRY_WARNING_DAYS[0]:
         return None
     threshold = min(t for t in EXPIRY_WARNING_DAYS if days_left <= t)
-    warned = _state_row(session).expiry_warned_days
+    warned = status.expiry_warned_days
     if warned is not None and warned <= threshold:
         return None  # announced already (the UPDATE below decides races)
     won = session.execute(

@@ -146,6 +146,10 @@ def claim_next(
         ),
     )
     with factory.begin() as session:
+        # Looked for without a lock first: usually nothing is due, and on SQLite
+        # a read FOR UPDATE would take the database's write lock to find that out.
+        if session.scalar(select(Delivery.id).where(due).limit(1)) is None:
+            return None
         delivery_id = session.scalar(
             select(Delivery.id)
             .where(due)

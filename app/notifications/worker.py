@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 DELIVERIES_PER_ROUND = 50
 # The shortest idle wait: a delivery falling due now is not polled for in a busy loop.
 MIN_WAIT_SECONDS = 0.05
+# Rounds woken by commits start at most this often: under a stream of signatures
+# one round dispatches the events of many commits, instead of one round each.
+ROUND_INTERVAL_SECONDS = 0.05
 
 
 @dataclass
@@ -66,15 +69,23 @@ class NotificationLoop:
         try:
             while not stop.is_set():
                 self._run_periodic_jobs()
+                # Cleared before the round: an event committed during it sets the
+                # flag again, and the wait below returns at once for it.
+                self.wake.clear()
+                started = time.monotonic()
                 if self.run_once():
                     continue
                 self.wake.wait(self._idle_seconds())
-                self.wake.clear()
+                stop.wait(ROUND_INTERVAL_SECONDS - (time.monotonic() - started))
         finally:
             outbox.unsubscribe(self.wake)
 
     def run_once(self) -> bool:
-        """One round: dispatch new events, attempt due deliveries; True when there was work."""
+        """One round: dispatch new events, attempt due deliveries; True when a batch was full.
+
+        A full batch may have left work behind: the loop goes again at once.
+        Otherwise it waits for the next wake (a commit that emitted) or due delivery.
+        """
         try:
             dispatched = queue.dispatch_pending(self._factory)
             delivered = queue.deliver_due(
@@ -88,7 +99,7 @@ class NotificationLoop:
             # The database may be briefly unreachable: log, wait, try again.
             logger.exception("notification dispatch or delivery failed")
             return False
-        return bool(dispatched or delivered)
+        return dispatched >= queue.DISPATCH_BATCH or delivered >= DELIVERIES_PER_ROUND
 
     def _idle_seconds(self) -> float:
         wait = self._settings.notification_poll_seconds

@@ -9,7 +9,9 @@ from typing import TypeVar
 
 from cryptography import x509
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm.util import identity_key
 
 from app.access.principal import Principal
 from app.audit import service as audit_service
@@ -39,9 +41,12 @@ SECTIONS: dict[str, type[BaseModel]] = {
 S = TypeVar("S", bound=BaseModel)
 
 
+_ROWS = "settings_sections"
+
+
 def get_section(session: Session, name: str, schema: type[S]) -> S:
     """The stored section, or its defaults; fields added since it was stored take their default."""
-    row = session.get(SettingsSection, name)
+    row = _row(session, name)
     if row is None:
         return schema()
     try:
@@ -57,6 +62,32 @@ def get_section(session: Session, name: str, schema: type[S]) -> S:
                 continue
             kept[key] = value
         return schema.model_validate({**defaults, **kept})
+
+
+def _row(session: Session, name: str) -> SettingsSection | None:
+    """The section's row, if stored.
+
+    The first use in a transaction reads every row (a request needs several
+    sections, the table holds a few); held here, they stay in the session, where
+    a change through them is seen. A row stored since that read is found in the
+    session too.
+    """
+    rows: dict[str, SettingsSection] | None = session.info.get(_ROWS)
+    if rows is None:
+        rows = session.info[_ROWS] = {
+            row.name: row for row in session.scalars(select(SettingsSection))
+        }
+    found = rows.get(name)
+    if found is None:
+        in_session = session.identity_map.get(identity_key(SettingsSection, name))
+        found = in_session if isinstance(in_session, SettingsSection) else None
+    return found
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_rows(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_ROWS, None)
 
 
 def put_section(session: Session, principal: Principal, *, name: str, value: S) -> S:

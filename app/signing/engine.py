@@ -604,6 +604,8 @@ class PdfFacts:
     page_count: int
     signature_fields: list[str]
     signed: bool
+    # The parsed file: `sign_pdf` can take it instead of parsing the same bytes again.
+    reader: PdfFileReader
 
 
 def inspect_pdf(stream: IO[bytes]) -> PdfFacts:
@@ -635,7 +637,9 @@ def inspect_pdf(stream: IO[bytes]) -> PdfFacts:
         raise EngineError(
             "pdf_unreadable", f"The file cannot be read as a PDF: {exc}"
         ) from None
-    return PdfFacts(page_count=page_count, signature_fields=names, signed=signed)
+    return PdfFacts(
+        page_count=page_count, signature_fields=names, signed=signed, reader=reader
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -645,7 +649,7 @@ class SignedOutput:
 
 
 def sign_pdf(
-    source: IO[bytes],
+    source: IO[bytes] | PdfFileReader,
     target: IO[bytes],
     signer: signers.Signer,
     options: SignOptions,
@@ -655,6 +659,8 @@ def sign_pdf(
     revocation: RevocationFetching | None = None,
 ) -> SignedOutput:
     """Sign `source` into `target` (readable and seekable, so memory stays flat) as an incremental update.
+
+    `source` may be the reader `inspect_pdf` opened on the same bytes.
 
     Raises:
         EngineError: the PDF, the field, the page or the level cannot be honoured.
@@ -670,7 +676,11 @@ def sign_pdf(
             f"PAdES {options.level} needs a timestamp authority: set the TSA URL in the signing settings.",
         )
     try:
-        writer = IncrementalPdfFileWriter(source, strict=False)
+        writer = (
+            IncrementalPdfFileWriter.from_reader(source)
+            if isinstance(source, PdfFileReader)
+            else IncrementalPdfFileWriter(source, strict=False)
+        )
     except (PdfError, ValueError) as exc:
         raise EngineError(
             "pdf_unreadable", f"The file cannot be read as a PDF: {exc}"

@@ -3,10 +3,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.db import Base, IdMixin
 from app.core.types import utcnow
+from app.documents.models import Document
 
 
 class Signature(IdMixin, Base):
@@ -36,6 +37,9 @@ class Signature(IdMixin, Base):
     sha256_before: Mapped[str] = mapped_column(String(64))
     sha256_after: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    # Not for loading: it tells a flush to insert a new document before its signature.
+    document: Mapped[Document] = relationship(lazy="raise")
 
 
 class IdempotencyRecord(IdMixin, Base):

@@ -1,21 +1,23 @@
+import os
 import uuid
 from typing import Annotated, Any
 
 from asn1crypto import x509 as asn1_x509
 from fastapi import APIRouter, Depends, Header, Request, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.access.entitlements import Entitlement
 from app.access.policy import require
 from app.access.principal import Principal
+from app.core.db import commit_now
 from app.core.deps import SessionDep, SettingsDep
-from app.core.errors import Forbidden, InvalidInput, problem_responses
+from app.core.errors import InvalidInput, problem_responses
 from app.core.routing import AppRoute
 from app.documents import service as documents_service
 from app.documents.deps import UPLOAD_BODY, BlobsDep, ReceivedUpload, receive_upload
-from app.documents.responses import pdf_response
+from app.documents.responses import content_disposition, pdf_response
 from app.settings import service as settings_service
 from app.signing import service as signing_service
 from app.signing import validation
@@ -85,6 +87,9 @@ def _validation_roots(
     )
 
 
+# A signed PDF up to this size is answered from memory; a larger one is streamed.
+IN_MEMORY_ANSWER_BYTES = 1024 * 1024
+
 SignPrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_SIGN))]
 ReadPrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_READ))]
 IdempotencyKey = Annotated[
@@ -117,7 +122,7 @@ def sign_document(
     document = documents_service.get_visible_document(
         session, principal, document_id, lock=True
     )
-    return signing_service.sign_document(
+    signature = signing_service.sign_document(
         session,
         principal,
         vault=request.app.state.vault,
@@ -128,6 +133,8 @@ def sign_document(
         request=signing_service.resolve_sign_request(session, body),
         idempotency_key=idempotency_key,
     )
+    commit_now(session)  # the licence counters are not held while the answer is sent
+    return signature
 
 
 @router.get(
@@ -145,7 +152,7 @@ def list_document_signatures(
 
 @router.post(
     "/sign",
-    response_class=StreamingResponse,
+    response_class=Response,
     responses={
         200: {
             "content": {"application/pdf": {}},
@@ -182,50 +189,42 @@ def sign_upload(
     blobs: BlobsDep,
     upload: Annotated[ReceivedUpload, Depends(receive_upload)],
     idempotency_key: IdempotencyKey = None,
-) -> StreamingResponse:
+) -> Response:
     """One-shot: upload and sign in one call; answers the signed PDF and keeps document and signature records."""
     body = _options_from_form(upload.fields.get("options"))
-    sign_request = signing_service.resolve_sign_request(session, body)
-    earlier = signing_service.previous_result(
-        session, principal, key=idempotency_key, request=sign_request
+    signature = signing_service.sign_upload(
+        session,
+        principal,
+        vault=request.app.state.vault,
+        blobs=blobs,
+        settings=settings,
+        trust_roots=request.app.state.trust_roots,
+        upload=upload.file,
+        title=upload.fields.get("title"),
+        external_reference=upload.fields.get("external_reference"),
+        filename=upload.filename,
+        request=signing_service.resolve_sign_request(session, body),
+        idempotency_key=idempotency_key,
     )
-    if earlier is None:
-        if not principal.has(Entitlement.DOCUMENTS_WRITE):
-            raise Forbidden(
-                "The one-shot /sign stores the document too: it needs 'documents:write' as well."
-            )
-        document = documents_service.store_document(
-            session,
-            principal,
-            blobs=blobs,
-            upload=upload.file,
-            title=upload.fields.get("title"),
-            description="",
-            external_reference=upload.fields.get("external_reference"),
-            filename=upload.filename,
-            max_bytes=settings_service.documents(session).max_upload_bytes,
-        )
-        earlier = signing_service.sign_document(
-            session,
-            principal,
-            vault=request.app.state.vault,
-            blobs=blobs,
-            settings=settings,
-            trust_roots=request.app.state.trust_roots,
-            document=document,
-            request=sign_request,
-            idempotency_key=idempotency_key,
-        )
-    return pdf_response(
-        documents_service.open_content(
-            blobs, earlier.document_id, earlier.sha256_after
-        ),
-        filename="signed.pdf",
-        headers={
-            "X-Document-ID": str(earlier.document_id),
-            "X-Signature-ID": str(earlier.id),
-            "X-Content-SHA256": earlier.sha256_after,
-        },
+    commit_now(session)  # not held while the answer is read and sent
+    headers = {
+        "X-Document-ID": str(signature.document_id),
+        "X-Signature-ID": str(signature.id),
+        "X-Content-SHA256": signature.sha256_after,
+    }
+    content = documents_service.open_content(
+        blobs, signature.document_id, signature.sha256_after
+    )
+    if os.fstat(content.fileno()).st_size > IN_MEMORY_ANSWER_BYTES:
+        return pdf_response(content, filename="signed.pdf", headers=headers)
+    # Read here, in the worker thread: a streamed answer's thread-pool hops
+    # cost more than reading a small file.
+    with content:
+        signed = content.read()
+    return Response(
+        signed,
+        media_type="application/pdf",
+        headers={**headers, "Content-Disposition": content_disposition("signed.pdf")},
     )
 
 

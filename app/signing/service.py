@@ -6,15 +6,18 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import IO, Any
 
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.access.entitlements import Entitlement
 from app.access.principal import Principal
 from app.audit import service as audit_service
 from app.certificates import service as vault_service
@@ -22,8 +25,8 @@ from app.certificates.models import SigningCertificate
 from app.certificates.vault import Vault
 from app.core.config import Settings
 from app.core.db import on_rollback
-from app.core.errors import AppError
-from app.core.storage import BlobStore
+from app.core.errors import AppError, Forbidden
+from app.core.storage import BlobStore, StoredBlob
 from app.core.types import utcnow
 from app.documents import service as documents_service
 from app.documents.models import Document, DocumentStatus, DocumentVersion
@@ -186,17 +189,23 @@ def previous_result(
 ) -> Signature | None:
     """The signature an earlier request with this `Idempotency-Key` produced, if any.
 
+    The look-up is a read FOR UPDATE: on SQLite it takes the write lock, so two
+    requests with the same key run one after the other and the second finds the
+    first's result.
+
     Raises:
         IdempotencyKeyReused: the key was used by this principal for a different request.
     """
     if key is None:
         return None
     record = session.scalars(
-        select(IdempotencyRecord).where(
+        select(IdempotencyRecord)
+        .where(
             IdempotencyRecord.principal_kind == principal.kind,
             IdempotencyRecord.principal_id == principal.id,
             IdempotencyRecord.key == key,
         )
+        .with_for_update()
     ).one_or_none()
     if record is None:
         return None
@@ -205,6 +214,20 @@ def previous_result(
             "This Idempotency-Key was already used for a different sign request."
         )
     return session.get_one(Signature, record.signature_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _SigningKey:
+    certificate: SigningCertificate
+    signer: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _SignedBlob:
+    blob: StoredBlob
+    field_name: str
+    signing_time: datetime
+    options: engine.SignOptions
 
 
 def sign_document(
@@ -238,47 +261,132 @@ def sign_document(
     try:
         documents_service.require_content(document)
         certificate_id = certificate_id or _default_certificate(session, principal)
-        signer = vault.signer_for(session, principal, certificate_id)
-        certificate = session.get_one(SigningCertificate, certificate_id)
-        signature = _sign(
+        key = _signing_key(session, principal, vault, certificate_id, request)
+        signed = _sign_blob(
             session,
             principal,
             blobs=blobs,
             settings=settings,
             trust_roots=trust_roots,
-            document=document,
+            key=key,
+            namespace=str(document.id),
+            before=document.latest_sha256,
             request=request,
-            signer=signer,
-            certificate=certificate,
+        )
+        return _record_signature(
+            session,
+            principal,
+            document=document,
+            key=key,
+            signed=signed,
+            request=request,
+            idempotency_key=idempotency_key,
         )
     except AppError as exc:
         _record_failure(
             session,
             principal,
-            document=document,
+            document_id=document.id,
+            document_name=document.title,
             certificate_id=certificate_id,
             request=request,
             error=exc,
         )
         raise
-    if idempotency_key is not None:
-        session.add(
-            IdempotencyRecord(
-                principal_kind=principal.kind,
-                principal_id=principal.id,
-                key=idempotency_key,
-                request_sha256=request.fingerprint(),
-                signature_id=signature.id,
-            )
+
+
+def sign_upload(
+    session: Session,
+    principal: Principal,
+    *,
+    vault: Vault,
+    blobs: BlobStore,
+    settings: Settings,
+    trust_roots: Sequence[asn1_x509.Certificate],
+    upload: IO[bytes],
+    title: str | None,
+    external_reference: str | None,
+    filename: str | None,
+    request: SignRequest,
+    idempotency_key: str | None = None,
+) -> Signature:
+    """One shot: store the upload as a new document and sign it (two versions, one signature).
+
+    The upload is checked and signed before the first database write, so on
+    SQLite the write lock is held only for the short writing end, not while
+    the PDF is parsed and signed. Failures are recorded as `sign_document`'s.
+
+    Raises:
+        Forbidden: the principal may sign but not store documents (403).
+        DocumentTooLarge, NotAPdf, PdfUnreadable, PdfEncrypted: the upload (413, 415, 422).
+        The refusals of `sign_document`.
+    """
+    earlier = previous_result(session, principal, key=idempotency_key, request=request)
+    if earlier is not None:
+        return earlier
+    if not principal.has(Entitlement.DOCUMENTS_WRITE):
+        raise Forbidden(
+            "The one-shot /sign stores the document too: it needs 'documents:write' as well."
         )
-    return signature
+    accepted = documents_service.accept_upload(
+        session,
+        blobs=blobs,
+        upload=upload,
+        max_bytes=settings_service.documents(session).max_upload_bytes,
+    )
+    title = documents_service.title_of(title, filename)
+    certificate_id = request.certificate_id
+    try:
+        certificate_id = certificate_id or _default_certificate(session, principal)
+        key = _signing_key(session, principal, vault, certificate_id, request)
+        signed = _sign_blob(
+            session,
+            principal,
+            blobs=blobs,
+            settings=settings,
+            trust_roots=trust_roots,
+            key=key,
+            namespace=str(accepted.document_id),
+            before=accepted.blob.sha256,
+            request=request,
+            opened=accepted.facts.reader,
+        )
+        document = documents_service.record_document(
+            session,
+            principal,
+            accepted,
+            title=title,
+            description="",
+            external_reference=external_reference,
+        )
+        return _record_signature(
+            session,
+            principal,
+            document=document,
+            key=key,
+            signed=signed,
+            request=request,
+            idempotency_key=idempotency_key,
+        )
+    except AppError as exc:
+        _record_failure(
+            session,
+            principal,
+            document_id=accepted.document_id,
+            document_name=title,
+            certificate_id=certificate_id,
+            request=request,
+            error=exc,
+        )
+        raise
 
 
 def _record_failure(
     session: Session,
     principal: Principal,
     *,
-    document: Document,
+    document_id: uuid.UUID,
+    document_name: str,
     certificate_id: uuid.UUID | None,
     request: SignRequest,
     error: AppError,
@@ -289,7 +397,6 @@ def _record_failure(
     may also have audited its own refusal; this entry and the event are the
     request's outcome, one per failed sign request.
     """
-    document_id, document_name = document.id, document.title
 
     def announce(own: Session) -> None:
         # A document uploaded by the failed request itself (one-shot /sign) is gone.
@@ -337,23 +444,40 @@ def _default_certificate(session: Session, principal: Principal) -> uuid.UUID:
     return default
 
 
-def _sign(
+def _signing_key(
+    session: Session,
+    principal: Principal,
+    vault: Vault,
+    certificate_id: uuid.UUID,
+    request: SignRequest,
+) -> _SigningKey:
+    """The certificate and its signer, if the principal may sign with them now (reads only)."""
+    certificate, signer = vault.key_for(session, principal, certificate_id)
+    if request.options.level in (engine.PadesLevel.B_LT, engine.PadesLevel.B_LTA):
+        license_service.require_feature(session, Feature.LTV, actor=principal.actor)
+    return _SigningKey(certificate, signer)
+
+
+def _sign_blob(
     session: Session,
     principal: Principal,
     *,
     blobs: BlobStore,
     settings: Settings,
     trust_roots: Sequence[asn1_x509.Certificate],
-    document: Document,
+    key: _SigningKey,
+    namespace: str,
+    before: str,
     request: SignRequest,
-    signer: Any,
-    certificate: SigningCertificate,
-) -> Signature:
+    opened: PdfFileReader | None = None,
+) -> _SignedBlob:
+    """Sign the blob `before` into a new blob of the same namespace (no database write).
+
+    `opened`: the blob's content already parsed (a one-shot upload), not read again.
+    """
     options = request.options
     if options.signer_name is None:
         options = replace(options, signer_name=principal.name)
-    if options.level in (engine.PadesLevel.B_LT, engine.PadesLevel.B_LTA):
-        license_service.require_feature(session, Feature.LTV, actor=principal.actor)
     tsa_url = request.tsa_url or settings.tsa_url
     timestamper = (
         engine.timestamper_for(tsa_url, timeout=settings.tsa_timeout_seconds)
@@ -366,7 +490,7 @@ def _sign(
         # the vault admitted this certificate, and the DSS records what was found.
         chain = [
             asn1_x509.Certificate.load(c.public_bytes(Encoding.DER))
-            for c in certificate.chain_certificates()
+            for c in key.certificate.chain_certificates()
         ]
         # asn1crypto answers "no" or "maybe" (a non-empty string either way).
         roots = [c for c in chain if c.self_signed == "maybe"]
@@ -375,15 +499,19 @@ def _sign(
             chain,
             max_age=timedelta(seconds=settings.revocation_cache_seconds),
         )
-    namespace = str(document.id)
-    before = document.latest_sha256
     signing_time = utcnow()
-    with blobs.open(namespace, before) as source, blobs.spool() as target:
+    with ExitStack() as files:
+        source = (
+            opened
+            if opened is not None
+            else files.enter_context(blobs.open(namespace, before))
+        )
+        target = files.enter_context(blobs.spool())
         try:
             output = engine.sign_pdf(
                 source,
                 target,
-                signer,
+                key.signer,
                 options,
                 signing_time=signing_time,
                 timestamper=timestamper,
@@ -394,6 +522,22 @@ def _sign(
         stored = blobs.put_file(namespace, target)
     # A signed output is unique (it holds the signing time): nothing else uses this file.
     on_rollback(session, lambda: blobs.delete(namespace, stored.sha256))
+    return _SignedBlob(stored, output.field_name, signing_time, options)
+
+
+def _record_signature(
+    session: Session,
+    principal: Principal,
+    *,
+    document: Document,
+    key: _SigningKey,
+    signed: _SignedBlob,
+    request: SignRequest,
+    idempotency_key: str | None,
+) -> Signature:
+    """The database side of a signature: new version, signature record, audit, event, licence count."""
+    options, stored, certificate = signed.options, signed.blob, key.certificate
+    before = document.latest_sha256
     number = document.version_count + 1
     session.add(
         DocumentVersion(
@@ -408,6 +552,7 @@ def _sign(
     document.size = stored.size
     document.status = DocumentStatus.SIGNED
     signature = Signature(
+        id=uuid.uuid4(),
         document_id=document.id,
         version_number=number,
         certificate_id=certificate.id,
@@ -417,17 +562,18 @@ def _sign(
         signer_id=principal.id,
         signer_name=principal.name,
         level=options.level.value,
-        field_name=output.field_name,
+        field_name=signed.field_name,
         reason=options.reason,
         location=options.location,
         certified=options.certify.value,
-        signing_time=signing_time,
-        timestamp_time=signing_time if options.level != engine.PadesLevel.B_B else None,
+        signing_time=signed.signing_time,
+        timestamp_time=signed.signing_time
+        if options.level != engine.PadesLevel.B_B
+        else None,
         sha256_before=before,
         sha256_after=stored.sha256,
     )
     session.add(signature)
-    session.flush()
     details = {
         "signature_id": str(signature.id),
         "version": number,
@@ -435,7 +581,7 @@ def _sign(
         "certificate_fingerprint": certificate.fingerprint_sha256,
         "sha256_before": before,
         "sha256_after": stored.sha256,
-        "field_name": output.field_name,
+        "field_name": signed.field_name,
     }
     audit_service.record(
         session,
@@ -456,7 +602,7 @@ def _sign(
             "certificate_id": certificate.id,
             "certificate_name": certificate.name,
             "signer": principal.name,
-            "signed_at": signing_time,
+            "signed_at": signed.signing_time,
         },
     )
     vault_service.record_key_use(
@@ -465,8 +611,20 @@ def _sign(
         certificate=certificate,
         details={"document_id": str(document.id), "signature_id": str(signature.id)},
     )
+    if idempotency_key is not None:
+        session.flush()  # the record refers to the signature's row
+        session.add(
+            IdempotencyRecord(
+                principal_kind=principal.kind,
+                principal_id=principal.id,
+                key=idempotency_key,
+                request_sha256=request.fingerprint(),
+                signature_id=signature.id,
+            )
+        )
     # Last, so the licence counters stay locked only until the commit that follows.
     license_service.reserve_signature(session, actor=principal.actor)
+    session.flush()  # callers may refer to the signature's row
     return signature
 
 
