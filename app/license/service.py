@@ -204,20 +204,13 @@ def _state_row(session: Session) -> LicenseStateRow:
     return session.get_one(LicenseStateRow, STATE_ROW_ID)
 
 
-# The state row with the latest time a signature was counted (or refused) at, in one
-# read. Not flushing the caller's pending rows first: the licence tables are written
-# by statements, not pending rows, and a signer's rows (with SQLite's write lock they
-# take) are better written later, at its commit.
-_STATE_AND_LAST_COUNTED = (
-    select(
-        LicenseStateRow,
-        select(LicenseUsage.updated_at)
-        .where(LicenseUsage.period == TOTAL_PERIOD)
-        .scalar_subquery(),
-    )
-    .where(LicenseStateRow.id == STATE_ROW_ID)
-    .execution_options(autoflush=False)
-)
+# The state row with the latest time a signature was counted (or refused) at, in one read.
+_STATE_AND_LAST_COUNTED = select(
+    LicenseStateRow,
+    select(LicenseUsage.updated_at)
+    .where(LicenseUsage.period == TOTAL_PERIOD)
+    .scalar_subquery(),
+).where(LicenseStateRow.id == STATE_ROW_ID)
 
 
 def _state_and_now(

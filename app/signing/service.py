@@ -622,9 +622,10 @@ def _record_signature(
                 signature_id=signature.id,
             )
         )
-    # Last, so the licence counters stay locked only until the commit that follows.
+    # The rows first (callers may refer to them), then the licence counters: on
+    # PostgreSQL they stay locked from here only until the commit that follows.
+    session.flush()
     license_service.reserve_signature(session, actor=principal.actor)
-    session.flush()  # callers may refer to the signature's row
     return signature
 
 
