@@ -14,7 +14,7 @@ from typing import IO, Any
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko.pdf_utils.reader import PdfFileReader
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.access.entitlements import Entitlement
@@ -189,15 +189,17 @@ def previous_result(
 ) -> Signature | None:
     """The signature an earlier request with this `Idempotency-Key` produced, if any.
 
-    The look-up is a read FOR UPDATE: on SQLite it takes the write lock, so two
-    requests with the same key run one after the other and the second finds the
-    first's result.
+    Two requests with the same key run one after the other, the second finding
+    the first's result: on PostgreSQL they wait on a transaction lock of the key,
+    on SQLite the look-up, a read FOR UPDATE, takes the write lock.
 
     Raises:
         IdempotencyKeyReused: the key was used by this principal for a different request.
     """
     if key is None:
         return None
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_lock_id(principal, key))))
     record = session.scalars(
         select(IdempotencyRecord)
         .where(
@@ -214,6 +216,14 @@ def previous_result(
             "This Idempotency-Key was already used for a different sign request."
         )
     return session.get_one(Signature, record.signature_id)
+
+
+def _lock_id(principal: Principal, key: str) -> int:
+    """A 64-bit lock number for the principal's idempotency key."""
+    digest = hashlib.sha256(
+        f"idempotency:{principal.kind}:{principal.id}:{key}".encode()
+    )
+    return int.from_bytes(digest.digest()[:8], "big", signed=True)
 
 
 @dataclass(frozen=True, slots=True)
