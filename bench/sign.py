@@ -57,6 +57,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.registry import SimpleCertificateStore
 from reportlab.pdfgen import canvas
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,6 +149,15 @@ def check_file(path: Path, ca: x509.Certificate) -> None:
     assert status.bottom_line, f"{path.name} does not validate"
 
 
+class KeptKeySigner(signers.SimpleSigner):
+    """pyHanko "tuned" as issue #5 defines it: stock SimpleSigner, but the parsed key kept."""
+
+    kept_key: rsa.RSAPrivateKey
+
+    def sign_raw(self, data: bytes, digest_algorithm: str) -> bytes:
+        return self.kept_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+
 def in_process(
     seconds: float,
     pdf: bytes,
@@ -174,14 +184,22 @@ def in_process(
 
     # "Tuned" as issue #5 defines it: the parsed key kept in a SimpleSigner subclass
     # and a fixed bytes_reserved; pyHanko still builds its own signed attributes.
-    loaded = CachedKeySigner(
-        certificate=asn1_x509.Certificate.load(
+    loaded = KeptKeySigner(
+        signing_cert=asn1_x509.Certificate.load(
             cert.public_bytes(serialization.Encoding.DER)
         ),
-        private_key=key,
-        chain=[asn1_x509.Certificate.load(ca.public_bytes(serialization.Encoding.DER))],
+        signing_key=asn1_keys.PrivateKeyInfo.load(
+            key.private_bytes(
+                serialization.Encoding.DER,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        ),
+        cert_registry=SimpleCertificateStore.from_certs(
+            [asn1_x509.Certificate.load(ca.public_bytes(serialization.Encoding.DER))]
+        ),
     )
-    loaded.signed_attr_prov_spec = None
+    loaded.kept_key = key
 
     def tuned() -> bytes:
         out = io.BytesIO()

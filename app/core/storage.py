@@ -40,11 +40,19 @@ class BlobStore:
 
     @contextmanager
     def spool(self) -> Iterator[IO[bytes]]:
-        """A private temporary file in the store's filesystem: `put_file` links it into place."""
-        with tempfile.NamedTemporaryFile(
-            dir=self._incoming, prefix="spool-", delete=True
-        ) as handle:
-            yield handle
+        """A private temporary file in the store's filesystem: `put_file` links it into place.
+
+        A plain file object, not `NamedTemporaryFile`'s wrapper: that wrapper
+        builds a function object for every call, and pyHanko writes its output in
+        hundreds of small calls.
+        """
+        fd, name = tempfile.mkstemp(dir=self._incoming, prefix="spool-")
+        os.close(fd)
+        try:
+            with open(name, "w+b") as handle:
+                yield handle
+        finally:
+            Path(name).unlink(missing_ok=True)
 
     def put_file(self, namespace: str, handle: IO[bytes]) -> StoredBlob:
         """Store the content of a readable file, durably, before anything refers to it.

@@ -11,6 +11,7 @@ builds the CMS twice), and each worker thread keeps one event loop.
 import asyncio
 import hashlib
 import io
+import secrets
 import ssl
 import threading
 from collections import OrderedDict
@@ -22,10 +23,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 import aiohttp
 import certifi
+from asn1crypto import cms, tsp
 from asn1crypto import crl as asn1_crl
 from asn1crypto import keys as asn1_keys
 from asn1crypto import ocsp as asn1_ocsp
-from asn1crypto import tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -234,6 +235,54 @@ class CachedKeySigner(signers.SimpleSigner):
         )
         self._private_key = private_key
         self.signed_attr_prov_spec = _PadesSignedAttributes(certificate)
+        # Per digest algorithm: the B-B CMS cut around its two variable parts,
+        # or None where pyHanko's own output could not be reproduced.
+        self._templates: dict[str, _CmsTemplate | None] = {}
+
+    async def async_sign(
+        self,
+        data_digest: bytes,
+        digest_algorithm: str,
+        dry_run: bool = False,
+        use_pades: bool = False,
+        timestamper: Any = None,
+        signed_attr_settings: Any = None,
+        is_pdf_sig: bool = True,
+        encap_content_info: Any = None,
+    ) -> Any:
+        """A B-B CMS from this signer's template; anything else (timestamps, dry runs) by pyHanko."""
+        template = None
+        if (
+            timestamper is None
+            and not dry_run
+            and use_pades
+            and is_pdf_sig
+            and encap_content_info is None
+            and isinstance(self.signed_attr_prov_spec, _PadesSignedAttributes)
+            and self.unsigned_attr_prov_spec is None
+            and not self.attribute_certs
+        ):
+            template = await self._template(digest_algorithm.lower())
+        if template is None:
+            return await super().async_sign(
+                data_digest,
+                digest_algorithm,
+                dry_run=dry_run,
+                use_pades=use_pades,
+                timestamper=timestamper,
+                signed_attr_settings=signed_attr_settings,
+                is_pdf_sig=is_pdf_sig,
+                encap_content_info=encap_content_info,
+            )
+        return template.sign(data_digest, self.sign_raw)
+
+    async def _template(self, digest_algorithm: str) -> "_CmsTemplate | None":
+        if digest_algorithm not in self._templates:
+            # Built twice at worst when two threads race: both give the same result.
+            self._templates[digest_algorithm] = await _CmsTemplate.build(
+                self, digest_algorithm
+            )
+        return self._templates[digest_algorithm]
 
     def sign_raw(self, data: bytes, digest_algorithm: str) -> bytes:
         mechanism = self.get_signature_mechanism_for_digest(digest_algorithm)
@@ -253,6 +302,86 @@ class CachedKeySigner(signers.SimpleSigner):
         if algorithm == "ed25519" and isinstance(key, ed25519.Ed25519PrivateKey):
             return key.sign(data)
         raise SigningError(f"signature mechanism {algorithm} does not fit the key")
+
+
+@dataclass(frozen=True, slots=True)
+class _CmsTemplate:
+    """A signer's B-B CMS as DER cut around the document digest and the signature value.
+
+    With a fixed set of signed attributes (content type, message digest,
+    signingCertificateV2) and no unsigned ones, the CMS of a PAdES B-B signature
+    differs from one document to the next only in those two byte strings, both
+    of fixed length for RSA PKCS#1 v1.5. pyHanko spends ~1.5 ms a signature
+    building and serialising the same asn1crypto structure; this joins bytes.
+    Only used where it reproduces pyHanko's output byte for byte (checked when
+    built, on a second digest).
+    """
+
+    attributes_head: (
+        bytes  # the signed attributes, as signed (a SET OF), up to the digest
+    )
+    attributes_tail: bytes
+    head: bytes  # the whole ContentInfo up to the digest
+    middle: bytes  # from the digest to the signature value
+    tail: bytes
+    digest_algorithm: str
+    signature_size: int
+
+    @classmethod
+    async def build(
+        cls, signer: "CachedKeySigner", digest_algorithm: str
+    ) -> "_CmsTemplate | None":
+        """The template, or None where this signer's CMS is not a fixed layout."""
+        try:
+            mechanism = signer.get_signature_mechanism_for_digest(digest_algorithm)
+            if mechanism.signature_algo != "rsassa_pkcs1v15":
+                return None  # ECDSA and PSS signatures vary in length or bytes
+            size = _hash(digest_algorithm).digest_size
+        except (SigningError, ValueError):
+            return None
+        probe, check = secrets.token_bytes(size), secrets.token_bytes(size)
+        pyhanko_cms = await super(CachedKeySigner, signer).async_sign(
+            probe, digest_algorithm, use_pades=True
+        )
+        der = pyhanko_cms.dump()
+        signer_info = pyhanko_cms["content"]["signer_infos"][0]
+        signature = signer_info["signature"].native
+        # The signed attributes are signed as a SET OF; the CMS holds them as [0].
+        attributes = b"\x31" + signer_info["signed_attrs"].dump()[1:]
+        if (
+            der.count(probe) != 1
+            or der.count(signature) != 1
+            or attributes.count(probe) != 1
+            or der.index(probe) > der.index(signature)
+        ):
+            return None
+        at, sig_at = der.index(probe), der.index(signature)
+        template = cls(
+            attributes_head=attributes[: attributes.index(probe)],
+            attributes_tail=attributes[attributes.index(probe) + size :],
+            head=der[:at],
+            middle=der[at + size : sig_at],
+            tail=der[sig_at + len(signature) :],
+            digest_algorithm=digest_algorithm,
+            signature_size=len(signature),
+        )
+        expected = await super(CachedKeySigner, signer).async_sign(
+            check, digest_algorithm, use_pades=True
+        )
+        ours = template.sign(check, signer.sign_raw)
+        return template if ours.dump() == expected.dump() else None
+
+    def sign(
+        self, digest: bytes, sign_raw: Callable[[bytes, str], bytes]
+    ) -> "cms.ContentInfo":
+        signature = sign_raw(
+            self.attributes_head + digest + self.attributes_tail, self.digest_algorithm
+        )
+        if len(signature) != self.signature_size:
+            raise SigningError("the signature does not fit the CMS template")
+        return cms.ContentInfo.load(
+            self.head + digest + self.middle + signature + self.tail
+        )
 
 
 def freeze_signed_attributes(signer: signers.Signer) -> signers.Signer:

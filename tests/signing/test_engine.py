@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import signers
 from pyhanko.sign.timestamps import HTTPTimeStamper
 
 from app.signing.engine import (
@@ -21,6 +23,7 @@ from app.signing.engine import (
     RevocationCache,
     RevocationFetching,
     SignOptions,
+    _run,
     revocation_fetching,
     sign_pdf,
     timestamper_for,
@@ -488,3 +491,40 @@ def test_signing_certificate_v2_names_the_signer_by_its_sha512(pki: TestPki) -> 
     assert (
         cert_id["cert_hash"].native == hashlib.sha512(pki.cert("alice").dump()).digest()
     )
+
+
+@pytest.mark.parametrize("md_algorithm", ["sha256", "sha512"])
+def test_templated_cms_is_byte_identical_to_pyhankos_own(
+    ca: Issued, md_algorithm: str
+) -> None:
+    signer = signer_of(issue(ca, "Alice"), ca)
+    for _ in range(3):  # built on the first use, reused after
+        digest = os.urandom(hashlib.new(md_algorithm).digest_size)
+        ours = _run(signer.async_sign(digest, md_algorithm, use_pades=True))
+        pyhankos = _run(
+            signers.SimpleSigner.async_sign(
+                signer, digest, md_algorithm, use_pades=True
+            )
+        )
+        assert ours.dump() == pyhankos.dump()
+        [attribute] = [
+            a
+            for a in ours["content"]["signer_infos"][0]["signed_attrs"]
+            if a["type"].native == "message_digest"
+        ]
+        assert attribute["values"][0].native == digest
+    assert signer._templates[md_algorithm] is not None
+
+
+def test_signers_without_a_fixed_cms_layout_use_pyhanko(ca: Issued) -> None:
+    ecdsa = signer_of(issue(ca, "Bob", key_type="p256"), ca)
+    signed = sign(make_pdf(), ecdsa, SignOptions())
+    [report] = validate_pdf(
+        io.BytesIO(signed), trust_roots=[asn1_of(ca)], allow_fetching=False
+    )
+    assert report.bottom_line
+    assert ecdsa._templates == {"sha256": None}
+    # pyHanko's own size estimate (a dry run) does not build the template either.
+    rsa = signer_of(issue(ca, "Carol"), ca)
+    _run(rsa.async_sign(os.urandom(32), "sha256", use_pades=True, dry_run=True))
+    assert rsa._templates == {}
