@@ -60,33 +60,16 @@ class SignRequest:
     tsa_url: str | None = None
     extra_trust_roots: tuple[asn1_x509.Certificate, ...] = ()
 
-    def fingerprint(self) -> str:
-        """SHA-256 of the request's content, to tell a retry from a different request."""
-        options = self.options
-        appearance = options.appearance
-        content = {
-            "certificate_id": str(self.certificate_id) if self.certificate_id else None,
-            "level": options.level.value,
-            "field_name": options.field_name,
-            "reason": options.reason,
-            "location": options.location,
-            "contact_info": options.contact_info,
-            "certify": options.certify.value,
-            "appearance": [
-                appearance.page,
-                list(appearance.box),
-                appearance.text,
-                hashlib.sha256(appearance.image).hexdigest()
-                if appearance.image
-                else None,
-            ]
-            if appearance
-            else None,
-        }
-        if options.md_algorithm != "sha256":
-            # Only when not the default: fingerprints of earlier requests stay valid.
-            content["md_algorithm"] = options.md_algorithm
-        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    # SHA-256 of the body as the client sent it (see `fingerprint`).
+    body_sha256: str = ""
+
+    def fingerprint(self, target: str) -> str:
+        """What tells a retry from a different request: the body as sent, and what it signs.
+
+        Not the options resolved from the profile and the settings: a retry made
+        after an administrator changed those is still the same request.
+        """
+        return hashlib.sha256(f"{target}\n{self.body_sha256}".encode()).hexdigest()
 
 
 def resolve_sign_request(session: Session, body: SignDocumentRequest) -> SignRequest:
@@ -145,6 +128,9 @@ def sign_request_of(
         ),
         tsa_url=str(tsa_url) if tsa_url else None,
         extra_trust_roots=validation.section_trust_roots(defaults),
+        body_sha256=hashlib.sha256(
+            json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()
+        ).hexdigest(),
     )
 
 
@@ -185,7 +171,7 @@ _IMAGE_PARAM = {
 
 
 def previous_result(
-    session: Session, principal: Principal, *, key: str | None, request: SignRequest
+    session: Session, principal: Principal, *, key: str | None, fingerprint: str
 ) -> Signature | None:
     """The signature an earlier request with this `Idempotency-Key` produced, if any.
 
@@ -211,9 +197,10 @@ def previous_result(
     ).one_or_none()
     if record is None:
         return None
-    if record.request_sha256 != request.fingerprint():
+    if record.request_sha256 != fingerprint:
         raise IdempotencyKeyReused(
-            "This Idempotency-Key was already used for a different sign request."
+            "This Idempotency-Key was already used for a different sign request "
+            "(other options, another document or another file)."
         )
     return session.get_one(Signature, record.signature_id)
 
@@ -264,7 +251,10 @@ def sign_document(
         SigningRefused (422), TimestampUnavailable / RevocationUnavailable (502).
         IdempotencyKeyReused (409).
     """
-    earlier = previous_result(session, principal, key=idempotency_key, request=request)
+    fingerprint = request.fingerprint(f"document:{document.id}")
+    earlier = previous_result(
+        session, principal, key=idempotency_key, fingerprint=fingerprint
+    )
     if earlier is not None:
         return earlier
     certificate_id = request.certificate_id
@@ -289,8 +279,8 @@ def sign_document(
             document=document,
             key=key,
             signed=signed,
-            request=request,
             idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
         )
     except AppError as exc:
         _record_failure(
@@ -331,7 +321,15 @@ def sign_upload(
         DocumentTooLarge, NotAPdf, PdfUnreadable, PdfEncrypted: the upload (413, 415, 422).
         The refusals of `sign_document`.
     """
-    earlier = previous_result(session, principal, key=idempotency_key, request=request)
+    # The file is part of the request: the same key with another file is refused.
+    fingerprint = (
+        request.fingerprint(f"upload:{_sha256_of(upload)}")
+        if idempotency_key is not None
+        else ""
+    )
+    earlier = previous_result(
+        session, principal, key=idempotency_key, fingerprint=fingerprint
+    )
     if earlier is not None:
         return earlier
     if not principal.has(Entitlement.DOCUMENTS_WRITE):
@@ -375,8 +373,8 @@ def sign_upload(
             document=document,
             key=key,
             signed=signed,
-            request=request,
             idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
         )
     except AppError as exc:
         _record_failure(
@@ -542,8 +540,8 @@ def _record_signature(
     document: Document,
     key: _SigningKey,
     signed: _SignedBlob,
-    request: SignRequest,
     idempotency_key: str | None,
+    fingerprint: str,
 ) -> Signature:
     """The database side of a signature: new version, signature record, audit, event, licence count."""
     options, stored, certificate = signed.options, signed.blob, key.certificate
@@ -628,7 +626,7 @@ def _record_signature(
                 principal_kind=principal.kind,
                 principal_id=principal.id,
                 key=idempotency_key,
-                request_sha256=request.fingerprint(),
+                request_sha256=fingerprint,
                 signature_id=signature.id,
             )
         )
@@ -637,6 +635,15 @@ def _record_signature(
     session.flush()
     license_service.reserve_signature(session, actor=principal.actor)
     return signature
+
+
+def _sha256_of(upload: IO[bytes]) -> str:
+    upload.seek(0)
+    digest = hashlib.sha256()
+    while chunk := upload.read(1024 * 1024):
+        digest.update(chunk)
+    upload.seek(0)
+    return digest.hexdigest()
 
 
 def _refusal(exc: engine.EngineError) -> Exception:

@@ -395,6 +395,62 @@ def test_idempotency_key_returns_the_first_result(
     assert_problem(other, 409, "idempotency_key_reused")
 
 
+def test_idempotency_key_names_the_request_as_sent_and_what_it_signs(
+    client: TestClient,
+    alice: Signer,
+    admin_headers: dict[str, str],
+    session_factory: sessionmaker[Session],
+) -> None:
+    document, other_document = (
+        upload(client, alice.headers),
+        upload(client, alice.headers),
+    )
+    headers = {**alice.headers, "Idempotency-Key": "job-43"}
+    body = {"certificate_id": alice.certificate_id}
+    first = client.post(f"{DOCS}/{document['id']}/sign", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    # An administrator changes what the body left to the settings: a retry is
+    # still the same request, and gets the first result.
+    changed = client.put(
+        "/api/v1/settings/signing",
+        json={"hash_algorithm": "sha512"},
+        headers=admin_headers,
+    )
+    assert changed.status_code == 200, changed.text
+    again = client.post(f"{DOCS}/{document['id']}/sign", json=body, headers=headers)
+    assert (again.status_code, again.json()["id"]) == (201, first.json()["id"])
+    # The same key for another document is another request.
+    assert_problem(
+        client.post(f"{DOCS}/{other_document['id']}/sign", json=body, headers=headers),
+        409,
+        "idempotency_key_reused",
+    )
+    assert count_signatures(session_factory) == 1
+
+
+def test_one_shot_idempotency_key_covers_the_file(
+    client: TestClient, alice: Signer, session_factory: sessionmaker[Session]
+) -> None:
+    headers = {**alice.headers, "Idempotency-Key": "upload-1"}
+    options = {"options": f'{{"certificate_id": "{alice.certificate_id}"}}'}
+    pdf = make_pdf(text="invoice 1")
+
+    def one_shot(content: bytes) -> Any:
+        return client.post(
+            "/api/v1/sign",
+            files={"file": ("in.pdf", content, "application/pdf")},
+            data=options,
+            headers=headers,
+        )
+
+    first, again = one_shot(pdf), one_shot(pdf)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.headers["x-signature-id"] == first.headers["x-signature-id"]
+    assert again.content == first.content
+    assert_problem(one_shot(make_pdf(text="invoice 2")), 409, "idempotency_key_reused")
+    assert count_signatures(session_factory) == 1
+
+
 def test_one_shot_sign_returns_the_signed_pdf_and_keeps_the_record(
     client: TestClient, alice: Signer, ca: Issued
 ) -> None:
