@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.audit import service as audit_service
 from app.certificates.models import SigningCertificate, StoredStatus
 from app.core.db import unit_of_work, upsert_into
 from app.core.types import utcnow
@@ -140,9 +141,10 @@ def scan_certificate_expiry(
         if left <= timedelta(0):
             key = f"{Event.CERTIFICATE_EXPIRED.value}:{certificate.id}"
             if _mark(session, [key]):
-                emit(
+                _announce(
                     session,
                     Event.CERTIFICATE_EXPIRED,
+                    certificate,
                     _payload(certificate, left=left, days_before=None),
                 )
                 emitted += 1
@@ -153,13 +155,38 @@ def scan_certificate_expiry(
         smallest = crossed[-1]
         fresh = _mark(session, [_expiring_key(certificate.id, t) for t in crossed])
         if _expiring_key(certificate.id, smallest) in fresh:
-            emit(
+            _announce(
                 session,
                 Event.CERTIFICATE_EXPIRING,
+                certificate,
                 _payload(certificate, left=left, days_before=smallest),
             )
             emitted += 1
     return emitted
+
+
+def _announce(
+    session: Session,
+    event: Event,
+    certificate: SigningCertificate,
+    payload: dict[str, object],
+) -> None:
+    """The event and its audit entry, once, in the scan's transaction (as licence warnings are)."""
+    audit_service.record(
+        session,
+        actor=audit_service.SYSTEM,
+        action=event.value,
+        resource_type="certificate",
+        resource_id=certificate.id,
+        details={
+            "certificate_name": certificate.name,
+            "fingerprint": certificate.fingerprint_sha256,
+            "not_after": certificate.not_after.isoformat(),
+            "days_left": payload["days_left"],
+            "days_before": payload["days_before"],
+        },
+    )
+    emit(session, event, payload)
 
 
 def _expiring_key(certificate_id: uuid.UUID, days: int) -> str:

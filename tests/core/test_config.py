@@ -24,6 +24,18 @@ def test_cors_origins_are_read_comma_separated(monkeypatch: pytest.MonkeyPatch) 
     assert load_settings().cors_origins == ["https://a.example", "https://b.example"]
 
 
+@pytest.mark.parametrize(
+    "variable", ["SIGNVAULT_BACKGROUND_IN_PROCESS", "SIGNVAULT_BATCH_IN_PROCESS"]
+)
+def test_background_work_can_be_moved_out_under_either_name(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    # SIGNVAULT_BATCH_IN_PROCESS was the name before notifications joined batches.
+    assert load_settings().background_in_process is True
+    monkeypatch.setenv(variable, "false")
+    assert load_settings().background_in_process is False
+
+
 def test_invalid_settings_name_every_bad_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -165,13 +165,18 @@ class Authenticator:
 def smtp_server(
     *,
     tls_context: ssl.SSLContext | None = None,
+    implicit_tls_context: ssl.SSLContext | None = None,
     credentials: tuple[str, str] | None = None,
 ) -> Iterator[MailSink]:
-    """An SMTP server on 127.0.0.1; STARTTLS when given a context, AUTH when given credentials."""
+    """An SMTP server on 127.0.0.1: STARTTLS or TLS from the first byte (SMTPS) when
+    given a context, AUTH when given credentials."""
     sink = MailSink(port=free_port())
     kwargs: dict[str, Any] = {}
     if tls_context is not None:
         kwargs.update(tls_context=tls_context, require_starttls=True)
+    if implicit_tls_context is not None:
+        # aiosmtpd only knows of STARTTLS's TLS: here the whole session is TLS.
+        kwargs.update(ssl_context=implicit_tls_context, auth_require_tls=False)
     if credentials is not None:
         kwargs.update(authenticator=Authenticator(sink, *credentials))
     controller = Controller(sink, hostname="127.0.0.1", port=sink.port, **kwargs)

@@ -173,6 +173,48 @@ def test_starttls_with_the_servers_ca_trusted(
     assert row.status == DeliveryStatus.DELIVERED
 
 
+def test_implicit_tls_with_the_servers_ca_trusted(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    session_factory: sessionmaker[Session],
+    smtp_pki: ServerPki,
+) -> None:
+    with smtp_server(
+        implicit_tls_context=smtp_pki.server_context(),
+        credentials=("mailer", "s3cret-pw"),
+    ) as sink:
+        put_smtp(
+            client,
+            admin_headers,
+            sink.port,
+            security="tls",
+            username="mailer",
+            password="s3cret-pw",
+            tls_ca_pem=smtp_pki.ca_pem,
+        )
+        create_rule(
+            client,
+            admin_headers,
+            event="certificate.expiring",
+            channel="email",
+            recipients=["ops@example.com"],
+        )
+        emit_expiring(session_factory)
+        [message] = sink.wait_for(1)
+        [row] = wait_final(session_factory)
+    assert message.rcpt_tos == ["ops@example.com"]
+    assert row.status == DeliveryStatus.DELIVERED
+    # Without the CA the certificate is refused, as for STARTTLS.
+    with smtp_server(implicit_tls_context=smtp_pki.server_context()) as sink:
+        put_smtp(client, admin_headers, sink.port, security="tls")
+        emit_expiring(session_factory, certificate_name="Other seal")
+        rows = wait_final(session_factory, count=2)
+        assert sink.messages == []
+    failed = [r for r in rows if r.status == DeliveryStatus.FAILED]
+    assert len(failed) == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in (failed[0].last_error or "")
+
+
 def test_starttls_verifies_the_certificate_by_default(
     client: TestClient,
     admin_headers: dict[str, str],

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.audit.models import AuditEvent
 from app.core.config import Settings
 from app.core.types import utcnow
 from app.notifications import scans
@@ -123,6 +124,23 @@ def test_scans_announce_each_threshold_once_and_expiry_once(
         None,
     )
     assert scan(session_factory, end + timedelta(days=3)) == 0
+    # Each announcement is audited once, by the system, with the event.
+    with session_factory() as session:
+        entries = session.execute(
+            select(
+                AuditEvent.action,
+                AuditEvent.actor_kind,
+                AuditEvent.resource_id,
+                AuditEvent.details,
+            )
+            .where(AuditEvent.action.like("certificate.expir%"))
+            .order_by(AuditEvent.seq)
+        ).all()
+    assert [(e.action, e.actor_kind, e.resource_id) for e in entries] == [
+        ("certificate.expiring", "system", certificate["id"])
+    ] * 3 + [("certificate.expired", "system", certificate["id"])]
+    assert [e.details["days_before"] for e in entries] == [30, 7, 1, None]
+    assert entries[0].details["fingerprint"] == certificate["fingerprint_sha256"]
 
 
 def test_first_scan_past_several_thresholds_announces_the_smallest_only(
