@@ -1,5 +1,6 @@
 """Request-level pieces shared by the documents and signing routers."""
 
+import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import IO, Annotated, Any
@@ -52,6 +53,21 @@ async def blob_store(request: Request) -> BlobStore:
 BlobsDep = Annotated[BlobStore, Depends(blob_store)]
 
 
+# Starlette keeps a multipart part up to this size in memory (its spool limit).
+_SMALL_PART_BYTES = 1024 * 1024
+
+
+async def _readable(part: UploadFile) -> IO[bytes]:
+    """The part's content, a small one as a plain in-memory buffer.
+
+    A SpooledTemporaryFile routes every call through Python code, and pyHanko's
+    parser reads a byte at a time: ~1,000 calls for a 25 KB PDF.
+    """
+    if part.size is not None and part.size <= _SMALL_PART_BYTES:
+        return io.BytesIO(await part.read())
+    return part.file
+
+
 @dataclass(frozen=True, slots=True)
 class ReceivedUpload:
     file: IO[bytes]
@@ -77,7 +93,7 @@ async def receive_upload(
                 for k, v in form.items()
                 if isinstance(v, str) and k in _METADATA_FIELDS
             }
-            yield ReceivedUpload(part.file, part.filename, fields)
+            yield ReceivedUpload(await _readable(part), part.filename, fields)
         finally:
             await form.close()
     elif content_type.split(";")[0].strip() in (
