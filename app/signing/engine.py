@@ -850,7 +850,8 @@ def sign_pdf(
     pdf_signer = signers.PdfSigner(
         metadata,
         signer=signer,
-        timestamper=timestamper,
+        # B-B has no timestamp, even with a TSA configured: pyHanko would add one.
+        timestamper=timestamper if options.level != PadesLevel.B_B else None,
         stamp_style=stamp,
         new_field_spec=new_field,
     )

@@ -489,7 +489,7 @@ def _sign_blob(
     tsa_url = request.tsa_url or settings.tsa_url
     timestamper = (
         engine.timestamper_for(tsa_url, timeout=settings.tsa_timeout_seconds)
-        if tsa_url
+        if tsa_url and options.level != engine.PadesLevel.B_B
         else None
     )
     revocation = None

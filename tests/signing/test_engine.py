@@ -165,6 +165,25 @@ def test_long_term_levels_validate_offline_from_the_dss(
     )
 
 
+def test_b_b_asks_no_tsa_even_when_one_is_configured(ca: Issued) -> None:
+    # An address nothing listens on: a timestamp request would fail the signature.
+    unreachable = timestamper_for("http://127.0.0.1:9/tsa", timeout=1)
+    signed = sign(
+        make_pdf(),
+        signer_of(issue(ca, "Alice"), ca),
+        SignOptions(level=PadesLevel.B_B),
+        timestamper=unreachable,
+    )
+    [report] = validate_pdf(
+        io.BytesIO(signed), trust_roots=[asn1_of(ca)], allow_fetching=False
+    )
+    assert (report.bottom_line, report.pades_level, report.timestamp_time) == (
+        True,
+        "B-B",
+        None,
+    )
+
+
 def test_b_t_without_a_tsa_is_refused(ca: Issued) -> None:
     with pytest.raises(EngineError) as refused:
         sign(
