@@ -391,6 +391,48 @@ def http_path(
     return per_second
 
 
+def http_floor(
+    p12: bytes, pdf: bytes, ca: x509.Certificate, *, seconds: float, clients: int
+) -> float:
+    """The same requests against `floor_app.py`: uvicorn, FastAPI and the engine only."""
+    with tempfile.TemporaryDirectory() as work:
+        key_file = Path(work) / "signer.p12"
+        key_file.write_bytes(p12)
+        port = 8650
+        base = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "floor_app:app",
+             "--port", str(port), "--log-level", "error"],
+            env={**os.environ, "BENCH_FLOOR_P12": str(key_file), "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            for _ in range(300):
+                try:
+                    httpx.get(f"{base}/docs", timeout=1)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            answer = httpx.post(
+                f"{base}/api/v1/sign",
+                files={"file": ("in.pdf", pdf, "application/pdf")},
+                timeout=60,
+            )
+            answer.raise_for_status()
+            check(answer.content, ca)
+            request = sign_request(base, "unused", "{}", pdf)
+            drive(base, request, clients, min(seconds, 2))  # warm-up
+            per_second = drive(base, request, clients, seconds)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    print(
+        f"{'HTTP floor: uvicorn + FastAPI + engine only, 1 worker':<58} {per_second:9.1f} /s",
+        flush=True,
+    )
+    return per_second
+
+
 def fresh_postgres_database(url: str) -> str:
     from sqlalchemy import create_engine, make_url, text
 
@@ -446,6 +488,7 @@ def pki_in_a_process(*, stock_certomancer: bool) -> Iterator[Any]:
                     break
                 except httpx.TransportError:
                     time.sleep(0.1)
+            pki.process_id = child.pid  # for the CPU it spends
             yield pki
         finally:
             assert child.stdin is not None
@@ -585,9 +628,19 @@ def http_long_term(
                 assert report.pades_level == level, (level, report.pades_level)
                 request = sign_request(server.base, token, options, pdf)
                 drive(server.base, request, clients, min(seconds, 2))  # warm-up
+                before = cpu_seconds(server.pid), cpu_seconds(pki.process_id)
+                started = time.perf_counter()
                 results[level] = drive(server.base, request, clients, seconds)
+                done = results[level] * (time.perf_counter() - started)
+                server_ms, pki_ms = (
+                    (cpu_seconds(pid) - spent) * 1000 / done
+                    for pid, spent in zip(
+                        (server.pid, pki.process_id), before, strict=True
+                    )
+                )
                 print(
-                    f"{'HTTP POST /api/v1/sign ' + level + ', 1 worker, ' + str(clients) + ' clients':<58} {results[level]:9.1f} /s",
+                    f"{'HTTP POST /api/v1/sign ' + level + ', 1 worker, ' + str(clients) + ' clients':<58} {results[level]:9.1f} /s"
+                    f"  server CPU {server_ms:5.1f} ms, TSA/OCSP process CPU {pki_ms:5.1f} ms",
                     flush=True,
                 )
     print(f"HTTP B-LT cached / B-B: {results['B-LT'] / results['B-B']:.2f}x")
@@ -632,6 +685,12 @@ def write_large_pdf(path: Path, size: int) -> None:
             b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
             % (len(offsets) + 1, xref)
         )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def memory_kib(pid: int, field: str) -> int:
@@ -769,6 +828,7 @@ def main() -> None:
             b"b", key, cert, [ca], serialization.BestAvailableEncryption(b"pw")
         )
     if not args.skip_http:
+        http_floor(p12, pdf, ca, seconds=args.http_seconds, clients=args.clients)
         rates = {}
         for workers in (1, 2):
             with served(workers, p12, licence, public_key, args.database_url) as server:
