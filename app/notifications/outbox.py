@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy import event as sa_event
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.notifications.models import OutboxEvent
@@ -28,7 +29,9 @@ class Event(StrEnum):
 THRESHOLD_EVENTS = frozenset({Event.CERTIFICATE_EXPIRING, Event.LICENSE_EXPIRING})
 
 # Set after a commit that emitted: the background worker of this process wakes at once
-# instead of at its next poll (workers of other processes poll).
+# instead of at its next poll. On PostgreSQL the commit also notifies this channel,
+# and the workers of other processes (`signvault worker`) listen on it.
+NOTIFY_CHANNEL = "signvault_outbox"
 _wakers: set[threading.Event] = set()
 _wakers_lock = threading.Lock()
 _EMITTED = "notifications.emitted"
@@ -51,6 +54,12 @@ def _wake_after_commit(session: Session) -> None:
                 waker.set()
 
 
+def _notify_listeners(session: Session) -> None:
+    # Sent by PostgreSQL at commit, once per transaction, and never after a rollback.
+    if session.info.get(_EMITTED) and session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+
+
 def emit(session: Session, event: Event, payload: Mapping[str, Any]) -> OutboxEvent:
     """Queue `event` in the caller's transaction: sent only if it commits, never lost if it does.
 
@@ -65,4 +74,5 @@ def emit(session: Session, event: Event, payload: Mapping[str, Any]) -> OutboxEv
         # the flag stays and the next commit wakes the worker once for nothing.
         if not sa_event.contains(session, "after_commit", _wake_after_commit):
             sa_event.listen(session, "after_commit", _wake_after_commit)
+            sa_event.listen(session, "before_commit", _notify_listeners)
     return row

@@ -9,6 +9,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import psycopg
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.config import Settings
@@ -67,6 +69,14 @@ class NotificationLoop:
 
     def run(self, stop: threading.Event) -> None:
         outbox.subscribe(self.wake)
+        engine = self._factory.kw.get("bind")
+        if isinstance(engine, Engine) and engine.dialect.name == "postgresql":
+            threading.Thread(
+                target=listen_for_events,
+                args=(engine.url, self.wake, stop),
+                name="signvault-notification-listener",
+                daemon=True,
+            ).start()
         try:
             while not stop.is_set():
                 self._run_periodic_jobs()
@@ -124,3 +134,30 @@ class NotificationLoop:
                 job.run(self._factory)
             except Exception:
                 logger.exception("periodic job %s failed", job.name)
+
+
+# After a lost connection the listener reconnects this much later; meanwhile the loop polls.
+LISTEN_RETRY_SECONDS = 5.0
+
+
+def listen_for_events(url: URL, wake: threading.Event, stop: threading.Event) -> None:
+    """Set `wake` whenever any process commits an emitted event (PostgreSQL LISTEN), until `stop`.
+
+    Without it a worker in another process than the API would see new events
+    only at its next poll (`SIGNVAULT_NOTIFICATION_POLL_SECONDS`).
+    """
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    while not stop.is_set():
+        try:
+            with psycopg.connect(conninfo, autocommit=True) as connection:
+                connection.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
+                wake.set()  # what was committed while nobody listened
+                while not stop.is_set():
+                    for _notice in connection.notifies(timeout=1.0, stop_after=1):
+                        wake.set()
+        except psycopg.Error:
+            logger.warning(
+                "listening for notification events failed; polling until it reconnects",
+                exc_info=True,
+            )
+            stop.wait(LISTEN_RETRY_SECONDS)

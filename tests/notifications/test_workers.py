@@ -28,13 +28,15 @@ EVENTS = 500
 
 
 @contextmanager
-def worker_process(settings: Settings, workdir: Path, name: str) -> Iterator[Path]:
+def worker_process(
+    settings: Settings, workdir: Path, name: str, *, poll_seconds: float = 0.2
+) -> Iterator[Path]:
     log_path = workdir / f"{name}.log"
     env = signvault_env(
         settings.data_dir,
         settings.effective_database_url,
         SIGNVAULT_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
-        SIGNVAULT_NOTIFICATION_POLL_SECONDS="0.2",
+        SIGNVAULT_NOTIFICATION_POLL_SECONDS=str(poll_seconds),
         SIGNVAULT_ADMIN_BOOTSTRAP="false",
     )
     with log_path.open("w") as log:
@@ -115,6 +117,34 @@ def test_two_workers_deliver_every_event_exactly_once(
         by_worker = collections.Counter(session.scalars(select(Delivery.claimed_by)))
     assert len(by_worker) == 2, by_worker  # both took part
     print(f"{EVENTS} deliveries by two workers in {elapsed:.1f} s: {dict(by_worker)}")  # noqa: T201
+
+
+@pytest.mark.parametrize("settings", [{"background_in_process": False}], indirect=True)
+def test_a_worker_on_postgresql_hears_of_events_at_once(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
+) -> None:
+    if not settings.effective_database_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; on SQLite a separate worker polls")
+    create_rule(
+        client,
+        admin_headers,
+        event="batch.completed",
+        channel="webhook",
+        url=receiver.url,
+    )
+    # A poll far longer than the wait below: only the notification can wake it.
+    with worker_process(settings, tmp_path, "listener", poll_seconds=300):
+        time.sleep(1)  # its first round has run and found nothing
+        for number in range(3):
+            with session_factory.begin() as session:
+                emit(session, Event.BATCH_COMPLETED, {"batch": number})
+            receiver.wait_for(lambda hits, n=number: len(hits) > n, timeout=10)
+    assert [hit.json()["data"]["batch"] for hit in receiver.hits] == [0, 1, 2]
 
 
 @pytest.mark.parametrize("settings", [{"background_in_process": False}], indirect=True)
