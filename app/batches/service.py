@@ -37,7 +37,7 @@ from app.core.config import Settings
 from app.core.db import unit_of_work
 from app.core.errors import AppError, Forbidden, InvalidInput, PayloadTooLarge
 from app.core.pagination import PageParams, paginate
-from app.core.storage import BlobStore
+from app.core.storage import BlobStore, sha256_of
 from app.core.types import utcnow
 from app.documents import service as documents_service
 from app.documents.errors import EmptyUpload, NotAPdf, PdfEncrypted, PdfUnreadable
@@ -85,7 +85,7 @@ class UploadedFile:
 def _fingerprint(body: BatchOptions, uploads: Sequence[UploadedFile]) -> str:
     content: dict[str, Any] = body.model_dump(mode="json")
     if uploads:
-        content["uploads"] = [[u.filename, _sha256_of(u.file)] for u in uploads]
+        content["uploads"] = [[u.filename, sha256_of(u.file)] for u in uploads]
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -96,14 +96,6 @@ def _options_of(session: Session, body: BatchOptions) -> dict[str, Any]:
     request = signing_service.resolve_sign_request(session, body)
     options["level"] = request.options.level.value
     return options
-
-
-def _sha256_of(file: IO[bytes]) -> str:
-    file.seek(0)
-    digest = hashlib.sha256()
-    while chunk := file.read(1024 * 1024):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def create_batch(

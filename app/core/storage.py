@@ -110,6 +110,14 @@ class BlobStore:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def sha256_of(handle: IO[bytes]) -> str:
+    """The SHA-256 of a readable file's whole content; it is left at its start."""
+    handle.seek(0)
+    digest = _digest(handle).sha256
+    handle.seek(0)
+    return digest
+
+
 def _digest(handle: IO[bytes], *, copy_to: IO[bytes] | None = None) -> StoredBlob:
     digest = hashlib.sha256()
     size = 0

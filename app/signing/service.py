@@ -26,7 +26,7 @@ from app.certificates.vault import Vault
 from app.core.config import Settings
 from app.core.db import on_rollback
 from app.core.errors import AppError, Forbidden
-from app.core.storage import BlobStore, StoredBlob
+from app.core.storage import BlobStore, StoredBlob, sha256_of
 from app.core.types import utcnow
 from app.documents import service as documents_service
 from app.documents.models import Document, DocumentStatus, DocumentVersion
@@ -323,7 +323,7 @@ def sign_upload(
     """
     # The file is part of the request: the same key with another file is refused.
     fingerprint = (
-        request.fingerprint(f"upload:{_sha256_of(upload)}")
+        request.fingerprint(f"upload:{sha256_of(upload)}")
         if idempotency_key is not None
         else ""
     )
@@ -635,15 +635,6 @@ def _record_signature(
     session.flush()
     license_service.reserve_signature(session, actor=principal.actor)
     return signature
-
-
-def _sha256_of(upload: IO[bytes]) -> str:
-    upload.seek(0)
-    digest = hashlib.sha256()
-    while chunk := upload.read(1024 * 1024):
-        digest.update(chunk)
-    upload.seek(0)
-    return digest.hexdigest()
 
 
 def _refusal(exc: engine.EngineError) -> Exception:
