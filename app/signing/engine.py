@@ -16,8 +16,8 @@ import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import IO, TYPE_CHECKING, Any
 
@@ -30,12 +30,15 @@ from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from pyhanko.pdf_utils import misc
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers, timestamps
 from pyhanko.sign.attributes import CMSAttributeProvider, SignedAttributeProviderSpec
 from pyhanko.sign.general import SigningError, as_signing_certificate_v2
+from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+from pyhanko.sign.signers.pdf_signer import PreSignValidationStatus
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.errors import NoDSSFoundError
@@ -431,6 +434,27 @@ class RevocationCache:
         self.hits = self.misses = 0
 
     def get(self, key: Hashable, *, max_age: timedelta) -> list[bytes] | None:
+        ders: list[bytes] | None = self._recall(key, max_age)
+        return ders
+
+    def put(
+        self, key: Hashable, ders: list[bytes], next_update: datetime | None
+    ) -> None:
+        self._keep(key, ders, sum(len(der) for der in ders), next_update)
+
+    def validation_info(
+        self, key: Hashable, *, max_age: timedelta
+    ) -> "_KnownValidationInfo | None":
+        """What an earlier signature's pre-signing validation of the same signer and TSA found."""
+        info: _KnownValidationInfo | None = self._recall(("validation", key), max_age)
+        return info
+
+    def keep_validation_info(
+        self, key: Hashable, info: "_KnownValidationInfo", next_update: datetime | None
+    ) -> None:
+        self._keep(("validation", key), info, info.size, next_update)
+
+    def _recall(self, key: Hashable, max_age: timedelta) -> Any:
         now = self._clock()
         with self._lock:
             entry = self._entries.get(key)
@@ -446,18 +470,19 @@ class RevocationCache:
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
-            return entry.ders
+            return entry.value
 
-    def put(
-        self, key: Hashable, ders: list[bytes], next_update: datetime | None
+    def _keep(
+        self, key: Hashable, value: Any, size: int, next_update: datetime | None
     ) -> None:
-        size = sum(len(der) for der in ders)
         if next_update is None or size > self._max_bytes:
             return
         with self._lock:
             if key in self._entries:
                 self._drop(key)
-            self._entries[key] = _CachedRevocation(ders, next_update, self._clock())
+            self._entries[key] = _CachedRevocation(
+                value, size, next_update, self._clock()
+            )
             self._bytes += size
             while (
                 len(self._entries) > self._max_entries or self._bytes > self._max_bytes
@@ -470,15 +495,53 @@ class RevocationCache:
             self._bytes = 0
 
     def _drop(self, key: Hashable) -> None:
-        entry = self._entries.pop(key)
-        self._bytes -= sum(len(der) for der in entry.ders)
+        self._bytes -= self._entries.pop(key).size
 
 
 @dataclass(frozen=True, slots=True)
 class _CachedRevocation:
-    ders: list[bytes]
+    value: Any
+    size: int
     next_update: datetime
     stored_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _KnownValidationInfo:
+    """A pre-signing validation's outcome, its OCSP responses and CRLs kept as DER (see `RevocationCache`)."""
+
+    status: PreSignValidationStatus
+    ocsps: tuple[bytes, ...]
+    crls: tuple[bytes, ...]
+
+    @classmethod
+    def of(
+        cls, status: PreSignValidationStatus
+    ) -> "tuple[_KnownValidationInfo, datetime | None]":
+        """The status to keep, and until when its revocation data is current (None: not to keep)."""
+        updates: list[datetime | None] = [
+            _ocsp_next_update(r) for r in status.ocsps_to_embed
+        ] + [c["tbs_cert_list"]["next_update"].native for c in status.crls_to_embed]
+        info = cls(
+            replace(status, ocsps_to_embed=[], crls_to_embed=[]),
+            tuple(r.dump() for r in status.ocsps_to_embed),
+            tuple(c.dump() for c in status.crls_to_embed),
+        )
+        if None in updates:
+            return info, None
+        # Certificates without revocation pointers: good until the caller's max_age.
+        return info, min(updates, default=datetime.max.replace(tzinfo=UTC))  # type: ignore[type-var]
+
+    @property
+    def size(self) -> int:
+        return sum(map(len, self.ocsps)) + sum(map(len, self.crls))
+
+    def status_for_one_signature(self) -> PreSignValidationStatus:
+        return replace(
+            self.status,
+            ocsps_to_embed=[asn1_ocsp.OCSPResponse.load(der) for der in self.ocsps],
+            crls_to_embed=[asn1_crl.CertificateList.load(der) for der in self.crls],
+        )
 
 
 _REVOCATION_MARGIN = timedelta(minutes=1)
@@ -606,10 +669,15 @@ class RevocationFetching:
 
     The backend is ours to close (`_run` does): pyHanko derives further contexts
     from this one while signing, and those would otherwise leave sessions open.
+    `cache` also keeps what a B-LT signature's pre-signing validation found, for
+    the next ones with the same signer, TSA and trust (`scope`), for `max_age`.
     """
 
     context: ValidationContext
     backend: FetcherBackend
+    cache: RevocationCache | None = None
+    max_age: timedelta = timedelta(0)
+    scope: bytes = b""
 
     async def aclose(self) -> None:
         await self.context.aclose()  # type: ignore[no-untyped-call]
@@ -624,19 +692,35 @@ def revocation_fetching(
     max_age: timedelta = timedelta(minutes=5),
 ) -> RevocationFetching:
     """A context that collects revocation data, reusing what `cache` holds for at most `max_age` (0: fetch anew)."""
-    backend: FetcherBackend = (
-        _CachingFetcherBackend(cache, max_age)
-        if max_age > timedelta(0)
-        else AIOHttpFetcherBackend(session=_HTTP)  # type: ignore[arg-type]
+    if max_age <= timedelta(0):
+        backend: FetcherBackend = AIOHttpFetcherBackend(session=_HTTP)  # type: ignore[arg-type]
+        context = _fetching_context(trust_roots, chain, backend)
+        return RevocationFetching(context, backend)
+    backend = _CachingFetcherBackend(cache, max_age)
+    scope = hashlib.sha256()
+    for certificate in (*trust_roots, None, *chain):
+        scope.update(b"|" if certificate is None else _certificate_key(certificate))
+    return RevocationFetching(
+        _fetching_context(trust_roots, chain, backend),
+        backend,
+        cache=cache,
+        max_age=max_age,
+        scope=scope.digest(),
     )
-    context = ValidationContext(
+
+
+def _fetching_context(
+    trust_roots: Sequence[asn1_x509.Certificate],
+    chain: Sequence[asn1_x509.Certificate],
+    backend: FetcherBackend,
+) -> ValidationContext:
+    return ValidationContext(
         trust_roots=list(trust_roots),
         other_certs=list(chain),
         allow_fetching=True,
         revocation_mode="hard-fail",
         fetcher_backend=backend,
     )
-    return RevocationFetching(context, backend)
 
 
 class _ThreadLoop:
@@ -857,12 +941,16 @@ def sign_pdf(
     )
     try:
         _run(
-            pdf_signer.async_sign_pdf(
+            _async_sign_pdf(
+                pdf_signer,
                 writer,
-                output=target,
+                target,
                 bytes_reserved=_BYTES_RESERVED[options.level],
                 appearance_text_params={"reason": options.reason or ""}
                 if stamp
+                else None,
+                known_validation=revocation
+                if options.level == PadesLevel.B_LT
                 else None,
             ),
             revocation,
@@ -885,6 +973,70 @@ def sign_pdf(
             "pdf_unreadable", f"The PDF cannot be signed: {exc}"
         ) from None
     return SignedOutput(field_name=field_name, signing_time=signing_time)
+
+
+async def _async_sign_pdf(
+    pdf_signer: signers.PdfSigner,
+    writer: IncrementalPdfFileWriter,
+    output: IO[bytes],
+    *,
+    bytes_reserved: int,
+    appearance_text_params: dict[str, str] | None,
+    known_validation: RevocationFetching | None,
+) -> None:
+    """`PdfSigner.async_sign_pdf`, step by step (pyHanko's staged signing API), reusing validation.
+
+    With `known_validation`, the pre-signing validation of the signer's chain
+    and the TSA's (path building, OCSP and CRL checks: ~7 ms even with the
+    revocation data cached) runs once per signer, TSA and trust, and its
+    outcome is reused while its revocation data stays current, as the revocation
+    cache reuses the data itself. A refusal is never kept: it is checked anew.
+    """
+    session = pdf_signer.init_signing_session(writer)
+    status = await _presign_validation(session, writer, known_validation)
+    tbs = session.prepare_tbs_document(
+        validation_info=status,
+        bytes_reserved=bytes_reserved,
+        appearance_text_params=appearance_text_params,
+    )
+    digest, written = tbs.digest_tbs_document(output=output)
+    signed = await tbs.perform_signature(
+        document_digest=digest.document_digest,
+        pdf_cms_signed_attrs=PdfCMSSignedAttributes(
+            signing_time=session.system_time,
+            adobe_revinfo_attr=None if status is None else status.adobe_revinfo_attr,
+            cades_signed_attrs=pdf_signer.signature_meta.cades_signed_attr_spec,
+        ),
+    )
+    await signed.post_signature_processing(written)
+    misc.finalise_output(output, written)  # type: ignore[no-untyped-call]
+
+
+async def _presign_validation(
+    session: Any,
+    writer: IncrementalPdfFileWriter,
+    known: RevocationFetching | None,
+) -> PreSignValidationStatus | None:
+    if known is None or known.cache is None:
+        fresh: (
+            PreSignValidationStatus | None
+        ) = await session.perform_presign_validation(writer)
+        return fresh
+    timestamper = session.timestamper
+    key = (
+        known.scope,
+        _certificate_key(session.pdf_signer.signer.signing_cert),
+        timestamper.url
+        if isinstance(timestamper, timestamps.HTTPTimeStamper)
+        else None,
+    )
+    kept = known.cache.validation_info(key, max_age=known.max_age)
+    if kept is not None:
+        return kept.status_for_one_signature()
+    status: PreSignValidationStatus = await session.perform_presign_validation(writer)
+    info, current_until = _KnownValidationInfo.of(status)
+    known.cache.keep_validation_info(key, info, current_until)
+    return status
 
 
 def _stamp_style(appearance: Appearance, *, with_reason: bool) -> "TextStampStyle":

@@ -424,6 +424,27 @@ def test_consecutive_long_term_signatures_fetch_revocation_data_once(
         assert (report.pades_level, report.bottom_line) == ("B-LT", True)
 
 
+def test_consecutive_long_term_signatures_validate_the_signer_once(
+    pki: TestPki,
+) -> None:
+    cache = RevocationCache()
+    sign_long_term(pki, "alice", cache, timedelta(minutes=5))
+    looked_up = cache.hits + cache.misses
+
+    again = sign_long_term(pki, "alice", cache, timedelta(minutes=5))
+
+    # one look-up: the first signature's validation outcome, not its OCSP and CRLs
+    assert (cache.hits + cache.misses - looked_up, cache.hits) == (1, 1)
+    [report] = validate_pdf(
+        io.BytesIO(again), trust_roots=[pki.root], allow_fetching=False
+    )
+    assert (report.pades_level, report.bottom_line) == ("B-LT", True)
+    # another signer of the same CA is validated on its own, and refused
+    with pytest.raises(EngineError) as refused:
+        sign_long_term(pki, "revoked", cache, timedelta(minutes=5))
+    assert refused.value.code == "signer_revoked"
+
+
 @pytest.mark.parametrize(
     ("max_age", "later"),
     [
