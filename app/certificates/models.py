@@ -92,12 +92,7 @@ class SigningCertificate(IdMixin, TimestampMixin, Base):
     )
 
     def chain_certificates(self) -> list[x509.Certificate]:
-        marker = b"-----END CERTIFICATE-----"
-        return [
-            x509.load_pem_x509_certificate(part + marker)
-            for part in self.chain_pem.encode().split(marker)
-            if part.strip()
-        ]
+        return certificates_in_pem(self.chain_pem)
 
     @property
     def chain(self) -> list[dict[str, object]]:
@@ -170,3 +165,8 @@ class DefaultCertificate(Base):
         ForeignKey("signing_certificates.id", ondelete="CASCADE"), index=True
     )
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def certificates_in_pem(pem: str) -> list[x509.Certificate]:
+    """The certificates of a PEM bundle, in order (none for an empty one)."""
+    return x509.load_pem_x509_certificates(pem.encode()) if pem.strip() else []

@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import uuid
@@ -21,7 +22,7 @@ from app.access.entitlements import Entitlement
 from app.access.principal import Principal
 from app.audit import service as audit_service
 from app.certificates import service as vault_service
-from app.certificates.models import SigningCertificate
+from app.certificates.models import SigningCertificate, certificates_in_pem
 from app.certificates.vault import Vault
 from app.core.config import Settings
 from app.core.db import on_rollback
@@ -494,14 +495,7 @@ def _sign_blob(
     )
     revocation = None
     if options.level in (engine.PadesLevel.B_LT, engine.PadesLevel.B_LTA):
-        # The chain's own root counts as trusted for collecting revocation data:
-        # the vault admitted this certificate, and the DSS records what was found.
-        chain = [
-            asn1_x509.Certificate.load(c.public_bytes(Encoding.DER))
-            for c in key.certificate.chain_certificates()
-        ]
-        # asn1crypto answers "no" or "maybe" (a non-empty string either way).
-        roots = [c for c in chain if c.self_signed == "maybe"]
+        chain, roots = _chain_and_roots(key.certificate.chain_pem)
         revocation = engine.revocation_fetching(
             [*trust_roots, *request.extra_trust_roots, *roots],
             chain,
@@ -531,6 +525,24 @@ def _sign_blob(
     # A signed output is unique (it holds the signing time): nothing else uses this file.
     on_rollback(session, lambda: blobs.delete(namespace, stored.sha256))
     return _SignedBlob(stored, output.field_name, signing_time, options)
+
+
+@functools.lru_cache(maxsize=256)
+def _chain_and_roots(
+    chain_pem: str,
+) -> tuple[tuple[asn1_x509.Certificate, ...], tuple[asn1_x509.Certificate, ...]]:
+    """A vault certificate's issuers and, among them, its roots, parsed once per process.
+
+    The chain's own root counts as trusted for collecting revocation data: the
+    vault admitted this certificate, and the DSS records what was found. Telling
+    a root by its names costs ~0.7 ms a signature.
+    """
+    chain = tuple(
+        asn1_x509.Certificate.load(c.public_bytes(Encoding.DER))
+        for c in certificates_in_pem(chain_pem)
+    )
+    # asn1crypto answers "no" or "maybe" (a non-empty string either way).
+    return chain, tuple(c for c in chain if c.self_signed == "maybe")
 
 
 def _record_signature(
