@@ -1,10 +1,19 @@
 import uuid
 
 import pytest
-from sqlalchemy import Uuid, bindparam, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Uuid, bindparam, column, select, table, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.db import (
+    after_transaction,
+    commit_now,
+    make_engine,
+    on_commit,
+    on_rollback,
+    unit_of_work,
+)
 from tests.conftest import POSTGRES_URL
 
 
@@ -21,3 +30,122 @@ def test_foreign_keys_are_enforced(engine: Engine) -> None:
     ).bindparams(bindparam("user_id", type_=Uuid()), bindparam("role_id", type_=Uuid()))
     with pytest.raises(IntegrityError), engine.begin() as connection:
         connection.execute(orphan, {"user_id": uuid.uuid4(), "role_id": uuid.uuid4()})
+
+
+sqlite_only = pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite's one write lock")
+
+
+@pytest.fixture
+def scratch_table(engine: Engine) -> str:
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE scratch (n INTEGER)"))
+    return "scratch"
+
+
+def count(connection: Connection) -> int:
+    return int(connection.execute(text("SELECT count(*) FROM scratch")).scalar_one())
+
+
+def insert(connection: Connection) -> None:
+    connection.execute(text("INSERT INTO scratch (n) VALUES (1)"))
+
+
+@sqlite_only
+def test_a_transaction_holds_sqlites_write_lock_from_its_first_write(
+    database_url: str, scratch_table: str
+) -> None:
+    # Two engines on one file, as two processes would be; a short busy timeout.
+    first, second = (
+        make_engine(database_url, sqlite_busy_timeout=0.2) for _ in range(2)
+    )
+    try:
+        with first.begin() as reader:
+            assert count(reader) == 0
+            # Reading took no lock: another writer commits meanwhile...
+            with second.begin() as other:
+                insert(other)
+            # ...and the next read sees it, as READ COMMITTED would.
+            assert count(reader) == 1
+            # Writing after reading waits for the lock instead of failing.
+            insert(reader)
+            # From its first write on, the transaction holds the lock.
+            with (
+                pytest.raises(OperationalError, match="locked"),
+                second.begin() as other,
+            ):
+                insert(other)
+        with second.begin() as other:
+            insert(other)
+            assert count(other) == 3
+    finally:
+        first.dispose()
+        second.dispose()
+
+
+@sqlite_only
+def test_a_read_for_update_takes_sqlites_write_lock(
+    database_url: str, scratch_table: str
+) -> None:
+    first, second = (
+        make_engine(database_url, sqlite_busy_timeout=0.2) for _ in range(2)
+    )
+    scratch = table("scratch", column("n"))
+    try:
+        with first.begin() as locking:
+            locking.execute(select(scratch.c.n).with_for_update()).all()
+            with (
+                pytest.raises(OperationalError, match="locked"),
+                second.begin() as other,
+            ):
+                insert(other)
+    finally:
+        first.dispose()
+        second.dispose()
+
+
+def test_commit_and_rollback_actions_run_after_their_outcome(
+    session_factory: sessionmaker[Session], scratch_table: str
+) -> None:
+    ran: list[str] = []
+
+    with unit_of_work(session_factory) as session:
+        session.execute(text("INSERT INTO scratch (n) VALUES (1)"))
+        on_commit(session, lambda: ran.append("committed"))
+        on_rollback(session, lambda: ran.append("rolled back"))
+        assert ran == []
+    assert ran == ["committed"]
+
+    ran.clear()
+
+    def failing_request() -> None:
+        with unit_of_work(session_factory) as session:
+            session.execute(text("INSERT INTO scratch (n) VALUES (2)"))
+            on_commit(session, lambda: ran.append("committed"))
+            on_rollback(session, lambda: ran.append("rolled back"))
+            after_transaction(
+                session,
+                lambda own: own.execute(text("INSERT INTO scratch (n) VALUES (3)")),
+            )
+            raise RuntimeError("the request failed")
+
+    with pytest.raises(RuntimeError, match="request failed"):
+        failing_request()
+    assert ran == ["rolled back"]
+
+    with session_factory() as check:
+        kept = check.execute(text("SELECT n FROM scratch ORDER BY n")).scalars().all()
+    # The failed transaction's row is gone; the work after it was stored on its own.
+    assert kept == [1, 3]
+
+
+def test_an_early_commit_still_runs_the_commit_actions(
+    session_factory: sessionmaker[Session], scratch_table: str
+) -> None:
+    ran: list[str] = []
+    with unit_of_work(session_factory) as session:
+        session.execute(text("INSERT INTO scratch (n) VALUES (1)"))
+        on_commit(session, lambda: ran.append("committed"))
+        on_rollback(session, lambda: ran.append("rolled back"))
+        commit_now(session)
+        assert ran == []  # not before the unit of work ends
+    assert ran == ["committed"]
