@@ -1,4 +1,5 @@
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Uuid, bindparam, column, select, table, text
@@ -50,57 +51,63 @@ def insert(connection: Connection) -> None:
     connection.execute(text("INSERT INTO scratch (n) VALUES (1)"))
 
 
-@sqlite_only
-def test_a_transaction_holds_sqlites_write_lock_from_its_first_write(
+@pytest.fixture
+def two_engines(
     database_url: str, scratch_table: str
-) -> None:
-    # Two engines on one file, as two processes would be; a short busy timeout.
+) -> Iterator[tuple[Engine, Engine]]:
+    """Two engines on one file, as two processes would be; a short busy timeout."""
     first, second = (
         make_engine(database_url, sqlite_busy_timeout=0.2) for _ in range(2)
     )
-    try:
-        with first.begin() as reader:
-            assert count(reader) == 0
-            # Reading took no lock: another writer commits meanwhile...
-            with second.begin() as other:
-                insert(other)
-            # ...and the next read sees it, as READ COMMITTED would.
-            assert count(reader) == 1
-            # Writing after reading waits for the lock instead of failing.
-            insert(reader)
-            # From its first write on, the transaction holds the lock.
-            with (
-                pytest.raises(OperationalError, match="locked"),
-                second.begin() as other,
-            ):
-                insert(other)
+    yield first, second
+    first.dispose()
+    second.dispose()
+
+
+def refused_for_the_lock(engine: Engine) -> None:
+    with (
+        pytest.raises(OperationalError, match="locked"),
+        engine.begin() as other,
+    ):
+        insert(other)
+
+
+@sqlite_only
+def test_a_transaction_holds_sqlites_write_lock_from_its_first_write(
+    two_engines: tuple[Engine, Engine],
+) -> None:
+    first, second = two_engines
+    with first.begin() as reader:
+        assert count(reader) == 0
+        # Reading took no lock: another writer commits meanwhile...
         with second.begin() as other:
             insert(other)
-            assert count(other) == 3
-    finally:
-        first.dispose()
-        second.dispose()
+        # ...and the next read sees it, as READ COMMITTED would.
+        assert count(reader) == 1
+        # Writing after reading waits for the lock instead of failing.
+        insert(reader)
+        # From its first write on, the transaction holds the lock.
+        refused_for_the_lock(second)
+    with second.begin() as other:
+        insert(other)
+        assert count(other) == 3
 
 
 @sqlite_only
 def test_a_read_for_update_takes_sqlites_write_lock(
-    database_url: str, scratch_table: str
+    two_engines: tuple[Engine, Engine],
 ) -> None:
-    first, second = (
-        make_engine(database_url, sqlite_busy_timeout=0.2) for _ in range(2)
-    )
+    first, second = two_engines
     scratch = table("scratch", column("n"))
-    try:
-        with first.begin() as locking:
-            locking.execute(select(scratch.c.n).with_for_update()).all()
-            with (
-                pytest.raises(OperationalError, match="locked"),
-                second.begin() as other,
-            ):
-                insert(other)
-    finally:
-        first.dispose()
-        second.dispose()
+    with first.begin() as locking:
+        locking.execute(select(scratch.c.n).with_for_update()).all()
+        refused_for_the_lock(second)
+
+
+def insert_and_note_outcome(session: Session, n: int, ran: list[str]) -> None:
+    session.execute(text("INSERT INTO scratch (n) VALUES (:n)"), {"n": n})
+    on_commit(session, lambda: ran.append("committed"))
+    on_rollback(session, lambda: ran.append("rolled back"))
 
 
 def test_commit_and_rollback_actions_run_after_their_outcome(
@@ -109,9 +116,7 @@ def test_commit_and_rollback_actions_run_after_their_outcome(
     ran: list[str] = []
 
     with unit_of_work(session_factory) as session:
-        session.execute(text("INSERT INTO scratch (n) VALUES (1)"))
-        on_commit(session, lambda: ran.append("committed"))
-        on_rollback(session, lambda: ran.append("rolled back"))
+        insert_and_note_outcome(session, 1, ran)
         assert ran == []
     assert ran == ["committed"]
 
@@ -119,9 +124,7 @@ def test_commit_and_rollback_actions_run_after_their_outcome(
 
     def failing_request() -> None:
         with unit_of_work(session_factory) as session:
-            session.execute(text("INSERT INTO scratch (n) VALUES (2)"))
-            on_commit(session, lambda: ran.append("committed"))
-            on_rollback(session, lambda: ran.append("rolled back"))
+            insert_and_note_outcome(session, 2, ran)
             after_transaction(
                 session,
                 lambda own: own.execute(text("INSERT INTO scratch (n) VALUES (3)")),
@@ -143,9 +146,7 @@ def test_an_early_commit_still_runs_the_commit_actions(
 ) -> None:
     ran: list[str] = []
     with unit_of_work(session_factory) as session:
-        session.execute(text("INSERT INTO scratch (n) VALUES (1)"))
-        on_commit(session, lambda: ran.append("committed"))
-        on_rollback(session, lambda: ran.append("rolled back"))
+        insert_and_note_outcome(session, 1, ran)
         commit_now(session)
         assert ran == []  # not before the unit of work ends
     assert ran == ["committed"]
