@@ -1,4 +1,5 @@
 import uuid
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
@@ -12,7 +13,11 @@ from app.core.pagination import Page, PageParams, page_of, page_params
 from app.core.routing import AppRoute
 from app.signing_profiles import service as profiles_service
 from app.signing_profiles.models import SigningProfile
-from app.signing_profiles.schemas import SigningProfileIn, SigningProfileRead
+from app.signing_profiles.schemas import (
+    SigningProfileChoice,
+    SigningProfileIn,
+    SigningProfileRead,
+)
 
 router = APIRouter(
     prefix="/api/v1/signing-profiles", tags=["signing profiles"], route_class=AppRoute
@@ -20,6 +25,7 @@ router = APIRouter(
 
 ReadPrincipal = Annotated[Principal, Depends(require(Entitlement.SETTINGS_READ))]
 WritePrincipal = Annotated[Principal, Depends(require(Entitlement.SETTINGS_WRITE))]
+SignPrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_SIGN))]
 
 
 @router.post(
@@ -51,6 +57,18 @@ def list_signing_profiles(
     """Signing profiles (filter `q`; sortable by name, created_at, updated_at)."""
     rows, total = profiles_service.list_profiles(session, params=params, q=q)
     return page_of(rows, total, params, SigningProfileRead)
+
+
+@router.get(
+    "/choices",
+    response_model=list[SigningProfileChoice],
+    responses=problem_responses(401, 403),
+)
+def list_signing_profile_choices(
+    _principal: SignPrincipal, session: SessionDep
+) -> Sequence[SigningProfile]:
+    """Every profile's name, description, level and certification, by name: what a signer may name as `profile`."""
+    return profiles_service.all_profiles(session)
 
 
 @router.get(

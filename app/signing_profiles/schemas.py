@@ -56,3 +56,12 @@ class SigningProfileRead(Schema):
     appearance: AppearanceIn | None
     created_at: datetime
     updated_at: datetime
+
+
+class SigningProfileChoice(Schema):
+    """What a signer needs to pick a profile: not its TSA or its stamp."""
+
+    name: str
+    description: str
+    level: PadesLevel | None
+    certify: Certification | None

@@ -113,6 +113,11 @@ def list_profiles(
     )
 
 
+def all_profiles(session: Session) -> Sequence[SigningProfile]:
+    """Every profile, by name (a short list: administrators write them)."""
+    return session.scalars(select(SigningProfile).order_by(SigningProfile.name)).all()
+
+
 def _check_name_free(session: Session, name: str) -> None:
     taken = session.scalar(select(SigningProfile.id).where(SigningProfile.name == name))
     if taken is not None:

@@ -8,8 +8,9 @@ from fastapi.testclient import TestClient
 from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.security import PasswordHasher
 from tests.certificates.pki import Issued, make_ca
-from tests.factories import assert_problem, audit_events
+from tests.factories import assert_problem, audit_events, bearer, login, make_user
 from tests.signing.test_sign_api import DOCS, Signer, alice, content, upload
 
 __all__ = ["alice"]  # the signer fixture, shared from tests/signing
@@ -134,3 +135,42 @@ def test_an_unknown_profile_is_422_and_signs_nothing(
     assert_problem(refused, 422, "unknown_signing_profile")
     listed = client.get(f"{DOCS}/{document['id']}/signatures", headers=alice.headers)
     assert listed.json() == []
+
+
+def test_signers_see_the_profiles_they_may_name_but_not_their_settings(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    alice: Signer,
+    session_factory: sessionmaker[Session],
+    hasher: PasswordHasher,
+) -> None:
+    create(client, admin_headers, **CONTRACTS)
+    create(
+        client,
+        admin_headers,
+        name="archive",
+        level="B-LTA",
+        tsa_url="https://tsa.internal/",
+    )
+
+    choices = client.get(f"{PROFILES}/choices", headers=alice.headers)
+
+    assert choices.status_code == 200, choices.text
+    assert choices.json() == [
+        {"name": "archive", "description": "", "level": "B-LTA", "certify": None},
+        {
+            "name": "contracts",
+            "description": CONTRACTS["description"],
+            "level": None,
+            "certify": "no_changes",
+        },
+    ]
+    # The profiles themselves (TSA, stamp) stay with settings:read.
+    assert_problem(client.get(PROFILES, headers=alice.headers), 403, "forbidden")
+    auditor = bearer(
+        login(
+            client,
+            make_user(session_factory, hasher, username="audra", roles=("auditor",)),
+        )["access_token"]
+    )
+    assert_problem(client.get(f"{PROFILES}/choices", headers=auditor), 403, "forbidden")
