@@ -521,7 +521,7 @@ class _KnownValidationInfo:
         """The status to keep, and until when its revocation data is current (None: not to keep)."""
         updates: list[datetime | None] = [
             _ocsp_next_update(r) for r in status.ocsps_to_embed
-        ] + [c["tbs_cert_list"]["next_update"].native for c in status.crls_to_embed]
+        ] + [_crl_next_update(c) for c in status.crls_to_embed]
         info = cls(
             replace(status, ocsps_to_embed=[], crls_to_embed=[]),
             tuple(r.dump() for r in status.ocsps_to_embed),
@@ -600,6 +600,11 @@ def _ocsp_next_update(response: asn1_ocsp.OCSPResponse) -> datetime | None:
     return min(known)
 
 
+def _crl_next_update(crl: asn1_crl.CertificateList) -> datetime | None:
+    update: datetime | None = crl["tbs_cert_list"]["next_update"].native
+    return update
+
+
 class _CachedCRLFetcher(CRLFetcher):
     """Serves the CRLs for a certificate from the cache, fetching (and caching) them when missing."""
 
@@ -620,11 +625,11 @@ class _CachedCRLFetcher(CRLFetcher):
             crls = [asn1_crl.CertificateList.load(der) for der in cached]
         else:
             crls = list(await self._fetcher.fetch(cert, use_deltas=use_deltas))
-            updates = [c["tbs_cert_list"]["next_update"].native for c in crls]
+            updates = [u for u in map(_crl_next_update, crls) if u is not None]
             self._cache.put(
                 key,
                 [c.dump() for c in crls],
-                None if not crls or None in updates else min(updates),
+                min(updates) if updates and len(updates) == len(crls) else None,
             )
         self._served[_certificate_key(cert)] = crls
         return crls
