@@ -27,6 +27,21 @@ from tests.served import BIN_DIR, signvault_env
 EVENTS = 500
 
 
+@pytest.fixture
+def batches_webhook(
+    client: TestClient, admin_headers: dict[str, str], receiver: WebhookReceiver
+) -> WebhookReceiver:
+    """The receiver, subscribed by a webhook rule to `batch.completed`."""
+    create_rule(
+        client,
+        admin_headers,
+        event="batch.completed",
+        channel="webhook",
+        url=receiver.url,
+    )
+    return receiver
+
+
 @contextmanager
 def worker_process(
     settings: Settings, workdir: Path, name: str, *, poll_seconds: float = 0.2
@@ -69,20 +84,12 @@ def worker_process(
 
 @pytest.mark.parametrize("settings", [{"background_in_process": False}], indirect=True)
 def test_two_workers_deliver_every_event_exactly_once(
-    client: TestClient,
-    admin_headers: dict[str, str],
     session_factory: sessionmaker[Session],
     settings: Settings,
-    receiver: WebhookReceiver,
+    batches_webhook: WebhookReceiver,
     tmp_path: Path,
 ) -> None:
-    create_rule(
-        client,
-        admin_headers,
-        event="batch.completed",
-        channel="webhook",
-        url=receiver.url,
-    )
+    receiver = batches_webhook
     with ExitStack() as stack:
         for name in ("worker-a", "worker-b"):
             stack.enter_context(worker_process(settings, tmp_path, name))
@@ -121,22 +128,14 @@ def test_two_workers_deliver_every_event_exactly_once(
 
 @pytest.mark.parametrize("settings", [{"background_in_process": False}], indirect=True)
 def test_a_worker_on_postgresql_hears_of_events_at_once(
-    client: TestClient,
-    admin_headers: dict[str, str],
     session_factory: sessionmaker[Session],
     settings: Settings,
-    receiver: WebhookReceiver,
+    batches_webhook: WebhookReceiver,
     tmp_path: Path,
 ) -> None:
+    receiver = batches_webhook
     if not settings.effective_database_url.startswith("postgresql"):
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's; on SQLite a separate worker polls")
-    create_rule(
-        client,
-        admin_headers,
-        event="batch.completed",
-        channel="webhook",
-        url=receiver.url,
-    )
     # A poll far longer than the wait below: only the notification can wake it.
     with worker_process(settings, tmp_path, "listener", poll_seconds=300):
         time.sleep(1)  # its first round has run and found nothing
