@@ -10,8 +10,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.auth import tokens
 from app.auth.tokens import TokenKeys
 from app.core.config import Settings
+from app.core.errors import InvalidToken
 from app.core.types import utcnow
 from app.main import create_app
 from tests.factories import Credentials, assert_problem, audit_events, bearer, login
@@ -154,6 +156,74 @@ def test_token_carries_the_standard_claims(
     claims = jwt.decode(token, options={"verify_signature": False})
     assert {"iss", "aud", "sub", "exp", "iat", "jti", "sid"} <= set(claims)
     assert claims["exp"] - claims["iat"] == 900
+
+
+def _counting_keys(
+    monkeypatch: pytest.MonkeyPatch, *, ttl_seconds: int = 600
+) -> tuple[TokenKeys, list[str]]:
+    """Fresh token keys, and the tokens they fully verified (signature and claims), in order."""
+    keys = TokenKeys(
+        ec.generate_private_key(ec.SECP256R1()),
+        issuer="https://signvault.test",
+        audience="signvault-test",
+        ttl_seconds=ttl_seconds,
+    )
+    fully_verified: list[str] = []
+    verify = keys._verify
+
+    def counting(token: str, leeway_seconds: int) -> tokens.AccessClaims:
+        fully_verified.append(token)
+        return verify(token, leeway_seconds)
+
+    monkeypatch.setattr(keys, "_verify", counting)
+    return keys, fully_verified
+
+
+def _issue(keys: TokenKeys) -> str:
+    token, _claims = keys.issue(sub="u", kind="user", sid=None, scope=None)
+    return token
+
+
+def test_a_remembered_token_is_refused_once_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys, fully_verified = _counting_keys(monkeypatch, ttl_seconds=2)
+    token, claims = keys.issue(sub="u", kind="user", sid=None, scope=None)
+    assert keys.verify(token, leeway_seconds=0).jti == claims.jti
+    assert keys.verify(token, leeway_seconds=0).jti == claims.jti
+    assert fully_verified == [token]  # the second time from memory
+    time.sleep((claims.expires_at - utcnow()).total_seconds() + 0.05)
+    with pytest.raises(InvalidToken, match="expired"):
+        keys.verify(token, leeway_seconds=0)
+    assert fully_verified == [token]  # refused from memory, by its expiry
+
+
+def test_remembered_tokens_are_bounded_oldest_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tokens, "VERIFIED_TOKENS_KEPT", 2)
+    keys, fully_verified = _counting_keys(monkeypatch)
+    first, second, third = _issue(keys), _issue(keys), _issue(keys)
+    for token in (first, second, third):
+        keys.verify(token)
+    keys.verify(third)
+    keys.verify(second)
+    assert fully_verified == [first, second, third]
+    keys.verify(first)  # forgotten: verified again in full
+    assert fully_verified == [first, second, third, first]
+
+
+def test_a_remembered_token_does_not_vouch_for_an_altered_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys, _fully_verified = _counting_keys(monkeypatch)
+    token = _issue(keys)
+    keys.verify(token)
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    altered = ".".join([header, _b64({**claims, "sub": "someone-else"}), signature])
+    with pytest.raises(InvalidToken, match="signature"):
+        keys.verify(altered)
 
 
 def test_logout_revokes_the_access_token_and_its_refresh_family(
