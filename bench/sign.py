@@ -391,19 +391,37 @@ def http_path(
     return per_second
 
 
+FLOORS = {
+    "floor_app:app": "HTTP floor: uvicorn + FastAPI + engine only, 1 worker",
+    "floor_app:persisting_app": "HTTP floor + ORM session, blobs, 5 rows, 1 worker",
+}
+
+
 def http_floor(
-    p12: bytes, pdf: bytes, ca: x509.Certificate, *, seconds: float, clients: int
+    p12: bytes,
+    pdf: bytes,
+    ca: x509.Certificate,
+    *,
+    seconds: float,
+    clients: int,
+    app: str = "floor_app:app",
+    database_url: str | None = None,
 ) -> float:
-    """The same requests against `floor_app.py`: uvicorn, FastAPI and the engine only."""
+    """The same requests against an app of `floor_app.py` (see there what each does)."""
     with tempfile.TemporaryDirectory() as work:
         key_file = Path(work) / "signer.p12"
         key_file.write_bytes(p12)
+        data = Path(work) / "data"
+        data.mkdir()
+        token = "bench-floor-token"
         port = 8650
         base = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "floor_app:app",
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), app,
              "--port", str(port), "--log-level", "error"],
-            env={**os.environ, "BENCH_FLOOR_P12": str(key_file), "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "BENCH_FLOOR_P12": str(key_file), "PYTHONPATH": str(ROOT),
+                 "BENCH_FLOOR_DATA": str(data), "BENCH_FLOOR_TOKEN": token,
+                 "BENCH_FLOOR_DATABASE_URL": fresh_postgres_database(database_url) if database_url else ""},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
@@ -416,20 +434,18 @@ def http_floor(
             answer = httpx.post(
                 f"{base}/api/v1/sign",
                 files={"file": ("in.pdf", pdf, "application/pdf")},
+                headers={"Authorization": f"Bearer {token}"},
                 timeout=60,
             )
             answer.raise_for_status()
             check(answer.content, ca)
-            request = sign_request(base, "unused", "{}", pdf)
+            request = sign_request(base, token, "{}", pdf)
             drive(base, request, clients, min(seconds, 2))  # warm-up
             per_second = drive(base, request, clients, seconds)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print(
-        f"{'HTTP floor: uvicorn + FastAPI + engine only, 1 worker':<58} {per_second:9.1f} /s",
-        flush=True,
-    )
+    print(f"{FLOORS[app]:<58} {per_second:9.1f} /s", flush=True)
     return per_second
 
 
@@ -828,7 +844,11 @@ def main() -> None:
             b"b", key, cert, [ca], serialization.BestAvailableEncryption(b"pw")
         )
     if not args.skip_http:
-        http_floor(p12, pdf, ca, seconds=args.http_seconds, clients=args.clients)
+        for app in FLOORS:
+            http_floor(
+                p12, pdf, ca, seconds=args.http_seconds, clients=args.clients,
+                app=app, database_url=args.database_url,
+            )  # fmt: skip
         rates = {}
         for workers in (1, 2):
             with served(workers, p12, licence, public_key, args.database_url) as server:
