@@ -173,7 +173,7 @@ class Settings(BaseSettings):
     notification_poll_seconds: float = Field(
         default=5.0,
         gt=0,
-        description="How often an idle worker looks for events to dispatch and deliveries due (a commit that emits wakes the worker of its own process at once).",
+        description="How often an idle worker looks for events to dispatch and deliveries due (a commit that emits wakes the workers of every process at once: LISTEN/NOTIFY on PostgreSQL, a wake socket on SQLite).",
     )
     notification_max_attempts: int = Field(
         default=8,

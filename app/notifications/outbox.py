@@ -10,6 +10,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.notifications import sqlite_wake
 from app.notifications.models import OutboxEvent
 
 
@@ -30,7 +31,8 @@ THRESHOLD_EVENTS = frozenset({Event.CERTIFICATE_EXPIRING, Event.LICENSE_EXPIRING
 
 # Set after a commit that emitted: the background worker of this process wakes at once
 # instead of at its next poll. On PostgreSQL the commit also notifies this channel,
-# and the workers of other processes (`signvault worker`) listen on it.
+# and the workers of other processes (`signvault worker`) listen on it; on SQLite
+# they are sent a wake-up (`sqlite_wake`).
 NOTIFY_CHANNEL = "signvault_outbox"
 _wakers: set[threading.Event] = set()
 _wakers_lock = threading.Lock()
@@ -52,6 +54,9 @@ def _wake_after_commit(session: Session) -> None:
         with _wakers_lock:
             for waker in _wakers:
                 waker.set()
+        folder = sqlite_wake.wake_folder(session.get_bind().engine.url)
+        if folder is not None:
+            sqlite_wake.wake_listeners(folder)
 
 
 def _notify_listeners(session: Session) -> None:

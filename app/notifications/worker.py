@@ -1,5 +1,6 @@
 """The notification loop: dispatch emitted events, deliver what is due, run periodic jobs."""
 
+import functools
 import logging
 import os
 import socket
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.core.config import Settings
 from app.core.crypto import EnvelopeCipher
 from app.core.types import utcnow
-from app.notifications import outbox, queue
+from app.notifications import outbox, queue, sqlite_wake
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +71,8 @@ class NotificationLoop:
     def run(self, stop: threading.Event) -> None:
         outbox.subscribe(self.wake)
         engine = self._factory.kw.get("bind")
-        if isinstance(engine, Engine) and engine.dialect.name == "postgresql":
-            threading.Thread(
-                target=listen_for_events,
-                args=(engine.url, self.wake, stop),
-                name="signvault-notification-listener",
-                daemon=True,
-            ).start()
+        if isinstance(engine, Engine):
+            self._listen_to_other_processes(engine, stop)
         try:
             while not stop.is_set():
                 self._run_periodic_jobs()
@@ -90,6 +86,22 @@ class NotificationLoop:
                 stop.wait(ROUND_INTERVAL_SECONDS - (time.monotonic() - started))
         finally:
             outbox.unsubscribe(self.wake)
+
+    def _listen_to_other_processes(self, engine: Engine, stop: threading.Event) -> None:
+        """Be woken by other processes' commits too: PostgreSQL LISTEN, an SQLite wake socket."""
+        folder = sqlite_wake.wake_folder(engine.url)
+        listen: Callable[[], None]
+        if engine.dialect.name == "postgresql":
+            listen = functools.partial(listen_for_events, engine.url, self.wake, stop)
+        elif folder is not None:
+            listen = functools.partial(
+                sqlite_wake.listen_for_wakes, folder, self.wake, stop
+            )
+        else:
+            return
+        threading.Thread(
+            target=listen, name="signvault-notification-listener", daemon=True
+        ).start()
 
     def run_once(self) -> bool:
         """One round: dispatch new events, attempt due deliveries; True when a batch was full.
