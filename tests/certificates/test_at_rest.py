@@ -31,6 +31,7 @@ def database_bytes(app: FastAPI, database_url: str) -> bytes:
         return b"".join(
             candidate.read_bytes()
             for candidate in sorted(path.parent.glob(path.name + "*"))
+            if candidate.is_file()  # not the wake-socket folder beside it
         )
     pg_dump = shutil.which("pg_dump")
     if pg_dump is None:
