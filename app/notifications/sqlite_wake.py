@@ -7,6 +7,7 @@ notification loop binds a datagram socket in a folder beside the database file, 
 a commit that emitted sends every other process's socket one byte.
 """
 
+import contextlib
 import functools
 import logging
 import os
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 # The folder beside the database file holding one socket per listening loop.
 FOLDER_SUFFIX = ".wake"
-# A listener checks this often whether it should stop.
+# A listener not interrupted checks this often whether it should stop.
 STOP_CHECK_SECONDS = 1.0
 # Longest socket path Linux accepts (sun_path holds 108 bytes with the final NUL).
 _MAX_SOCKET_PATH = 107
@@ -65,43 +66,57 @@ def wake_listeners(folder: Path) -> None:
                 logger.debug("could not wake the loop at %s", entry.path, exc_info=True)
 
 
-def listen_for_wakes(
-    folder: Path, wake: threading.Event, stop: threading.Event
-) -> None:
-    """Set `wake` whenever another process commits an emitted event, until `stop`.
+class WakeSocket:
+    """One loop's socket in `folder`: `listen` sets a flag for each wake-up until stopped."""
 
-    If the socket cannot be made (a data folder whose path is too long for a
-    socket, a read-only folder), the loop keeps to its poll and says so once.
-    """
-    path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
-        logger.warning(
-            "the database path is too long for a wake-up socket (%s): a separate "
-            "worker sees new events at its next poll",
-            path,
-        )
-        return
-    try:
-        folder.mkdir(mode=0o700, exist_ok=True)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        listener.bind(os.fsdecode(path))
-    except OSError:
-        logger.warning(
-            "could not listen for wake-ups at %s: a separate worker sees new "
-            "events at its next poll",
-            path,
-            exc_info=True,
-        )
-        return
-    try:
-        listener.settimeout(STOP_CHECK_SECONDS)
-        wake.set()  # what was committed before this listened
-        while not stop.is_set():
-            try:
-                listener.recv(64)
-            except TimeoutError:
-                continue
-            wake.set()
-    finally:
-        listener.close()
-        path.unlink(missing_ok=True)
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def listen(self, wake: threading.Event, stop: threading.Event) -> None:
+        """Set `wake` whenever another process commits an emitted event, until `stop`.
+
+        Its socket is removed when it returns. If the socket cannot be made (a
+        database path too long for a socket, a read-only folder), the loop keeps
+        to its poll and says so once.
+        """
+        if len(os.fsencode(self.path)) > _MAX_SOCKET_PATH:
+            logger.warning(
+                "the database path is too long for a wake-up socket (%s): a separate "
+                "worker sees new events at its next poll",
+                self.path,
+            )
+            return
+        try:
+            self.folder.mkdir(mode=0o700, exist_ok=True)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            listener.bind(os.fsdecode(self.path))
+        except OSError:
+            logger.warning(
+                "could not listen for wake-ups at %s: a separate worker sees new "
+                "events at its next poll",
+                self.path,
+                exc_info=True,
+            )
+            return
+        try:
+            listener.settimeout(STOP_CHECK_SECONDS)
+            wake.set()  # what was committed before this listened
+            while not stop.is_set():
+                try:
+                    listener.recv(64)
+                except TimeoutError:
+                    continue
+                wake.set()
+        finally:
+            listener.close()
+            self.path.unlink(missing_ok=True)
+
+    def interrupt(self) -> None:
+        """Make a waiting `listen` look at its stop flag now, not at its next check."""
+        # Not listening (any more) is fine: then there is nothing to interrupt.
+        with (
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender,
+            contextlib.suppress(OSError),
+        ):
+            sender.sendto(b"", os.fsdecode(self.path))

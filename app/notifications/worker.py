@@ -1,6 +1,5 @@
 """The notification loop: dispatch emitted events, deliver what is due, run periodic jobs."""
 
-import functools
 import logging
 import os
 import socket
@@ -71,8 +70,11 @@ class NotificationLoop:
     def run(self, stop: threading.Event) -> None:
         outbox.subscribe(self.wake)
         engine = self._factory.kw.get("bind")
-        if isinstance(engine, Engine):
+        stop_listening = (
             self._listen_to_other_processes(engine, stop)
+            if isinstance(engine, Engine)
+            else None
+        )
         try:
             while not stop.is_set():
                 self._run_periodic_jobs()
@@ -86,22 +88,42 @@ class NotificationLoop:
                 stop.wait(ROUND_INTERVAL_SECONDS - (time.monotonic() - started))
         finally:
             outbox.unsubscribe(self.wake)
+            if stop_listening is not None:
+                stop_listening()
 
-    def _listen_to_other_processes(self, engine: Engine, stop: threading.Event) -> None:
-        """Be woken by other processes' commits too: PostgreSQL LISTEN, an SQLite wake socket."""
-        folder = sqlite_wake.wake_folder(engine.url)
-        listen: Callable[[], None]
+    def _listen_to_other_processes(
+        self, engine: Engine, stop: threading.Event
+    ) -> Callable[[], None] | None:
+        """Be woken by other processes' commits too: PostgreSQL LISTEN, an SQLite wake socket.
+
+        Returns what ends the SQLite listener once `stop` is set (its socket is
+        removed); the PostgreSQL listener ends with its connection.
+        """
         if engine.dialect.name == "postgresql":
-            listen = functools.partial(listen_for_events, engine.url, self.wake, stop)
-        elif folder is not None:
-            listen = functools.partial(
-                sqlite_wake.listen_for_wakes, folder, self.wake, stop
-            )
-        else:
-            return
-        threading.Thread(
-            target=listen, name="signvault-notification-listener", daemon=True
-        ).start()
+            threading.Thread(
+                target=listen_for_events,
+                args=(engine.url, self.wake, stop),
+                name="signvault-notification-listener",
+                daemon=True,
+            ).start()
+            return None
+        folder = sqlite_wake.wake_folder(engine.url)
+        if folder is None:
+            return None
+        wake_socket = sqlite_wake.WakeSocket(folder)
+        thread = threading.Thread(
+            target=wake_socket.listen,
+            args=(self.wake, stop),
+            name="signvault-notification-listener",
+            daemon=True,
+        )
+        thread.start()
+
+        def stop_listening() -> None:
+            wake_socket.interrupt()
+            thread.join(timeout=2 * sqlite_wake.STOP_CHECK_SECONDS)
+
+        return stop_listening
 
     def run_once(self) -> bool:
         """One round: dispatch new events, attempt due deliveries; True when a batch was full.

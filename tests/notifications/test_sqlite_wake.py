@@ -5,6 +5,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,50 +33,60 @@ def folder(tmp_path: Path) -> Path:
     return made
 
 
+@dataclass
+class Listening:
+    socket: sqlite_wake.WakeSocket
+    wake: threading.Event
+    stop: threading.Event
+    thread: threading.Thread
+
+
 @pytest.fixture
-def listening(folder: Path) -> Iterator[tuple[threading.Event, threading.Thread]]:
-    """A loop's listener in a thread: its wake flag, and the thread (stopped after)."""
+def listening(folder: Path) -> Iterator[Listening]:
+    """A loop's wake socket listening in a thread (stopped after the test)."""
+    wake_socket = sqlite_wake.WakeSocket(folder)
     wake, stop = threading.Event(), threading.Event()
-    thread = threading.Thread(
-        target=sqlite_wake.listen_for_wakes, args=(folder, wake, stop), daemon=True
-    )
+    thread = threading.Thread(target=wake_socket.listen, args=(wake, stop), daemon=True)
     thread.start()
     assert wake.wait(5)  # set once listening, for what was committed before
     wake.clear()
-    yield wake, thread
+    yield Listening(wake_socket, wake, stop, thread)
     stop.set()
+    wake_socket.interrupt()
     thread.join(timeout=10)
     assert not thread.is_alive()
 
 
-def test_a_listener_is_woken_by_a_datagram_and_removes_its_socket(
-    folder: Path, listening: tuple[threading.Event, threading.Thread]
-) -> None:
-    wake, _thread = listening
+def test_a_listener_is_woken_by_a_datagram(folder: Path, listening: Listening) -> None:
     [own] = list(folder.iterdir())
+    assert own == listening.socket.path
     assert own.name.startswith(f"{os.getpid()}-")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
         sender.sendto(b"!", str(own))
-    assert wake.wait(5)
+    assert listening.wake.wait(5)
 
 
-def test_the_socket_is_gone_once_the_listener_stops(folder: Path) -> None:
+def test_an_interrupted_listener_stops_at_once_and_removes_its_socket(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its own next look at the stop flag is a minute away: only the interrupt ends it.
+    monkeypatch.setattr(sqlite_wake, "STOP_CHECK_SECONDS", 60)
+    wake_socket = sqlite_wake.WakeSocket(folder)
     wake, stop = threading.Event(), threading.Event()
-    thread = threading.Thread(
-        target=sqlite_wake.listen_for_wakes, args=(folder, wake, stop)
-    )
+    thread = threading.Thread(target=wake_socket.listen, args=(wake, stop))
     thread.start()
     assert wake.wait(5)
-    assert len(list(folder.iterdir())) == 1
+    assert list(folder.iterdir()) == [wake_socket.path]
     stop.set()
-    thread.join(timeout=10)
+    wake_socket.interrupt()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
     assert list(folder.iterdir()) == []
 
 
 def test_wake_listeners_skips_this_process_and_removes_dead_sockets(
-    folder: Path, listening: tuple[threading.Event, threading.Thread]
+    folder: Path, listening: Listening
 ) -> None:
-    wake, _thread = listening
     # Another process's live listener, and one whose process died (its file stayed).
     alive = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     alive.bind(str(folder / "1-alive"))
@@ -89,7 +100,7 @@ def test_wake_listeners_skips_this_process_and_removes_dead_sockets(
     finally:
         alive.close()
     assert not (folder / "2-dead").exists()
-    assert not wake.is_set()  # this process's loops are woken in memory, not here
+    assert not listening.wake.is_set()  # this process's loops are woken in memory
 
 
 def test_wake_listeners_without_a_folder_does_nothing(tmp_path: Path) -> None:
@@ -102,9 +113,7 @@ def test_a_path_too_long_for_a_socket_keeps_the_loop_polling(
     folder = tmp_path / ("x" * 120 + ".wake")
     wake, stop = threading.Event(), threading.Event()
     with caplog.at_level(logging.WARNING, logger=sqlite_wake.__name__):
-        sqlite_wake.listen_for_wakes(
-            folder, wake, stop
-        )  # returns: nothing to listen on
+        sqlite_wake.WakeSocket(folder).listen(wake, stop)  # returns at once
     assert "too long" in caplog.text
     assert not folder.exists()
     assert not wake.is_set()

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.config import Settings
 from app.core.types import utcnow
+from app.notifications import sqlite_wake
 from app.notifications.models import Delivery, DeliveryStatus
 from app.notifications.outbox import Event, emit
 from tests.certificates.conftest import import_signer
@@ -143,6 +144,9 @@ def test_a_separate_worker_hears_of_events_at_once(
                 emit(session, Event.BATCH_COMPLETED, {"batch": number})
             receiver.wait_for(lambda hits, n=number: len(hits) > n, timeout=10)
     assert [hit.json()["data"]["batch"] for hit in receiver.hits] == [0, 1, 2]
+    folder = sqlite_wake.wake_folder(make_url(settings.effective_database_url))
+    if folder is not None:
+        assert list(folder.iterdir()) == []  # the stopped worker removed its socket
 
 
 @pytest.mark.parametrize("settings", [{"background_in_process": False}], indirect=True)
