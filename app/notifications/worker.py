@@ -96,8 +96,9 @@ class NotificationLoop:
     ) -> Callable[[], None] | None:
         """Be woken by other processes' commits too: PostgreSQL LISTEN, an SQLite wake socket.
 
-        Returns what ends the SQLite listener once `stop` is set (its socket is
-        removed); the PostgreSQL listener ends with its connection.
+        Returns what ends the SQLite listener once `stop` is set, so that its socket
+        is removed before the process exits; the PostgreSQL listener holds nothing
+        to remove and sees `stop` within a second.
         """
         if engine.dialect.name == "postgresql":
             threading.Thread(
