@@ -219,8 +219,8 @@ def test_a_remembered_token_does_not_vouch_for_an_altered_copy(
     keys, _fully_verified = _counting_keys(monkeypatch)
     token = _issue(keys)
     keys.verify(token)
-    header, payload, signature = token.split(".")
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    header, _payload, signature = token.split(".")
+    claims = jwt.decode(token, options={"verify_signature": False})
     altered = ".".join([header, _b64({**claims, "sub": "someone-else"}), signature])
     with pytest.raises(InvalidToken, match="signature"):
         keys.verify(altered)
