@@ -234,7 +234,7 @@ def check_manageable(principal: Principal, user: User) -> None:
 
 
 def ensure_an_administrator_remains(session: Session) -> None:
-    """Call after flushing a change: at least one enabled user must hold the administrator role.
+    """Call after flushing a change: at least one active user must hold the administrator role.
 
     The administrator role row is locked first, so concurrent changes on
     PostgreSQL are checked one after the other (SQLite serialises writers anyway).
@@ -250,11 +250,11 @@ def ensure_an_administrator_remains(session: Session) -> None:
         select(func.count())
         .select_from(User)
         .join(user_roles, user_roles.c.user_id == User.id)
-        .where(user_roles.c.role_id == role.id, User.status != UserStatus.DISABLED)
+        .where(user_roles.c.role_id == role.id, User.status == UserStatus.ACTIVE)
     )
     if not remaining:
         raise LastAdministrator(
-            "This would leave no enabled user with the administrator role."
+            "This would leave no active user with the administrator role."
         )
 
 
@@ -374,6 +374,34 @@ def set_status(
         resource_type="user",
         resource_id=user.id,
         details={"before": {"status": before.value}, "after": {"status": status.value}},
+    )
+    return user
+
+
+def lock_user(session: Session, principal: Principal, *, user: User) -> User:
+    """Lock an active user until an administrator unlocks them; their sessions end at once.
+
+    Unlike disabling, the user keeps their licence seat. Failed logins never do this.
+
+    Raises:
+        PrivilegeEscalation, LastAdministrator.
+    """
+    check_manageable(principal, user)
+    if user.status != UserStatus.ACTIVE:
+        return user
+    user.status = UserStatus.LOCKED
+    session.flush()
+    ensure_an_administrator_remains(session)
+    auth_service.revoke_user_sessions(
+        session, user.id, reason="user_locked", actor=principal.actor
+    )
+    audit_service.record(
+        session,
+        actor=principal.actor,
+        action="user.locked",
+        resource_type="user",
+        resource_id=user.id,
+        details={"reason": "by_administrator"},
     )
     return user
 

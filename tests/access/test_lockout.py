@@ -297,3 +297,38 @@ def test_failures_counted_by_two_app_instances_lock_the_address_exactly_once_at_
     assert row.locked_until is not None
     [locked] = audit_events(session_factory, "user.locked")
     assert locked.details["failures"] == THRESHOLD
+
+
+def test_only_an_administrator_locks_a_user_and_unlock_lifts_it(
+    client: TestClient,
+    bob: Credentials,
+    admin: Credentials,
+    admin_headers: dict[str, str],
+    session_factory: sessionmaker[Session],
+) -> None:
+    tokens = login(client, bob)
+    locked = client.post(f"/api/v1/users/{bob.user_id}/lock", headers=admin_headers)
+    assert locked.json()["status"] == "locked"
+    body = assert_problem(attempt(client, bob), 403, "account_locked")
+    assert "administrator unlocks" in body["detail"]
+    assert_problem(
+        client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+        ),
+        401,
+        "invalid_refresh_token",
+    )
+    listed = client.get(
+        "/api/v1/users", params={"status": "locked"}, headers=admin_headers
+    ).json()
+    assert [u["username"] for u in listed["data"]] == ["bob"]
+    # The last active administrator cannot be locked.
+    assert_problem(
+        client.post(f"/api/v1/users/{admin.user_id}/lock", headers=admin_headers),
+        409,
+        "last_administrator",
+    )
+    client.post(f"/api/v1/users/{bob.user_id}/unlock", headers=admin_headers)
+    login(client, bob)
+    [event] = audit_events(session_factory, "user.locked")
+    assert (event.actor_kind, event.details) == ("user", {"reason": "by_administrator"})
