@@ -4,7 +4,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-import httpx
+import httpx2
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -76,7 +76,7 @@ def fail(client: TestClient, username: str = "bob") -> int:
     ).status_code
 
 
-def attempt(client: TestClient, credentials: Credentials) -> httpx.Response:
+def attempt(client: TestClient, credentials: Credentials) -> httpx2.Response:
     return client.post(
         "/api/v1/auth/login",
         json={"username": credentials.username, "password": credentials.password},

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,7 +34,7 @@ ADMIN_PASSWORD = "Chosen-Passw0rd"
 PROXY = "10.0.0.5"
 
 
-def bad_login(client: TestClient | httpx.Client, **headers: str) -> httpx.Response:
+def bad_login(client: TestClient, **headers: str) -> httpx2.Response:
     return client.post(
         "/api/v1/auth/login",
         json={"username": "nobody", "password": "wrong"},
@@ -227,6 +228,14 @@ def test_peer_ip_is_in_the_hash_when_set_and_old_entries_keep_theirs(
 # --- a real `signvault serve` ---------------------------------------------
 
 
+def served_bad_login(http: httpx.Client, **headers: str) -> int:
+    return http.post(
+        "/api/v1/auth/login",
+        json={"username": "nobody", "password": "wrong"},
+        headers=headers,
+    ).status_code
+
+
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
@@ -272,7 +281,7 @@ def test_served_ignores_forwarded_for_from_loopback_by_default(
     )
     with serve(env, tmp_path) as served, httpx.Client(base_url=served.base_url) as http:
         statuses = [
-            bad_login(http, **{"X-Forwarded-For": f"192.0.2.{n}"}).status_code
+            served_bad_login(http, **{"X-Forwarded-For": f"192.0.2.{n}"})
             for n in range(3)
         ]
     assert statuses == [401, 401, 429]
@@ -304,7 +313,7 @@ def test_served_over_tls_behind_a_trusted_proxy(
     ):
         assert served.base_url.startswith("https://")
         assert http.get("/health").status_code == 200
-        assert bad_login(http, **{"X-Forwarded-For": "203.0.113.50"}).status_code == 401
+        assert served_bad_login(http, **{"X-Forwarded-For": "203.0.113.50"}) == 401
         # Plain HTTP on the TLS port is not answered.
         with pytest.raises(httpx.TransportError):
             httpx.get(served.base_url.replace("https", "http") + "/health", timeout=5)
