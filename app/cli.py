@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import ssl
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -247,9 +248,37 @@ def _settle_pending_key(key_file: Path, current: crypto.MasterKey) -> None:
     type=click.IntRange(1, 64),
     help="Worker processes.",
 )
-def serve(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--ssl-certfile",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="PEM certificate (chain) to serve HTTPS directly; needs --ssl-keyfile.",
+)
+@click.option(
+    "--ssl-keyfile",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="PEM private key of --ssl-certfile (unencrypted).",
+)
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
+) -> None:
     """Migrate the database, create the first administrator if needed, and serve the API."""
     import uvicorn
+
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        _fail("--ssl-certfile and --ssl-keyfile go together")
+    if ssl_certfile is not None:
+        try:  # a clear message now, rather than a traceback from every worker
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                ssl_certfile, ssl_keyfile
+            )
+        except (ssl.SSLError, OSError) as exc:
+            _fail(f"cannot use --ssl-certfile/--ssl-keyfile: {exc}")
 
     settings = _settings()
     with _engine(settings) as engine:
@@ -273,7 +302,11 @@ def serve(host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=True,
+        # Forwarded headers are read by the app (core.middleware.ForwardedMiddleware),
+        # from SIGNVAULT_TRUSTED_PROXIES only; uvicorn's own reading trusts 127.0.0.1.
+        proxy_headers=False,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
         # A worker imports pyHanko and the app before it can answer; on a busy
         # host that takes longer than uvicorn's 5 s default, and it would be
         # killed and restarted in a loop.

@@ -33,7 +33,11 @@ from app.core.crypto import (
 from app.core.db import make_engine, make_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.metrics import Metrics, MetricsMiddleware
-from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.core.middleware import (
+    BodySizeLimitMiddleware,
+    ForwardedMiddleware,
+    RequestContextMiddleware,
+)
 from app.core.schemas import Problem
 from app.core.security import PasswordHasher
 from app.core.storage import BlobStore
@@ -124,6 +128,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     api.add_middleware(MetricsMiddleware, metrics=metrics)
     api.add_middleware(RequestContextMiddleware)
+    if settings.trusted_proxies:
+        api.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)
     return api
 
 

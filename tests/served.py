@@ -2,6 +2,7 @@
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -40,6 +41,8 @@ class Served:
     base_url: str
     log_path: Path
     pid: int
+    # What httpx should verify the server with (a CA file when served over TLS).
+    verify: ssl.SSLContext | bool = True
 
     @property
     def log(self) -> str:
@@ -47,7 +50,10 @@ class Served:
 
 
 @contextmanager
-def serve(env: dict[str, str], workdir: Path, *args: str) -> Iterator[Served]:
+def serve(
+    env: dict[str, str], workdir: Path, *args: str, tls_ca: Path | None = None
+) -> Iterator[Served]:
+    """`signvault serve` on a free port; with `tls_ca` (the CA of its --ssl-certfile), over HTTPS."""
     port = free_port()
     log_path = workdir / f"serve-{port}.log"
     with log_path.open("w") as log:
@@ -66,7 +72,11 @@ def serve(env: dict[str, str], workdir: Path, *args: str) -> Iterator[Served]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    served = Served(f"http://127.0.0.1:{port}", log_path, process.pid)
+    verify: ssl.SSLContext | bool = (
+        ssl.create_default_context(cafile=str(tls_ca)) if tls_ca else True
+    )
+    scheme = "https" if tls_ca else "http"
+    served = Served(f"{scheme}://127.0.0.1:{port}", log_path, process.pid, verify)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -75,7 +85,8 @@ def serve(env: dict[str, str], workdir: Path, *args: str) -> Iterator[Served]:
                     f"signvault serve exited with {process.returncode}:\n{served.log}"
                 )
             try:
-                if httpx.get(f"{served.base_url}/ready", timeout=1).status_code == 200:
+                ready = httpx.get(f"{served.base_url}/ready", timeout=1, verify=verify)
+                if ready.status_code == 200:
                     break
             except httpx.TransportError:
                 pass

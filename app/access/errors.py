@@ -1,4 +1,11 @@
-from app.core.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound
+from app.core.errors import (
+    AppError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+)
 
 
 class PasswordRejected(InvalidInput):
@@ -65,3 +72,13 @@ class WrongPassword(AppError):
     status = 403
     code = "wrong_password"
     title = "Current password is wrong"
+
+
+class LoginLockedOut(TooManyRequests):
+    code = "login_locked_out"
+    title = "Too many failed logins from this address"
+
+
+class LoginDelayed(TooManyRequests):
+    code = "login_delayed"
+    title = "Too many failed logins for this account"

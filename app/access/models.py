@@ -70,12 +70,6 @@ class User(IdMixin, TimestampMixin, Base):
     department_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("departments.id", ondelete="RESTRICT"), index=True
     )
-    # Consecutive failed logins; incremented atomically in the database so that
-    # every worker process and host agrees (see access.service.count_login_failure).
-    failed_login_count: Mapped[int] = mapped_column(
-        Integer, default=0, server_default="0"
-    )
-    locked_until: Mapped[datetime | None]
     must_change_password: Mapped[bool] = mapped_column(
         default=False, server_default="0"
     )
@@ -112,6 +106,24 @@ class PasswordHistory(IdMixin, Base):
     )
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginFailure(Base):
+    """Failed logins against one account name from one source address (see access.lockout).
+
+    `account` is the lower-cased name as typed, whether or not such a user
+    exists; the source `*` holds the account's failures from every address.
+    Incremented with one atomic upsert, so every worker process and host agrees.
+    """
+
+    __tablename__ = "login_failures"
+
+    account: Mapped[str] = mapped_column(String(150), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[datetime] = mapped_column(index=True)
+    # This address may not try this account again before then.
+    locked_until: Mapped[datetime | None]
 
 
 class RateLimitWindow(Base):

@@ -212,12 +212,22 @@ def enable_user(principal: UsersWriter, session: SessionDep, user: UserDep) -> U
 
 
 @users_router.post(
+    "/{user_id}/lock",
+    response_model=UserRead,
+    responses=problem_responses(401, 403, 404, 409),
+)
+def lock_user(principal: UsersWriter, session: SessionDep, user: UserDep) -> User:
+    """Lock an active user until unlocked (their sessions end; the licence seat stays). Failed logins never lock a user."""
+    return access_service.lock_user(session, principal, user=user)
+
+
+@users_router.post(
     "/{user_id}/unlock",
     response_model=UserRead,
     responses=problem_responses(401, 403, 404),
 )
 def unlock_user(principal: UsersWriter, session: SessionDep, user: UserDep) -> User:
-    """Lift a lockout before it expires and reset the failed-login counter."""
+    """Lift an administrator's lock and clear the failed-login counters of every address."""
     access_service.check_manageable(principal, user)
     access_service.unlock_user(
         session, principal.actor, user=user, reason="by_administrator"

@@ -186,7 +186,6 @@ class UserRead(Schema):
                         {"id": "5d0c1c3e-8f57-4b0e-9d7e-0f3f8d7f4a21", "name": "signer"}
                     ],
                     "status": "active",
-                    "locked_until": None,
                     "must_change_password": False,
                     "two_factor_enabled": False,
                     "last_login_at": "2026-11-23T10:02:11Z",
@@ -206,7 +205,6 @@ class UserRead(Schema):
     role_ids: list[uuid.UUID]
     roles: list[RoleRef]
     status: UserStatus
-    locked_until: datetime | None
     must_change_password: bool
     two_factor_enabled: bool
     last_login_at: datetime | None

@@ -10,7 +10,7 @@ from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from app.access import passwords
+from app.access import lockout, passwords
 from app.access.errors import (
     LastAdministrator,
     PrivilegeEscalation,
@@ -39,7 +39,6 @@ from app.core.security import PasswordHasher
 from app.core.types import utcnow
 from app.license import service as license_service
 from app.license.service import Capacity
-from app.notifications.outbox import Event, emit
 from app.settings import service as settings_service
 from app.settings.schemas import PasswordPolicy
 
@@ -235,7 +234,7 @@ def check_manageable(principal: Principal, user: User) -> None:
 
 
 def ensure_an_administrator_remains(session: Session) -> None:
-    """Call after flushing a change: at least one enabled user must hold the administrator role.
+    """Call after flushing a change: at least one active user must hold the administrator role.
 
     The administrator role row is locked first, so concurrent changes on
     PostgreSQL are checked one after the other (SQLite serialises writers anyway).
@@ -251,11 +250,11 @@ def ensure_an_administrator_remains(session: Session) -> None:
         select(func.count())
         .select_from(User)
         .join(user_roles, user_roles.c.user_id == User.id)
-        .where(user_roles.c.role_id == role.id, User.status != UserStatus.DISABLED)
+        .where(user_roles.c.role_id == role.id, User.status == UserStatus.ACTIVE)
     )
     if not remaining:
         raise LastAdministrator(
-            "This would leave no enabled user with the administrator role."
+            "This would leave no active user with the administrator role."
         )
 
 
@@ -361,8 +360,7 @@ def set_status(
     before = user.status
     user.status = status
     if status == UserStatus.ACTIVE:
-        user.failed_login_count = 0
-        user.locked_until = None
+        lockout.clear_account(session, account=user.username_key)
     session.flush()
     if status == UserStatus.DISABLED:
         ensure_an_administrator_remains(session)
@@ -380,27 +378,58 @@ def set_status(
     return user
 
 
+def lock_user(session: Session, principal: Principal, *, user: User) -> User:
+    """Lock an active user until an administrator unlocks them; their sessions end at once.
+
+    Unlike disabling, the user keeps their licence seat. Failed logins never do this.
+
+    Raises:
+        PrivilegeEscalation, LastAdministrator.
+    """
+    check_manageable(principal, user)
+    if user.status != UserStatus.ACTIVE:
+        return user
+    user.status = UserStatus.LOCKED
+    session.flush()
+    ensure_an_administrator_remains(session)
+    auth_service.revoke_user_sessions(
+        session, user.id, reason="user_locked", actor=principal.actor
+    )
+    audit_service.record(
+        session,
+        actor=principal.actor,
+        action="user.locked",
+        resource_type="user",
+        resource_id=user.id,
+        details={"reason": "by_administrator"},
+    )
+    return user
+
+
 def unlock_user(session: Session, actor: Actor, *, user: User, reason: str) -> bool:
-    """Lift a lockout and zero the failure counter; returns whether the user was locked."""
+    """Lift an administrator's lock and forget every failed login against the account.
+
+    Addresses locked out of it may try again at once. Returns whether anything was lifted.
+    """
     changed = session.execute(
         update(User)
         .where(User.id == user.id, User.status == UserStatus.LOCKED)
-        .values(status=UserStatus.ACTIVE, failed_login_count=0, locked_until=None)
+        .values(status=UserStatus.ACTIVE)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if changed:
-        session.refresh(user, ["status", "failed_login_count", "locked_until"])
+        session.refresh(user, ["status"])
+    addresses = lockout.clear_account(session, account=user.username_key)
+    if changed or addresses:
         audit_service.record(
             session,
             actor=actor,
             action="user.unlocked",
             resource_type="user",
             resource_id=user.id,
-            details={"reason": reason},
+            details={"reason": reason, "addresses": addresses},
         )
-    elif user.failed_login_count:
-        user.failed_login_count = 0
-    return bool(changed)
+    return bool(changed or addresses)
 
 
 def reset_password(
@@ -511,97 +540,6 @@ def password_expired(user: User, policy: PasswordPolicy, now: datetime) -> bool:
     if not policy.max_age_days or user.password_changed_at is None:
         return False
     return user.password_changed_at + timedelta(days=policy.max_age_days) <= now
-
-
-# --- lockout -------------------------------------------------------------------
-
-
-def count_login_failure(session: Session, user_id: uuid.UUID) -> None:
-    """Add one failed login to the user's counter; the Nth in a row locks the account.
-
-    Runs in a transaction of its own (the failed request's rolls back). The
-    increment is one `UPDATE … RETURNING`, so concurrent failures in several
-    processes each see a distinct count and exactly one of them sees N.
-    """
-    count = session.execute(
-        update(User)
-        .where(User.id == user_id)
-        .values(failed_login_count=User.failed_login_count + 1)
-        .returning(User.failed_login_count)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
-    if count is None:
-        return
-    policy = settings_service.password_policy(session)
-    if not policy.lockout_threshold or count != policy.lockout_threshold:
-        return
-    until = utcnow() + timedelta(minutes=policy.lockout_minutes)
-    locked = session.execute(
-        update(User)
-        .where(User.id == user_id, User.status == UserStatus.ACTIVE)
-        .values(status=UserStatus.LOCKED, locked_until=until)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    if locked:
-        user = session.get_one(User, user_id)
-        on_user_locked(session, user, failures=count, until=until)
-
-
-def on_user_locked(
-    session: Session, user: User, *, failures: int, until: datetime
-) -> None:
-    """The account was just locked: audit `user.locked` and emit it for notifications.
-
-    The one place a lockout is announced, in the transaction that locks.
-    """
-    emit(
-        session,
-        Event.USER_LOCKED,
-        {
-            "user_id": user.id,
-            "username": user.username,
-            "email": user.email,
-            "failures": failures,
-            "locked_until": until,
-        },
-    )
-    audit_service.record(
-        session,
-        actor=SYSTEM,
-        action="user.locked",
-        resource_type="user",
-        resource_id=user.id,
-        details={
-            "username": user.username,
-            "failures": failures,
-            "locked_until": until.isoformat(),
-        },
-    )
-
-
-def unlock_if_expired(session: Session, user_id: uuid.UUID, now: datetime) -> bool:
-    """End a lockout whose time is up (idempotent: only one caller sees True)."""
-    changed = session.execute(
-        update(User)
-        .where(
-            User.id == user_id,
-            User.status == UserStatus.LOCKED,
-            User.locked_until.is_not(None),
-            User.locked_until <= now,
-        )
-        .values(status=UserStatus.ACTIVE, failed_login_count=0, locked_until=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    if changed:
-        audit_service.record(
-            session,
-            actor=SYSTEM,
-            action="user.unlocked",
-            resource_type="user",
-            resource_id=user_id,
-            details={"reason": "lock_expired"},
-        )
-    return bool(changed)
 
 
 # --- audit ---------------------------------------------------------------------

@@ -31,6 +31,8 @@ CONTENT_FIELDS = (
     "details",
     "prev_hash",
 )
+# Hashed when set: entries written before the column existed (null) keep their hash.
+OPTIONAL_CONTENT_FIELDS = ("peer_ip",)
 
 
 def format_time(moment: datetime) -> str:
@@ -51,6 +53,7 @@ def content_of(event: "AuditEvent | Row[Any]") -> dict[str, Any]:
         "resource_id": event.resource_id,
         "outcome": event.outcome,
         "ip": event.ip,
+        "peer_ip": event.peer_ip,
         "user_agent": event.user_agent,
         "request_id": event.request_id,
         "details": event.details,
@@ -60,8 +63,12 @@ def content_of(event: "AuditEvent | Row[Any]") -> dict[str, Any]:
 
 def canonical_bytes(content: Mapping[str, Any]) -> bytes:
     """Sorted-key, compact UTF-8 JSON of exactly the hashed fields."""
+    hashed = {name: content[name] for name in CONTENT_FIELDS}
+    for name in OPTIONAL_CONTENT_FIELDS:
+        if content.get(name) is not None:
+            hashed[name] = content[name]
     return json.dumps(
-        {name: content[name] for name in CONTENT_FIELDS},
+        hashed,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

@@ -7,9 +7,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.audit.chain import CONTENT_FIELDS, ChainBreak, Link, content_hash
+from app.audit.chain import (
+    CONTENT_FIELDS,
+    OPTIONAL_CONTENT_FIELDS,
+    ChainBreak,
+    Link,
+    content_hash,
+)
 
-EXPORT_FIELDS = (*CONTENT_FIELDS, "hash")
+EXPORT_FIELDS = (*CONTENT_FIELDS, *OPTIONAL_CONTENT_FIELDS, "hash")
 
 
 def jsonl_lines(rows: Iterable[Mapping[str, Any]]) -> Iterator[bytes]:

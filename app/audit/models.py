@@ -38,7 +38,10 @@ class AuditEvent(Base):
     resource_type: Mapped[str | None] = mapped_column(String(64))
     resource_id: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
+    # The client's address: the peer, or whom a trusted proxy forwarded for.
     ip: Mapped[str | None] = mapped_column(String(64))
+    # The address the connection came from (the proxy, when there is one).
+    peer_ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     request_id: Mapped[str | None] = mapped_column(String(128))
     details: Mapped[dict[str, Any]]

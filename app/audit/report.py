@@ -53,6 +53,12 @@ def _details(details: dict[str, Any]) -> str:
     return text if len(text) <= 600 else text[:600] + "…"
 
 
+def _address(event: AuditEvent) -> str:
+    if event.peer_ip and event.peer_ip != event.ip:
+        return f"{event.ip or '—'} via {event.peer_ip}"
+    return event.ip or "—"
+
+
 def _actor(event: AuditEvent) -> str:
     name = event.actor_name or event.actor_id or "—"
     return f"{name} ({event.actor_kind})"
@@ -102,7 +108,7 @@ def render_trail(
                 Paragraph(escape(_actor(event)), cell),
                 Paragraph(escape(event.action), cell),
                 event.outcome,
-                event.ip or "—",
+                Paragraph(escape(_address(event)), cell),
                 Paragraph(escape(_details(event.details)), cell),
                 Paragraph(escape(event.hash[:16]) + "…", cell),
             ]

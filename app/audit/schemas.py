@@ -29,7 +29,8 @@ _EVENT_EXAMPLE: dict[str, Any] = {
     "resource_type": "api_client",
     "resource_id": "7d7e1b2f-3c4d-4e6f-8a9b-0c1d2e3f4a5b",
     "outcome": "success",
-    "ip": "10.0.0.7",
+    "ip": "203.0.113.9",
+    "peer_ip": "10.0.0.7",
     "user_agent": "curl/8.5.0",
     "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
     "details": {"name": "erp", "entitlements": ["documents:sign"]},
@@ -51,7 +52,12 @@ class AuditEventRead(Schema):
     resource_type: str | None
     resource_id: str | None
     outcome: str
-    ip: str | None
+    ip: str | None = Field(
+        description="The client: the connection's peer, or the address a trusted proxy forwarded for."
+    )
+    peer_ip: str | None = Field(
+        description="The connection's peer (the proxy, behind one); null on entries written before it was kept."
+    )
     user_agent: str | None
     request_id: str | None
     details: dict[str, Any]

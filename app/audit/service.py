@@ -118,6 +118,7 @@ def _build_entry(
         resource_id=str(resource_id) if resource_id is not None else None,
         outcome=outcome.value,
         ip=context.ip if context else None,
+        peer_ip=context.peer_ip if context else None,
         user_agent=context.user_agent if context else None,
         request_id=context.request_id if context else None,
         details=_scrub(details or {}),
@@ -228,6 +229,7 @@ _OPTIONAL = dict.fromkeys(
         "resource_type",
         "resource_id",
         "ip",
+        "peer_ip",
         "user_agent",
         "request_id",
     )

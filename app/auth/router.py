@@ -71,14 +71,18 @@ def _cipher(request: Request) -> EnvelopeCipher | None:
     return cipher
 
 
+def _client_ip(request: Request) -> str | None:
+    # The peer, or the client a trusted proxy forwarded for (core.middleware.ForwardedMiddleware).
+    return request.client.host if request.client else None
+
+
 def _throttle_login(request: Request, session: SessionDep) -> None:
     """Per-IP login attempts, counted before anything else touches the database."""
-    client = request.client
     throttle.limit_requests(
         session,
         request.app.state.sessionmaker,
         request.app.state.settings,
-        bucket=f"login-ip:{client.host if client else 'unknown'}",
+        bucket=f"login-ip:{_client_ip(request) or 'unknown'}",
         limit_of=throttle.login_limit,
     )
 
@@ -103,6 +107,7 @@ def login(
         username=body.username,
         password=body.password.get_secret_value(),
         grant="login",
+        source=_client_ip(request),
         totp=body.totp.get_secret_value() if body.totp else None,
         cipher=_cipher(request),
     )
@@ -222,7 +227,12 @@ def issue_token(
             if credentials is not None:
                 _authenticate_client(session, credentials)
             user = auth_service.authenticate_user(
-                session, hasher, username=username, password=password, grant="password"
+                session,
+                hasher,
+                username=username,
+                password=password,
+                grant="password",
+                source=_client_ip(request),
             )
             requested = auth_service.parse_scope(scope, allowed=user.entitlements)
             issued = auth_service.start_user_session(

@@ -2,13 +2,15 @@
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import ColumnElement, Exists, false, select, true, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
+from app.access import lockout
 from app.access import service as access_service
 from app.access.entitlements import ALL as ALL_ENTITLEMENTS
+from app.access.errors import LoginDelayed, LoginLockedOut
 from app.access.models import User, UserStatus
 from app.access.principal import Principal
 from app.audit import service as audit_service
@@ -90,43 +92,52 @@ def authenticate_user(
     username: str,
     password: str,
     grant: str,
+    source: str | None,
     totp: str | None = None,
     cipher: EnvelopeCipher | None = None,
 ) -> User:
     """Check a username, password and (when enrolled) TOTP code; every failure is audited.
 
-    A wrong password or code adds to the user's failure counter in a
-    transaction of its own (this request's rolls back); the Nth failure in a
-    row locks the account for the policy's minutes.
+    `source` is the caller's address. A wrong password or code counts against
+    the account from that address, in a transaction of its own (this request's
+    rolls back); see `access.lockout` for what the counts lock or slow down.
 
     Raises:
+        LoginLockedOut, LoginDelayed: refused before the password is checked.
         InvalidCredentials: unknown user or wrong password (the same answer for both).
         TotpRequired: right password, 2FA enrolled, no code given.
         InvalidTotp: wrong or replayed code.
         AccountDisabled: right password, disabled account.
-        AccountLocked: right password, locked account.
+        AccountLocked: right password, account locked by an administrator.
     """
+    account, origin = lockout.account_key(username), lockout.source_of(source)
     user = find_user_by_username(session, username)
-    now = utcnow()
-    if (
-        user is not None
-        and user.status == UserStatus.LOCKED
-        and user.locked_until is not None
-        and user.locked_until <= now
-    ):
-        user_id = user.id
-        access_service.unlock_if_expired(session, user_id, now)
-        session.refresh(user, ["status", "failed_login_count", "locked_until"])
-        # Also after this request, should it fail: the counter must restart at 0.
-        after_transaction(
-            session, lambda own: _unlock_expired_isolated(own, user_id, now)
+    try:
+        lockout.check(session, account=account, source=origin, now=utcnow())
+    except (LoginLockedOut, LoginDelayed) as refused:
+        audit_service.record_isolated(
+            session,
+            actor=user_actor(user)
+            if user
+            else Actor(ActorKind.ANONYMOUS, None, username[:200]),
+            action="auth.login",
+            resource_type="user",
+            resource_id=user.id if user else None,
+            outcome=Outcome.DENIED,
+            details={"grant": grant, "reason": refused.code},
         )
+        raise
     if (
         not hasher.verify(password, user.password_hash if user else None)
         or user is None
     ):
         _refuse_login(
-            session, user, username, grant, "wrong_password" if user else "unknown_user"
+            session,
+            user,
+            username,
+            grant,
+            "wrong_password" if user else "unknown_user",
+            source=origin,
         )
         raise InvalidCredentials("Invalid username or password.")
     if user.status != UserStatus.ACTIVE:
@@ -140,12 +151,9 @@ def authenticate_user(
             details={"grant": grant, "reason": f"account_{user.status.value}"},
         )
         if user.status == UserStatus.LOCKED:
-            until = (
-                user.locked_until.isoformat()
-                if user.locked_until
-                else "an administrator unlocks it"
+            raise AccountLocked(
+                "This account is locked until an administrator unlocks it."
             )
-            raise AccountLocked(f"This account is locked until {until}.")
         raise AccountDisabled("This account is disabled.")
     if user.totp_seed is not None:
         if not totp:
@@ -165,21 +173,28 @@ def authenticate_user(
         if not totp_service.verify_login_code(
             session, totp_service.require_cipher(cipher), user=user, code=totp
         ):
-            _refuse_login(session, user, username, grant, "wrong_totp")
+            _refuse_login(session, user, username, grant, "wrong_totp", source=origin)
             raise InvalidTotp("The two-factor code is wrong or was already used.")
     if hasher.needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
-    user.failed_login_count = 0
+    lockout.clear_source(session, account=account, source=origin)
     if access_service.password_expired(
-        user, settings_service.password_policy(session), now
+        user, settings_service.password_policy(session), utcnow()
     ):
         user.must_change_password = True
     return user
 
 
 def _refuse_login(
-    session: Session, user: User | None, username: str, grant: str, reason: str
+    session: Session,
+    user: User | None,
+    username: str,
+    grant: str,
+    reason: str,
+    *,
+    source: str,
 ) -> None:
+    user_id = user.id if user else None
     audit_service.record_isolated(
         session,
         actor=user_actor(user)
@@ -187,20 +202,12 @@ def _refuse_login(
         else Actor(ActorKind.ANONYMOUS, None, username[:200]),
         action="auth.login",
         resource_type="user",
-        resource_id=user.id if user else None,
+        resource_id=user_id,
         details={"grant": grant, "reason": reason},
+        along=lambda own: lockout.count_failure(
+            own, account=lockout.account_key(username), source=source, user_id=user_id
+        ),
     )
-    if user is not None:
-        user_id = user.id
-        after_transaction(
-            session, lambda own: access_service.count_login_failure(own, user_id)
-        )
-
-
-def _unlock_expired_isolated(
-    session: Session, user_id: uuid.UUID, now: datetime
-) -> None:
-    access_service.unlock_if_expired(session, user_id, now)
 
 
 def revoke_user_sessions(

@@ -4,7 +4,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -205,7 +212,14 @@ class Settings(BaseSettings):
         description="Comma-separated host names, IPs or CIDRs webhooks may reach although they are private, loopback or link-local.",
     )
 
-    @field_validator("cors_origins", "webhook_allowed_hosts", mode="before")
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses or CIDRs of the reverse proxies whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are believed; empty: none.",
+    )
+
+    @field_validator(
+        "cors_origins", "webhook_allowed_hosts", "trusted_proxies", mode="before"
+    )
     @classmethod
     def split_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

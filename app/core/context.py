@@ -7,7 +7,10 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class RequestContext:
     request_id: str
+    # The client: the peer, or whom a trusted proxy forwarded for.
     ip: str | None = None
+    # The address the connection came from.
+    peer_ip: str | None = None
     user_agent: str | None = None
 
 

@@ -1,9 +1,10 @@
-"""Pure ASGI middleware: request id and context, body size limit, last-resort 500."""
+"""Pure ASGI middleware: forwarded headers, request id and context, body size limit, last-resort 500."""
 
+import ipaddress
 import logging
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from fastapi import HTTPException
 from starlette.datastructures import Headers
@@ -15,6 +16,78 @@ from app.core.errors import problem_response
 logger = logging.getLogger("signvault.http")
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# Where ForwardedMiddleware keeps the connection's peer once `client` is the forwarded one.
+PEER_KEY = "signvault.peer"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class ForwardedMiddleware:
+    """Believes X-Forwarded-For and X-Forwarded-Proto only from a trusted proxy.
+
+    From a peer in `trusted`, `scope["client"]` becomes the right-most address
+    of X-Forwarded-For that is not itself a trusted proxy: each proxy appends
+    the address it saw, so everything left of the last untrusted hop may have
+    been written by the client. `scope["scheme"]` becomes the right-most
+    X-Forwarded-Proto. From any other peer both headers are ignored. The peer
+    is kept in the scope under `PEER_KEY` for the audit log. RFC 7239
+    `Forwarded` is not read: a proxy that writes only X-Forwarded-For passes a
+    client's `Forwarded` header through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, *, trusted: Sequence[IPNetwork]) -> None:
+        self.app = app
+        self.trusted = tuple(trusted)
+
+    def _trusts(self, address: IPAddress) -> bool:
+        return any(address in network for network in self.trusted)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if scope["type"] in ("http", "websocket") and client:
+            scope[PEER_KEY] = client[0]
+            peer = _parse_address(client[0])
+            if peer is not None and self._trusts(peer):
+                headers = Headers(scope=scope)
+                forwarded = self._client(peer, headers.getlist("x-forwarded-for"))
+                scope["client"] = (forwarded, 0)
+                proto = headers.getlist("x-forwarded-proto")
+                scheme = ",".join(proto).split(",")[-1].strip().lower()
+                if scheme in ("http", "https"):
+                    if scope["type"] == "websocket":
+                        scheme = "wss" if scheme == "https" else "ws"
+                    scope["scheme"] = scheme
+        await self.app(scope, receive, send)
+
+    def _client(self, peer: IPAddress, values: list[str]) -> str:
+        hops = [hop.strip() for value in values for hop in value.split(",")]
+        current = peer
+        for hop in reversed(hops):
+            address = _parse_address(hop)
+            if address is None:
+                # A trusted proxy wrote something that is not an address: stop at that proxy.
+                break
+            current = address
+            if not self._trusts(address):
+                break
+        return str(current)
+
+
+def _parse_address(text: str) -> IPAddress | None:
+    """An IP address, also as `1.2.3.4:port` or `[v6]:port` (some proxies add the port)."""
+    candidate = text.strip()
+    if candidate.startswith("["):
+        candidate = candidate[1 : candidate.find("]")] if "]" in candidate else ""
+    elif candidate.count(":") == 1:
+        candidate = candidate.split(":")[0]
+    try:
+        address = ipaddress.ip_address(candidate)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
 
 
 class RequestContextMiddleware:
@@ -31,9 +104,11 @@ class RequestContextMiddleware:
         offered = headers.get("x-request-id", "")
         request_id = offered if _SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
         client = scope.get("client")
+        ip = client[0] if client else None
         context = RequestContext(
             request_id=request_id,
-            ip=client[0] if client else None,
+            ip=ip,
+            peer_ip=scope.get(PEER_KEY, ip),
             user_agent=(headers.get("user-agent") or "")[:512] or None,
         )
         token = set_current_request(context)

@@ -21,6 +21,7 @@ class Event(StrEnum):
     SIGNING_FAILED = "signing.failed"
     BATCH_COMPLETED = "batch.completed"
     USER_LOCKED = "user.locked"
+    LOGIN_ATTACK_SUSPECTED = "login.attack_suspected"
     LICENSE_EXPIRING = "license.expiring"
     LICENSE_LIMIT_REACHED = "license.limit_reached"
 

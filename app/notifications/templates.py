@@ -33,7 +33,8 @@ DEFAULT_SUBJECTS: dict[Event, str] = {
     Event.DOCUMENT_SIGNED: "[SignVault] A document was signed",
     Event.SIGNING_FAILED: "[SignVault] Signing failed",
     Event.BATCH_COMPLETED: "[SignVault] A signing batch completed",
-    Event.USER_LOCKED: "[SignVault] A user account was locked",
+    Event.USER_LOCKED: "[SignVault] Address ${ip} locked out of account ${username}",
+    Event.LOGIN_ATTACK_SUSPECTED: "[SignVault] Failed logins for ${username} from ${addresses} addresses",
     Event.LICENSE_EXPIRING: "[SignVault] The licence expires in ${days_left} days",
     Event.LICENSE_LIMIT_REACHED: "[SignVault] A licence limit was reached",
 }

@@ -47,9 +47,24 @@ class PasswordPolicy(RequestSchema):
         default=5,
         ge=0,
         le=100,
-        description="Failed logins in a row that lock the account; 0: never lock.",
+        description=(
+            "Failed logins in a row from one address that lock that address (not the "
+            "account: other addresses, the owner's among them, still log in) out of the "
+            "account for lockout_minutes. Once an account's recent failures from all "
+            "addresses reach it, every address that failed waits a Retry-After that "
+            "doubles with each further failure. 0: no lockout and no slowdown."
+        ),
     )
-    lockout_minutes: int = Field(default=15, ge=1, le=10_080)
+    lockout_minutes: int = Field(
+        default=15,
+        ge=1,
+        le=10_080,
+        description=(
+            "How long an address stays locked out of an account; also how long an "
+            "account's failures keep counting towards the slowdown after the last one, "
+            "and the longest wait it imposes."
+        ),
+    )
 
 
 class SecuritySettings(RequestSchema):

@@ -3,6 +3,7 @@ from datetime import datetime, timedelta
 
 import pyotp
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -110,13 +111,27 @@ def test_login_with_2fa_needs_a_fresh_right_code(
     assert reasons == ["totp_missing", "wrong_totp", "wrong_totp"]
 
 
-def test_wrong_codes_count_towards_lockout(
-    client: TestClient, bob: Credentials, session_factory: sessionmaker[Session]
+def test_wrong_codes_lock_out_their_address_and_the_owner_logs_in_from_another(
+    app: FastAPI,
+    client: TestClient,
+    bob: Credentials,
+    clock: Clock,
+    session_factory: sessionmaker[Session],
 ) -> None:
-    enrol(client, bearer(login(client, bob)["access_token"]))
+    secret = enrol(client, bearer(login(client, bob)["access_token"]))
+    # Someone who has the password but not the second factor.
+    attacker = TestClient(app, client=("203.0.113.7", 40000))
+    wrong = "000000" if code_at(secret, 1) != "000000" else "111111"
     for _ in range(5):
-        totp_login(client, bob, "000001")
-    assert audit_events(session_factory, "user.locked")
+        assert totp_login(attacker, bob, wrong)[0] == 401
+    [locked] = audit_events(session_factory, "user.locked")
+    assert locked.details["ip"] == "203.0.113.7"
+    status, body = totp_login(attacker, bob, wrong)
+    assert (status, body["code"]) == (429, "login_locked_out")
+    clock(1)
+    owner = TestClient(app, client=("198.51.100.20", 40000))
+    status, body = totp_login(owner, bob, code_at(secret, 1))
+    assert status == 200, body
 
 
 def test_seed_is_stored_sealed(

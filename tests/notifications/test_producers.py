@@ -75,13 +75,14 @@ def test_locking_by_failed_logins_emits_user_locked_once(
         assert fail(client) == 401
     assert outbox_payloads(session_factory, Event.USER_LOCKED) == []
     before = utcnow()
-    for _ in range(3):  # the Nth locks; later failures hit a locked account
-        assert fail(client) in (401, 403)
+    for _ in range(3):  # the Nth locks the address out; later attempts are refused
+        assert fail(client) in (401, 429)
     [locked] = outbox_payloads(session_factory, Event.USER_LOCKED)
     assert locked == {
         "user_id": str(bob.user_id),
         "username": "bob",
         "email": locked["email"],
+        "ip": "testclient",
         "failures": THRESHOLD,
         "locked_until": locked["locked_until"],
     }
