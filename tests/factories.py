@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.access import service as access_service
-from app.access.models import Role
+from app.access.models import Department, Role
 from app.audit.models import AuditEvent
 from app.audit.service import SYSTEM
 from app.core.security import PasswordHasher
@@ -32,6 +32,7 @@ def make_user(
     username: str,
     password: str = "User-Passw0rd!",
     roles: tuple[str, ...] = ("signer",),
+    department_id: uuid.UUID | None = None,
 ) -> Credentials:
     with session_factory.begin() as session:
         user = access_service.create_user(
@@ -41,8 +42,19 @@ def make_user(
             username=username,
             password=password,
             roles=[access_service.get_role_by_name(session, name) for name in roles],
+            department=session.get_one(Department, department_id)
+            if department_id
+            else None,
         )
         return Credentials(username, password, user.id)
+
+
+def make_department(session_factory: sessionmaker[Session], name: str) -> uuid.UUID:
+    with session_factory.begin() as session:
+        department = Department(name=name)
+        session.add(department)
+        session.flush()
+        return department.id
 
 
 def login(client: TestClient, credentials: Credentials) -> dict[str, str]:

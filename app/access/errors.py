@@ -58,6 +58,16 @@ class PrivilegeEscalation(Forbidden):
     title = "Cannot grant or manage entitlements you do not hold"
 
 
+class SelfChangeForbidden(Forbidden):
+    code = "self_change_forbidden"
+    title = "You cannot change your own roles or department"
+
+
+class DepartmentOutOfScope(Forbidden):
+    code = "department_out_of_scope"
+    title = "Outside your own department"
+
+
 class PasswordChangeRequired(Forbidden):
     code = "password_change_required"
     title = "Password change required"

@@ -22,6 +22,8 @@ class Principal:
     claims: "AccessClaims"
     user: "User | None" = None
     client: "ApiClient | None" = None
+    # A client's department while its owner still belongs to it (auth.service.client_standing).
+    client_department_id: uuid.UUID | None = None
 
     @property
     def actor(self) -> Actor:
@@ -34,7 +36,18 @@ class Principal:
     def department_id(self) -> uuid.UUID | None:
         if self.user is not None:
             return self.user.department_id
-        return self.client.department_id if self.client is not None else None
+        return self.client_department_id
+
+    @property
+    def acting_user_id(self) -> uuid.UUID | None:
+        """The user this principal speaks for: the user itself, or a client's owner.
+
+        What nobody may do to themselves (change their own roles or department,
+        edit a role they hold), a client may not do to its owner either.
+        """
+        if self.user is not None:
+            return self.user.id
+        return self.client.created_by_id if self.client is not None else None
 
     @property
     def is_administrator(self) -> bool:

@@ -13,6 +13,7 @@ from app.access.errors import (
     BuiltinRoleProtected,
     NameTaken,
     RoleNotFound,
+    SelfChangeForbidden,
     StillReferenced,
 )
 from app.access.models import Role, user_roles
@@ -88,11 +89,18 @@ def update_role(
 ) -> Role:
     """Change name, description or entitlements; holders get the change on their next request.
 
+    A non-administrator changes neither a role it holds (a client: its owner)
+    nor one holding entitlements beyond its own.
+
     Raises:
+        SelfChangeForbidden: a role the caller holds.
         BuiltinRoleProtected: renaming a built-in role or removing its defining entitlements.
-        PrivilegeEscalation: adding or removing entitlements the caller does not hold.
+        PrivilegeEscalation: the role, or the entitlements added or removed, beyond the caller's.
         NameTaken.
     """
+    if not principal.is_administrator:
+        _check_not_held(session, principal, role)
+        access_service.check_grantable(principal, role.entitlements, "This role holds")
     if changes.get("entitlements") is not None:
         new = set(changes["entitlements"])
         old = set(role.entitlements)
@@ -151,6 +159,20 @@ def delete_role(session: Session, principal: Principal, *, role: Role) -> None:
     _audit(session, principal, "role.deleted", role, {"name": role.name})
     session.delete(role)
     session.flush()
+
+
+def _check_not_held(session: Session, principal: Principal, role: Role) -> None:
+    """Raises: SelfChangeForbidden."""
+    holder = principal.acting_user_id
+    held = holder is not None and session.scalar(
+        select(user_roles.c.role_id).where(
+            user_roles.c.user_id == holder, user_roles.c.role_id == role.id
+        )
+    )
+    if held:
+        raise SelfChangeForbidden(
+            f"You hold the role '{role.name}': another administrator must change it."
+        )
 
 
 def _plain(value: Any) -> Any:

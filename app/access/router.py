@@ -49,10 +49,6 @@ Params = Annotated[PageParams, Depends(page_params)]
 Search = Annotated[str | None, Query(max_length=200, description="Part of the name.")]
 
 
-def _load_user(user_id: uuid.UUID, session: SessionDep) -> User:
-    return access_service.get_user(session, user_id)
-
-
 def _load_department(department_id: uuid.UUID, session: SessionDep) -> Department:
     return departments_service.get_department(session, department_id)
 
@@ -66,7 +62,6 @@ def _cipher(request: Request) -> EnvelopeCipher | None:
     return cipher
 
 
-UserDep = Annotated[User, Depends(_load_user)]
 DepartmentDep = Annotated[Department, Depends(_load_department)]
 RoleDep = Annotated[Role, Depends(_load_role)]
 
@@ -94,13 +89,19 @@ def create_user(
     session: SessionDep,
     hasher: PasswordHasherDep,
 ) -> User:
-    """Create a user with roles (within your own entitlements); the password must meet the policy."""
+    """Create a user with roles (within your own entitlements); the password must meet the policy. A non-administrator creates users only in its own department (the default when `department_id` is omitted)."""
     roles = access_service.roles_by_ids(session, body.role_ids)
     access_service.check_grantable(
         principal,
         {e for role in roles for e in role.entitlements},
         "Cannot assign roles with",
     )
+    department_id = (
+        body.department_id
+        if body.department_id is not None or principal.is_administrator
+        else principal.department_id
+    )
+    access_service.check_department_in_reach(principal, department_id)
     return access_service.create_user(
         session,
         hasher,
@@ -110,7 +111,7 @@ def create_user(
         roles=roles,
         email=body.email,
         full_name=body.full_name,
-        department=_department_or_none(session, body.department_id),
+        department=_department_or_none(session, department_id),
         policy=settings_service.password_policy(session),
     )
 
@@ -119,7 +120,7 @@ def create_user(
     "", response_model=Page[UserRead], responses=problem_responses(401, 403, 422)
 )
 def list_users(
-    _principal: UsersReader,
+    principal: UsersReader,
     session: SessionDep,
     params: Params,
     department_id: uuid.UUID | None = None,
@@ -130,9 +131,10 @@ def list_users(
         Query(max_length=200, description="Part of the username, email or full name."),
     ] = None,
 ) -> dict[str, object]:
-    """List users (filters `department_id`, `role_id`, `status`, `q`; sortable by created_at, username, email, full_name, last_login_at, status)."""
+    """List the users you may see: all for an administrator, else your department's (filters `department_id`, `role_id`, `status`, `q`; sortable by created_at, username, email, full_name, last_login_at, status)."""
     rows, total = access_service.list_users(
         session,
+        principal,
         params=params,
         department_id=department_id,
         role_id=role_id,
@@ -145,9 +147,9 @@ def list_users(
 @users_router.get(
     "/{user_id}", response_model=UserRead, responses=problem_responses(401, 403, 404)
 )
-def read_user(_principal: UsersReader, user: UserDep) -> User:
-    """One user (never the password hash or the TOTP seed)."""
-    return user
+def read_user(principal: UsersReader, session: SessionDep, user_id: uuid.UUID) -> User:
+    """One user of your department, or any for an administrator (never the password hash or the TOTP seed)."""
+    return access_service.get_user(session, principal, user_id)
 
 
 @users_router.patch(
@@ -156,9 +158,10 @@ def read_user(_principal: UsersReader, user: UserDep) -> User:
     responses=problem_responses(401, 403, 404, 409, 415, 422),
 )
 def update_user(
-    body: UserUpdate, principal: UsersWriter, session: SessionDep, user: UserDep
+    body: UserUpdate, principal: UsersWriter, session: SessionDep, user_id: uuid.UUID
 ) -> User:
-    """Change email, full name, department or roles (`role_ids` replaces the set)."""
+    """Change email, full name, department or roles (`role_ids` replaces the set); never your own roles or department."""
+    user = access_service.get_user(session, principal, user_id)
     changes = body.model_dump(exclude_unset=True)
     roles = (
         access_service.roles_by_ids(session, body.role_ids)
@@ -181,9 +184,10 @@ def update_user(
     responses=problem_responses(401, 403, 404, 409),
 )
 def delete_user(
-    request: Request, principal: UsersWriter, session: SessionDep, user: UserDep
+    request: Request, principal: UsersWriter, session: SessionDep, user_id: uuid.UUID
 ) -> None:
     """Delete a user; audit entries keep their name. The last administrator cannot be deleted."""
+    user = access_service.get_user(session, principal, user_id)
     access_service.delete_user(session, principal, user=user, cipher=_cipher(request))
 
 
@@ -192,8 +196,11 @@ def delete_user(
     response_model=UserRead,
     responses=problem_responses(401, 403, 404, 409),
 )
-def disable_user(principal: UsersWriter, session: SessionDep, user: UserDep) -> User:
+def disable_user(
+    principal: UsersWriter, session: SessionDep, user_id: uuid.UUID
+) -> User:
     """Disable a user: no logins, and their tokens and sessions stop working at once."""
+    user = access_service.get_user(session, principal, user_id)
     return access_service.set_status(
         session, principal, user=user, status=UserStatus.DISABLED
     )
@@ -204,8 +211,11 @@ def disable_user(principal: UsersWriter, session: SessionDep, user: UserDep) -> 
     response_model=UserRead,
     responses=problem_responses(401, 403, 404),
 )
-def enable_user(principal: UsersWriter, session: SessionDep, user: UserDep) -> User:
+def enable_user(
+    principal: UsersWriter, session: SessionDep, user_id: uuid.UUID
+) -> User:
     """Enable a disabled or locked user (the failure counter restarts)."""
+    user = access_service.get_user(session, principal, user_id)
     return access_service.set_status(
         session, principal, user=user, status=UserStatus.ACTIVE
     )
@@ -216,8 +226,11 @@ def enable_user(principal: UsersWriter, session: SessionDep, user: UserDep) -> U
     response_model=UserRead,
     responses=problem_responses(401, 403, 404, 409),
 )
-def lock_user(principal: UsersWriter, session: SessionDep, user: UserDep) -> User:
+def lock_user(
+    principal: UsersWriter, session: SessionDep, user_id: uuid.UUID
+) -> User:
     """Lock an active user until unlocked (their sessions end; the licence seat stays). Failed logins never lock a user."""
+    user = access_service.get_user(session, principal, user_id)
     return access_service.lock_user(session, principal, user=user)
 
 
@@ -226,8 +239,11 @@ def lock_user(principal: UsersWriter, session: SessionDep, user: UserDep) -> Use
     response_model=UserRead,
     responses=problem_responses(401, 403, 404),
 )
-def unlock_user(principal: UsersWriter, session: SessionDep, user: UserDep) -> User:
+def unlock_user(
+    principal: UsersWriter, session: SessionDep, user_id: uuid.UUID
+) -> User:
     """Lift an administrator's lock and clear the failed-login counters of every address."""
+    user = access_service.get_user(session, principal, user_id)
     access_service.check_manageable(principal, user)
     access_service.unlock_user(
         session, principal.actor, user=user, reason="by_administrator"
@@ -243,9 +259,10 @@ def reset_user_password(
     principal: UsersWriter,
     session: SessionDep,
     hasher: PasswordHasherDep,
-    user: UserDep,
+    user_id: uuid.UUID,
 ) -> TemporaryPassword:
     """Set a random temporary password (shown once) that must be changed at next login; ends the user's sessions."""
+    user = access_service.get_user(session, principal, user_id)
     temporary = access_service.reset_password(session, hasher, principal, user=user)
     return TemporaryPassword(temporary_password=temporary)
 
@@ -256,9 +273,10 @@ def reset_user_password(
     responses=problem_responses(401, 403, 404, 409),
 )
 def disable_user_two_factor(
-    request: Request, principal: UsersWriter, session: SessionDep, user: UserDep
+    request: Request, principal: UsersWriter, session: SessionDep, user_id: uuid.UUID
 ) -> User:
     """Remove a user's two-factor authentication (lost authenticator); they can enrol again."""
+    user = access_service.get_user(session, principal, user_id)
     access_service.check_manageable(principal, user)
     totp_service.disable(
         session, _cipher(request), principal.actor, user=user, code=None

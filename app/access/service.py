@@ -1,4 +1,11 @@
-"""Users: creation, administration, passwords, lockout, and the guard rails around them."""
+"""Users: creation, administration, passwords, lockout, and the guard rails around them.
+
+Bounded delegation: a non-administrator sees and manages only the users of its
+own department (without a department, only itself), places new users only in
+its own department, and never changes a user holding entitlements beyond its
+own. Nobody, administrators included, changes their own roles or department.
+A client counts as the user who owns it for all of this.
+"""
 
 import secrets
 import uuid
@@ -6,15 +13,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import Select, delete, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app.access import lockout, passwords
 from app.access.errors import (
+    DepartmentOutOfScope,
     LastAdministrator,
     PrivilegeEscalation,
     RoleNotFound,
+    SelfChangeForbidden,
     StillReferenced,
     UsernameTaken,
     UserNotFound,
@@ -148,10 +157,25 @@ def bootstrap_admin(
 # --- reading -------------------------------------------------------------------
 
 
-def get_user(session: Session, user_id: uuid.UUID) -> User:
-    """Raises: UserNotFound."""
-    user = session.scalars(
-        select(User).where(User.id == user_id).options(selectinload(User.roles))
+def visible_users(statement: Select[Any], principal: Principal) -> Select[Any]:
+    """Users a principal may see and manage: all for an administrator, else its department's.
+
+    Without a department a non-administrator sees only itself (a client, its owner).
+    """
+    if principal.is_administrator:
+        return statement
+    if principal.department_id is not None:
+        return statement.where(User.department_id == principal.department_id)
+    own = principal.acting_user_id
+    return statement.where(User.id == own if own is not None else false())
+
+
+def get_user(session: Session, principal: Principal, user_id: uuid.UUID) -> User:
+    """Raises: UserNotFound (also for a user the principal may not see)."""
+    user: User | None = session.scalars(
+        visible_users(select(User), principal)
+        .where(User.id == user_id)
+        .options(selectinload(User.roles))
     ).one_or_none()
     if user is None:
         raise UserNotFound(f"No user with id {user_id}.")
@@ -160,6 +184,7 @@ def get_user(session: Session, user_id: uuid.UUID) -> User:
 
 def list_users(
     session: Session,
+    principal: Principal,
     *,
     params: PageParams,
     department_id: uuid.UUID | None,
@@ -167,7 +192,9 @@ def list_users(
     status: Sequence[UserStatus],
     q: str | None,
 ) -> tuple[Sequence[User], int]:
-    statement: Select[Any] = select(User).options(selectinload(User.roles))
+    statement: Select[Any] = visible_users(
+        select(User).options(selectinload(User.roles)), principal
+    )
     if department_id is not None:
         statement = statement.where(User.department_id == department_id)
     if role_id is not None:
@@ -233,6 +260,55 @@ def check_manageable(principal: Principal, user: User) -> None:
     check_grantable(principal, user.entitlements, "This user holds")
 
 
+def check_department_in_reach(
+    principal: Principal, department_id: uuid.UUID | None
+) -> None:
+    """A non-administrator places users only in its own department.
+
+    Raises:
+        DepartmentOutOfScope
+    """
+    if principal.is_administrator:
+        return
+    if principal.department_id is None:
+        raise DepartmentOutOfScope(
+            "You belong to no department: only an administrator places users."
+        )
+    if department_id != principal.department_id:
+        raise DepartmentOutOfScope(
+            "You manage only the users of your own department.",
+            extra={"department_id": str(principal.department_id)},
+        )
+
+
+def check_not_self(
+    principal: Principal,
+    user: User,
+    *,
+    department: Department | None,
+    changes: dict[str, Any],
+    roles: list[Role] | None,
+) -> None:
+    """Nobody, administrators included, changes their own roles or department.
+
+    Raises:
+        SelfChangeForbidden
+    """
+    if user.id != principal.acting_user_id:
+        return
+    moved = (
+        "department_id" in changes
+        and (department.id if department else None) != user.department_id
+    )
+    regranted = roles is not None and {r.id for r in roles} != set(user.role_ids)
+    if moved or regranted:
+        raise SelfChangeForbidden(
+            "You cannot change your own roles or department; ask another administrator."
+            if principal.kind == "user"
+            else "A client cannot change the roles or department of the user who owns it."
+        )
+
+
 def ensure_an_administrator_remains(session: Session) -> None:
     """Call after flushing a change: at least one active user must hold the administrator role.
 
@@ -277,15 +353,19 @@ def update_user(
     """Apply `changes` (email, full_name, department_id) and, when given, a new role set.
 
     Raises:
+        SelfChangeForbidden: the caller's own roles or department.
         PrivilegeEscalation: the user or the new roles hold entitlements beyond the caller's.
+        DepartmentOutOfScope: a non-administrator moving the user out of its department.
         LastAdministrator: the change would leave no administrator.
     """
+    check_not_self(principal, user, department=department, changes=changes, roles=roles)
     check_manageable(principal, user)
     before = _snapshot(user)
     for field in ("email", "full_name"):
         if field in changes:
             setattr(user, field, changes[field])
     if "department_id" in changes:
+        check_department_in_reach(principal, department.id if department else None)
         user.department = department
     if roles is not None:
         check_grantable(

@@ -1,4 +1,13 @@
-"""OAuth2 machine clients: created with a one-time secret, entitlements within their creator's."""
+"""OAuth2 machine clients: created with a one-time secret, entitlements within their owner's.
+
+Bounded delegation: a client's owner is the user who created it (for a client
+created by a client, that client's owner), and it acts with its grant capped by
+what its owner holds now (auth.service.client_standing). A non-administrator
+sees only the clients it owns or that belong to its department, and changes,
+rotates, disables, enables or deletes one only when the client's grant is
+within its own entitlements: otherwise it could take the secret of a more
+powerful client and act as it. Only an administrator transfers a client.
+"""
 
 import secrets
 import uuid
@@ -6,12 +15,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, false, func, select
+from sqlalchemy.orm import Session, selectinload
 
+from app.access import service as access_service
+from app.access.models import User, UserStatus
 from app.access.principal import Principal
 from app.audit import service as audit_service
-from app.auth.errors import ClientNotFound, EntitlementEscalation
+from app.auth.errors import AdministratorRequired, ClientNotFound, EntitlementEscalation
 from app.auth.models import ApiClient, ClientStatus
 from app.core.errors import InvalidInput
 from app.core.pagination import PageParams, paginate
@@ -38,6 +49,26 @@ def _check_grantable(principal: Principal, entitlements: Iterable[str]) -> list[
     return wanted
 
 
+def _check_manageable(principal: Principal, client: ApiClient) -> None:
+    """Whoever holds a client's secret acts as it: only a holder of its whole grant manages it.
+
+    Raises:
+        PrivilegeEscalation: naming the grant's entitlements beyond the caller's.
+    """
+    access_service.check_grantable(principal, client.entitlements, "This client holds")
+
+
+def _visible(statement: Select[Any], principal: Principal) -> Select[Any]:
+    """An administrator sees every client; others their own (or their owner's) and their department's."""
+    if principal.is_administrator:
+        return statement
+    owner_id = principal.acting_user_id
+    mine = ApiClient.created_by_id == owner_id if owner_id is not None else false()
+    if principal.department_id is None:
+        return statement.where(mine)
+    return statement.where(mine | (ApiClient.department_id == principal.department_id))
+
+
 def _check_expiry(expires_at: datetime | None) -> None:
     if expires_at is not None and expires_at <= utcnow():
         raise InvalidInput(
@@ -59,6 +90,9 @@ def create_client(
 ) -> tuple[ApiClient, str]:
     """Create a client; returns it with its secret, which is stored only as a hash.
 
+    The client's owner is the calling user, or the calling client's owner; it
+    works in the caller's department.
+
     Raises:
         EntitlementEscalation: an entitlement the creator does not hold.
         InvalidInput: an expiry in the past.
@@ -73,7 +107,8 @@ def create_client(
         secret_digest=secret_digest(secret),
         entitlements=granted,
         expires_at=expires_at,
-        created_by_id=principal.id if principal.kind == "user" else None,
+        created_by_id=principal.acting_user_id,
+        department_id=principal.department_id,
     )
     session.add(client)
     session.flush()
@@ -89,12 +124,14 @@ def create_client(
 
 def list_clients(
     session: Session,
+    principal: Principal,
     *,
     params: PageParams,
     status: Sequence[ClientStatus],
     q: str | None,
 ) -> tuple[Sequence[ApiClient], int]:
-    statement: Select[Any] = select(ApiClient)
+    """The clients the principal may see."""
+    statement: Select[Any] = _visible(select(ApiClient), principal)
     if status:
         statement = statement.where(ApiClient.status.in_(status))
     if q:
@@ -108,9 +145,13 @@ def list_clients(
     )
 
 
-def get_client(session: Session, client_id: uuid.UUID) -> ApiClient:
-    """Raises: ClientNotFound."""
-    client = session.get(ApiClient, client_id)
+def get_client(
+    session: Session, principal: Principal, client_id: uuid.UUID
+) -> ApiClient:
+    """Raises: ClientNotFound (also for one the principal may not see)."""
+    client: ApiClient | None = session.scalars(
+        _visible(select(ApiClient), principal).where(ApiClient.id == client_id)
+    ).one_or_none()
     if client is None:
         raise ClientNotFound(f"No API client with id {client_id}.")
     return client
@@ -126,9 +167,11 @@ def update_client(
     """Apply the given fields; `expires_at: null` removes the expiry.
 
     Raises:
+        PrivilegeEscalation: the client's grant is beyond the caller's.
         EntitlementEscalation: new entitlements beyond the caller's.
         InvalidInput: an expiry in the past.
     """
+    _check_manageable(principal, client)
     if "entitlements" in changes and changes["entitlements"] is not None:
         changes["entitlements"] = _check_grantable(principal, changes["entitlements"])
     if "expires_at" in changes:
@@ -146,6 +189,8 @@ def update_client(
 
 
 def rotate_secret(session: Session, principal: Principal, *, client: ApiClient) -> str:
+    """Raises: PrivilegeEscalation (the client holds more than the caller)."""
+    _check_manageable(principal, client)
     secret = new_secret()
     client.secret_digest = secret_digest(secret)
     client.secret_rotated_at = utcnow()
@@ -156,7 +201,11 @@ def rotate_secret(session: Session, principal: Principal, *, client: ApiClient) 
 def set_status(
     session: Session, principal: Principal, *, client: ApiClient, status: ClientStatus
 ) -> ApiClient:
-    """Disable or enable; a disabled client's tokens stop working on their next use."""
+    """Disable or enable; a disabled client's tokens stop working on their next use.
+
+    Raises: PrivilegeEscalation (the client holds more than the caller).
+    """
+    _check_manageable(principal, client)
     if client.status != status:
         client.status = status
         action = (
@@ -167,6 +216,8 @@ def set_status(
 
 
 def delete_client(session: Session, principal: Principal, *, client: ApiClient) -> None:
+    """Raises: PrivilegeEscalation (the client holds more than the caller)."""
+    _check_manageable(principal, client)
     _audit(
         session,
         principal,
@@ -176,6 +227,53 @@ def delete_client(session: Session, principal: Principal, *, client: ApiClient) 
     )
     session.delete(client)
     session.flush()
+
+
+def transfer_client(
+    session: Session, principal: Principal, *, client: ApiClient, owner_id: uuid.UUID
+) -> ApiClient:
+    """Give the client a new owner (an administrator's act), capping its grant by the owner's roles.
+
+    The client moves to the new owner's department. This is how a client whose
+    owner was deleted or disabled works again.
+
+    Raises:
+        AdministratorRequired: the caller is not an administrator.
+        InvalidInput: no such user, or a disabled one.
+    """
+    if not principal.is_administrator:
+        raise AdministratorRequired("Only an administrator may transfer an API client.")
+    owner = session.scalars(
+        select(User).where(User.id == owner_id).options(selectinload(User.roles))
+    ).one_or_none()
+    if owner is None or owner.status == UserStatus.DISABLED:
+        raise InvalidInput(
+            f"No active user {owner_id}.",
+            invalid_params=[
+                {"name": "owner_id", "in": "body", "reason": "not an active user"}
+            ],
+        )
+    before = _ownership(client)
+    client.created_by_id = owner.id
+    client.department_id = owner.department_id
+    client.entitlements = sorted(set(client.entitlements) & owner.entitlements)
+    session.flush()
+    _audit(
+        session,
+        principal,
+        "client.transferred",
+        client,
+        {"before": before, "after": _ownership(client)},
+    )
+    return client
+
+
+def _ownership(client: ApiClient) -> dict[str, Any]:
+    return {
+        "owner_id": str(client.created_by_id) if client.created_by_id else None,
+        "department_id": str(client.department_id) if client.department_id else None,
+        "entitlements": sorted(client.entitlements),
+    }
 
 
 def _audit(

@@ -13,6 +13,7 @@ from app.auth.schemas import (
     ClientCreated,
     ClientRead,
     ClientSecret,
+    ClientTransfer,
     ClientUpdate,
 )
 from app.core.deps import SessionDep
@@ -24,13 +25,6 @@ router = APIRouter(prefix="/api/v1/clients", tags=["clients"], route_class=AppRo
 
 ReadPrincipal = Annotated[Principal, Depends(require(Entitlement.CLIENTS_READ))]
 WritePrincipal = Annotated[Principal, Depends(require(Entitlement.CLIENTS_WRITE))]
-
-
-def _load_client(client_id: uuid.UUID, session: SessionDep) -> ApiClient:
-    return clients_service.get_client(session, client_id)
-
-
-ClientDep = Annotated[ApiClient, Depends(_load_client)]
 
 
 @router.post(
@@ -59,7 +53,7 @@ def create_client(
     "", response_model=Page[ClientRead], responses=problem_responses(401, 403, 422)
 )
 def list_clients(
-    _principal: ReadPrincipal,
+    principal: ReadPrincipal,
     session: SessionDep,
     params: Annotated[PageParams, Depends(page_params)],
     status_filter: Annotated[list[ClientStatus], Query(alias="status")] = [],  # noqa: B006 (FastAPI copies defaults)
@@ -67,9 +61,9 @@ def list_clients(
         str | None, Query(max_length=200, description="Part of the name or client_id.")
     ] = None,
 ) -> dict[str, object]:
-    """List API clients (filters `status`, `q`; sortable by created_at, name, client_id, last_used_at, expires_at)."""
+    """List the API clients you may see: all for an administrator, else yours and your department's (filters `status`, `q`; sortable by created_at, name, client_id, last_used_at, expires_at)."""
     rows, total = clients_service.list_clients(
-        session, params=params, status=status_filter, q=q
+        session, principal, params=params, status=status_filter, q=q
     )
     return page_of(rows, total, params, ClientRead)
 
@@ -79,9 +73,11 @@ def list_clients(
     response_model=ClientRead,
     responses=problem_responses(401, 403, 404),
 )
-def read_client(_principal: ReadPrincipal, client: ClientDep) -> ApiClient:
+def read_client(
+    principal: ReadPrincipal, session: SessionDep, client_id: uuid.UUID
+) -> ApiClient:
     """One API client (never its secret)."""
-    return client
+    return clients_service.get_client(session, principal, client_id)
 
 
 @router.patch(
@@ -93,9 +89,10 @@ def update_client(
     body: ClientUpdate,
     principal: WritePrincipal,
     session: SessionDep,
-    client: ClientDep,
+    client_id: uuid.UUID,
 ) -> ApiClient:
-    """Change name, description, entitlements or expiry (`expires_at: null` removes it)."""
+    """Change name, description, entitlements or expiry (`expires_at: null` removes it); only a client whose grant you hold."""
+    client = clients_service.get_client(session, principal, client_id)
     changes = body.model_dump(exclude_unset=True)
     if "entitlements" in changes and changes["entitlements"] is not None:
         changes["entitlements"] = [str(e) for e in changes["entitlements"]]
@@ -110,9 +107,10 @@ def update_client(
     responses=problem_responses(401, 403, 404),
 )
 def delete_client(
-    principal: WritePrincipal, session: SessionDep, client: ClientDep
+    principal: WritePrincipal, session: SessionDep, client_id: uuid.UUID
 ) -> None:
     """Delete an API client; its tokens stop working at once."""
+    client = clients_service.get_client(session, principal, client_id)
     clients_service.delete_client(session, principal, client=client)
 
 
@@ -121,9 +119,10 @@ def delete_client(
     responses=problem_responses(401, 403, 404),
 )
 def rotate_client_secret(
-    principal: WritePrincipal, session: SessionDep, client: ClientDep
+    principal: WritePrincipal, session: SessionDep, client_id: uuid.UUID
 ) -> ClientSecret:
     """Replace the client's secret; the new one is in this response only, the old one stops working."""
+    client = clients_service.get_client(session, principal, client_id)
     secret = clients_service.rotate_secret(session, principal, client=client)
     return ClientSecret(client_id=client.client_id, client_secret=secret)
 
@@ -134,9 +133,10 @@ def rotate_client_secret(
     responses=problem_responses(401, 403, 404),
 )
 def disable_client(
-    principal: WritePrincipal, session: SessionDep, client: ClientDep
+    principal: WritePrincipal, session: SessionDep, client_id: uuid.UUID
 ) -> ApiClient:
     """Disable a client: no new tokens, and its current tokens are refused."""
+    client = clients_service.get_client(session, principal, client_id)
     return clients_service.set_status(
         session, principal, client=client, status=ClientStatus.DISABLED
     )
@@ -148,9 +148,28 @@ def disable_client(
     responses=problem_responses(401, 403, 404),
 )
 def enable_client(
-    principal: WritePrincipal, session: SessionDep, client: ClientDep
+    principal: WritePrincipal, session: SessionDep, client_id: uuid.UUID
 ) -> ApiClient:
     """Enable a disabled client."""
+    client = clients_service.get_client(session, principal, client_id)
     return clients_service.set_status(
         session, principal, client=client, status=ClientStatus.ACTIVE
+    )
+
+
+@router.post(
+    "/{client_id}/transfer",
+    response_model=ClientRead,
+    responses=problem_responses(401, 403, 404, 415, 422),
+)
+def transfer_client(
+    body: ClientTransfer,
+    principal: WritePrincipal,
+    session: SessionDep,
+    client_id: uuid.UUID,
+) -> ApiClient:
+    """Give the client to another active user (administrators only); its grant is capped by the new owner's entitlements."""
+    client = clients_service.get_client(session, principal, client_id)
+    return clients_service.transfer_client(
+        session, principal, client=client, owner_id=body.owner_id
     )

@@ -1,6 +1,6 @@
 from typing import Any, ClassVar
 
-from app.core.errors import AppError, Forbidden, NotAuthenticated
+from app.core.errors import AppError, Forbidden, InvalidToken, NotAuthenticated
 
 
 class InvalidCredentials(NotAuthenticated):
@@ -34,6 +34,18 @@ class EntitlementEscalation(Forbidden):
     title = "Cannot grant entitlements you do not hold"
 
 
+class ClientOwnerInactive(InvalidToken):
+    """The client's owner is deleted or disabled: nothing runs as the client until it is transferred."""
+
+    code = "client_owner_inactive"
+    title = "API client owner inactive"
+
+
+class AdministratorRequired(Forbidden):
+    code = "administrator_required"
+    title = "Only an administrator may do this"
+
+
 class ClientNotFound(AppError):
     status = 404
     code = "client_not_found"
@@ -52,12 +64,12 @@ class OAuth2Error(AppError):
             "Pragma": "no-cache",
             **kwargs.pop("headers", {}),
         }
-        super().__init__(
-            description,
-            headers=headers,
-            extra={"error": self.error, "error_description": description},
-            **kwargs,
-        )
+        extra = {
+            "error": self.error,
+            "error_description": description,
+            **kwargs.pop("extra", {}),
+        }
+        super().__init__(description, headers=headers, extra=extra, **kwargs)
 
 
 class OAuth2InvalidRequest(OAuth2Error):
@@ -74,6 +86,13 @@ class OAuth2InvalidClient(OAuth2Error):
 class OAuth2InvalidGrant(OAuth2Error):
     error = code = "invalid_grant"
     title = "Invalid grant"
+
+
+class OAuth2UnauthorizedClient(OAuth2Error):
+    """RFC 6749 §5.2: the authenticated client may not use this grant now (`reason` says why)."""
+
+    error = code = "unauthorized_client"
+    title = "Client not authorized"
 
 
 class OAuth2InvalidScope(OAuth2Error):

@@ -15,6 +15,7 @@ from app.auth import totp as totp_service
 from app.auth.errors import (
     AccountDisabled,
     AccountLocked,
+    ClientOwnerInactive,
     InvalidCredentials,
     InvalidRefreshToken,
     NotAUser,
@@ -22,6 +23,7 @@ from app.auth.errors import (
     OAuth2InvalidGrant,
     OAuth2InvalidRequest,
     OAuth2InvalidScope,
+    OAuth2UnauthorizedClient,
     OAuth2UnsupportedGrantType,
     ScopeNotAllowed,
 )
@@ -209,9 +211,13 @@ def issue_token(
                     headers={"WWW-Authenticate": 'Basic realm="signvault"'},
                 )
             client = _authenticate_client(session, credentials)
-            requested = auth_service.parse_scope(
-                scope, allowed=frozenset(client.entitlements)
-            )
+            try:
+                allowed = auth_service.client_grant_entitlements(session, client)
+            except ClientOwnerInactive as exc:
+                raise OAuth2UnauthorizedClient(
+                    exc.detail, extra={"reason": exc.code}
+                ) from None
+            requested = auth_service.parse_scope(scope, allowed=allowed)
             issued = auth_service.issue_client_token(
                 session,
                 keys=keys,
@@ -337,9 +343,7 @@ def read_me(principal: SelfServiceDep) -> MeResponse:
         username=user.username if user else None,
         name=(user.full_name or user.username) if user else principal.name,
         email=user.email if user else None,
-        department_id=user.department_id
-        if user
-        else (principal.client.department_id if principal.client else None),
+        department_id=principal.department_id,
         roles=[RoleRef.model_validate(role) for role in user.roles] if user else [],
         entitlements=sorted(principal.entitlements),
         token_expires_at=principal.claims.expires_at,

@@ -144,6 +144,18 @@ class ClientUpdate(RequestSchema):
     expires_at: AwareDatetime | None = None
 
 
+class ClientTransfer(RequestSchema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"owner_id": "6f1c2d3e-4b5a-4c6d-8e9f-0a1b2c3d4e5f"}]
+        }
+    )
+
+    owner_id: uuid.UUID = Field(
+        description="The active user who will own the client; its grant is capped by theirs."
+    )
+
+
 class ClientRead(Schema):
     id: uuid.UUID
     client_id: str
@@ -154,7 +166,10 @@ class ClientRead(Schema):
     expires_at: datetime | None
     last_used_at: datetime | None
     secret_rotated_at: datetime | None
-    created_by_id: uuid.UUID | None
+    created_by_id: uuid.UUID | None = Field(
+        description="The owner: the user who created the client (or its creating client's owner), or whom an administrator transferred it to. Null once that user is deleted."
+    )
+    department_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
 

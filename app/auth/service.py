@@ -19,6 +19,7 @@ from app.auth import totp as totp_service
 from app.auth.errors import (
     AccountDisabled,
     AccountLocked,
+    ClientOwnerInactive,
     InvalidCredentials,
     InvalidRefreshToken,
     InvalidTotp,
@@ -444,6 +445,27 @@ def authenticate_client(
     return client
 
 
+def client_grant_entitlements(session: Session, client: ApiClient) -> frozenset[str]:
+    """What the client-credentials grant may put in a token now (refusals are audited).
+
+    Raises:
+        ClientOwnerInactive
+    """
+    try:
+        return client_standing(session, client).entitlements
+    except ClientOwnerInactive:
+        audit_service.record_isolated(
+            session,
+            actor=client_actor(client),
+            action="auth.token_issued",
+            resource_type="api_client",
+            resource_id=client.id,
+            outcome=Outcome.DENIED,
+            details={"grant": "client_credentials", "reason": "client_owner_inactive"},
+        )
+        raise
+
+
 def issue_client_token(
     session: Session,
     *,
@@ -473,7 +495,43 @@ def issue_client_token(
         access_token,
         _expires_in(claims),
         None,
-        scope if scope is not None else frozenset(client.entitlements),
+        scope if scope is not None else client_standing(session, client).entitlements,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStanding:
+    entitlements: frozenset[str]
+    department_id: uuid.UUID | None
+
+
+def client_standing(session: Session, client: ApiClient) -> ClientStanding:
+    """What a client may do now: its grant capped by what its owner holds now.
+
+    The client works in its department only while its owner belongs to it. A
+    client whose owner is deleted (`created_by_id` NULL) or disabled does
+    nothing until an administrator transfers it; a locked owner (a lockout
+    anyone can cause with wrong passwords) does not stop it.
+
+    Raises:
+        ClientOwnerInactive
+    """
+    owner = (
+        session.scalars(
+            select(User)
+            .where(User.id == client.created_by_id)
+            .options(selectinload(User.roles))
+        ).one_or_none()
+        if client.created_by_id is not None
+        else None
+    )
+    if owner is None or owner.status == UserStatus.DISABLED:
+        raise ClientOwnerInactive(
+            "The API client's owner is deleted or disabled; an administrator must transfer the client to an active user."
+        )
+    return ClientStanding(
+        frozenset(client.entitlements) & owner.entitlements,
+        client.department_id if client.department_id == owner.department_id else None,
     )
 
 
@@ -572,23 +630,15 @@ def _resolve_principal(session: Session, claims: AccessClaims) -> Principal:
         raise InvalidToken("The access token's client no longer exists or is disabled.")
     if client.expires_at is not None and client.expires_at <= utcnow():
         raise InvalidToken("The access token's client has expired.")
-    granted = frozenset(client.entitlements)
-    if client.created_by_id is not None:
-        # Never more than its creator holds now: no escalation through a client.
-        creator = session.scalars(
-            select(User)
-            .where(User.id == client.created_by_id)
-            .options(selectinload(User.roles))
-        ).one_or_none()
-        if creator is not None:
-            granted &= creator.entitlements
+    standing = client_standing(session, client)
     return Principal(
         "client",
         client.id,
         client.name,
-        _narrow(granted, claims.scope),
+        _narrow(standing.entitlements, claims.scope),
         claims,
         client=client,
+        client_department_id=standing.department_id,
     )
 
 
@@ -735,12 +785,13 @@ def background_principal(
 ) -> Principal:
     """The principal a background job (a signing batch) acts for, as it is now in the database.
 
-    Entitlements are the user's roles (or the client's grant) at this moment, narrowed
-    by `scope` (the scope of the token that started the job); the claims name the job
-    (`jti`) and no session.
+    Entitlements are the user's roles (or the client's grant capped by its owner's
+    roles) at this moment, narrowed by `scope` (the scope of the token that started
+    the job); the claims name the job (`jti`) and no session.
 
     Raises:
         AccountDisabled: the user or client is gone, disabled or expired.
+        ClientOwnerInactive: the client's owner is gone or disabled.
     """
     now = utcnow()
     claims = AccessClaims(
@@ -777,11 +828,13 @@ def background_principal(
         raise AccountDisabled(
             "The API client this job runs for is gone, disabled or expired."
         )
+    standing = client_standing(session, client)
     return Principal(
         "client",
         client.id,
         client.name,
-        _narrow(frozenset(client.entitlements), scope),
+        _narrow(standing.entitlements, scope),
         claims,
         client=client,
+        client_department_id=standing.department_id,
     )

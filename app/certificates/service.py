@@ -21,7 +21,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, selectinload
 
 from app.access import departments
+from app.access import service as access_service
 from app.access.entitlements import Entitlement
+from app.access.errors import DepartmentOutOfScope
 from app.access.models import Department, User
 from app.access.principal import Principal
 from app.audit import service as audit_service
@@ -86,11 +88,8 @@ SORTABLE = {
 
 
 def principal_department_id(principal: Principal) -> uuid.UUID | None:
-    if principal.user is not None:
-        return principal.user.department_id
-    if principal.client is not None:
-        return principal.client.department_id
-    return None
+    # A client's department counts only while its owner belongs to it.
+    return principal.department_id
 
 
 def _sees_everything(principal: Principal) -> bool:
@@ -599,12 +598,24 @@ def add_assignment(
         raise CertificateDeleted("A deleted certificate cannot be assigned.")
     target: type[User] | type[Department] = User if user_id else Department
     target_id = user_id or department_id
-    if session.get(target, target_id) is None:
+    if user_id is not None:
+        # Users the principal may not manage answer as missing ones do.
+        found = session.scalar(
+            access_service.visible_users(select(User.id), principal).where(
+                User.id == user_id
+            )
+        )
+    else:
+        found = session.scalar(select(Department.id).where(Department.id == target_id))
+    if found is None:
         field = "user_id" if user_id else "department_id"
         raise InvalidInput(
             f"No {target.__name__.lower()} {target_id}.",
             invalid_params=[{"name": field, "in": "body", "reason": "does not exist"}],
         )
+    if department_id is not None:
+        _check_department_in_reach(principal, department_id)
+    _check_held_within_department(session, principal, certificate)
     for current in certificate.assignments:
         if (current.user_id, current.department_id) == (user_id, department_id):
             raise DuplicateAssignment(
@@ -635,9 +646,10 @@ def remove_assignment(
     certificate: SigningCertificate,
     assignment_id: uuid.UUID,
 ) -> None:
-    """Raises: AssignmentNotFound."""
+    """Raises: AssignmentNotFound, DepartmentOutOfScope (a non-administrator, outside its department)."""
     for assignment in certificate.assignments:
         if assignment.id == assignment_id:
+            _check_assignment_in_reach(session, principal, assignment)
             certificate.assignments.remove(assignment)
             session.flush()
             _record(
@@ -653,6 +665,53 @@ def remove_assignment(
             )
             return
     raise AssignmentNotFound(f"No assignment {assignment_id} on this certificate.")
+
+
+def _check_department_in_reach(principal: Principal, department_id: uuid.UUID) -> None:
+    if not principal.is_administrator and department_id != principal.department_id:
+        raise DepartmentOutOfScope(
+            "You assign certificates only within your own department."
+        )
+
+
+def _check_assignment_in_reach(
+    session: Session, principal: Principal, assignment: CertificateAssignment
+) -> None:
+    """A non-administrator's assignment rights end at its department's users and itself.
+
+    Raises:
+        DepartmentOutOfScope
+    """
+    if principal.is_administrator:
+        return
+    if assignment.department_id is not None:
+        _check_department_in_reach(principal, assignment.department_id)
+        return
+    if (
+        session.scalar(
+            access_service.visible_users(select(User.id), principal).where(
+                User.id == assignment.user_id
+            )
+        )
+        is None
+    ):
+        raise DepartmentOutOfScope(
+            "The certificate is assigned to a user outside your department."
+        )
+
+
+def _check_held_within_department(
+    session: Session, principal: Principal, certificate: SigningCertificate
+) -> None:
+    """A non-administrator hands on only a certificate that no other department holds.
+
+    Otherwise a manager could give its own department another department's seal.
+
+    Raises:
+        DepartmentOutOfScope
+    """
+    for assignment in certificate.assignments:
+        _check_assignment_in_reach(session, principal, assignment)
 
 
 # -- default certificate ---------------------------------------------------
@@ -672,7 +731,9 @@ def set_default_certificate(
         CertificateDeleted, CertificateRevoked: it can never sign again.
         DefaultNotAssigned: it is not assigned to the user or the user's department.
     """
-    user = session.get(User, user_id)
+    user = session.scalars(
+        access_service.visible_users(select(User), principal).where(User.id == user_id)
+    ).one_or_none()
     if user is None:
         raise UserNotFound(f"No user {user_id}.")
     certificate = get_certificate(session, principal, certificate_id)
@@ -726,7 +787,16 @@ def get_default_certificate(
 def clear_default_certificate(
     session: Session, principal: Principal, *, user_id: uuid.UUID
 ) -> None:
-    """Raises: NotFound (no user, or no default set)."""
+    """Raises: NotFound (no user the principal may manage, or no default set)."""
+    if (
+        session.scalar(
+            access_service.visible_users(select(User.id), principal).where(
+                User.id == user_id
+            )
+        )
+        is None
+    ):
+        raise UserNotFound(f"No user {user_id}.")
     current = get_default_certificate(session, principal, user_id=user_id)
     session.delete(current)
     audit_service.record(

@@ -240,3 +240,42 @@ def test_client_cannot_outgrow_its_creator(
         headers=admin_headers,
     )
     assert_problem(client.get("/api/v1/users", headers=bearer(token)), 403, "forbidden")
+
+
+def test_role_writer_cannot_edit_a_role_they_hold_or_one_holding_more(
+    app: FastAPI,
+    client: TestClient,
+    session_factory: sessionmaker[Session],
+    hasher: PasswordHasher,
+) -> None:
+    held = make_role(
+        session_factory,
+        name="role-admin",
+        entitlements=["roles:read", "roles:write", "documents:read"],
+    )
+    bigger = make_role(
+        session_factory, name="bigger", entitlements=["roles:read", "settings:write"]
+    )
+    carol = make_user(session_factory, hasher, username="carol", roles=("role-admin",))
+    headers = mint_token(app, carol.user_id)
+    assert_problem(
+        client.patch(
+            f"/api/v1/roles/{held}", json={"description": "mine"}, headers=headers
+        ),
+        403,
+        "self_change_forbidden",
+    )
+    # Taking roles:read (which carol holds) off a role that holds settings:write.
+    for change in ({"entitlements": ["settings:write"]}, {"name": "renamed"}):
+        assert_problem(
+            client.patch(f"/api/v1/roles/{bigger}", json=change, headers=headers),
+            403,
+            "entitlement_escalation",
+        )
+    other = make_role(session_factory, name="reader", entitlements=["roles:read"])
+    widened = client.patch(
+        f"/api/v1/roles/{other}",
+        json={"entitlements": ["roles:read", "documents:read"]},
+        headers=headers,
+    )
+    assert widened.status_code == 200, widened.text

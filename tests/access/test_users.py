@@ -12,6 +12,7 @@ from tests.factories import (
     audit_events,
     bearer,
     login,
+    make_department,
     make_role,
     make_user,
     mint_token,
@@ -227,6 +228,7 @@ def test_reset_password_gives_a_temporary_password_that_must_be_changed(
 
 
 def test_last_administrator_cannot_be_deleted_disabled_or_demoted(
+    app: FastAPI,
     client: TestClient,
     admin_headers: dict[str, str],
     admin: Credentials,
@@ -238,10 +240,11 @@ def test_last_administrator_cannot_be_deleted_disabled_or_demoted(
     assert_problem(
         client.post(f"{url}/disable", headers=admin_headers), 409, "last_administrator"
     )
+    # Nobody changes their own roles, so the last administrator cannot demote itself.
     assert_problem(
         client.patch(url, json={"role_ids": []}, headers=admin_headers),
-        409,
-        "last_administrator",
+        403,
+        "self_change_forbidden",
     )
     second = make_user(
         session_factory, hasher, username="second", roles=("administrator",)
@@ -250,7 +253,9 @@ def test_last_administrator_cannot_be_deleted_disabled_or_demoted(
     client.post(f"/api/v1/users/{second.user_id}/disable", headers=admin_headers)
     assert_problem(client.delete(url, headers=admin_headers), 409, "last_administrator")
     client.post(f"/api/v1/users/{second.user_id}/enable", headers=admin_headers)
-    response = client.patch(url, json={"role_ids": []}, headers=admin_headers)
+    response = client.patch(
+        url, json={"role_ids": []}, headers=mint_token(app, second.user_id)
+    )
     assert response.status_code == 200, response.text
     assert response.json()["roles"] == []
     # Its token now carries no entitlement: the role change applies on the next request.
@@ -269,10 +274,19 @@ def test_user_manager_cannot_grant_or_take_over_more_than_they_hold(
         name="user-manager",
         entitlements=["users:read", "users:write", "roles:read"],
     )
+    ops = make_department(session_factory, "ops")
     manager = make_user(
-        session_factory, hasher, username="mgr", roles=("user-manager",)
+        session_factory,
+        hasher,
+        username="mgr",
+        roles=("user-manager",),
+        department_id=ops,
     )
-    bob = make_user(session_factory, hasher, username="bob", roles=())
+    bob = make_user(
+        session_factory, hasher, username="bob", roles=(), department_id=ops
+    )
+    with session_factory.begin() as session:
+        session.get_one(User, admin.user_id).department_id = ops
     headers = mint_token(app, manager.user_id)
     administrator = role_id(client, headers, "administrator")
     created = client.post(
@@ -298,7 +312,7 @@ def test_user_manager_cannot_grant_or_take_over_more_than_they_hold(
             headers=headers,
         ),
         403,
-        "entitlement_escalation",
+        "self_change_forbidden",
     )
     for action in ("reset-password", "disable"):
         assert_problem(

@@ -305,7 +305,8 @@ def test_client_with_clients_write_creates_clients_within_its_scope(
         headers=bearer(token),
     )
     assert ok.status_code == 201
-    assert ok.json()["created_by_id"] is None
+    # The child belongs to the provisioning client's owner, never to no one (uncapped).
+    assert ok.json()["created_by_id"] == provisioner["created_by_id"]
     assert_problem(
         client.post(
             CLIENTS,
