@@ -204,8 +204,14 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated host names, IPs or CIDRs webhooks may reach although they are private, loopback or link-local.",
     )
+    smtp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated host names, IPs or CIDRs the SMTP server may be although they are private, loopback or link-local (a relay on the local network).",
+    )
 
-    @field_validator("cors_origins", "webhook_allowed_hosts", mode="before")
+    @field_validator(
+        "cors_origins", "webhook_allowed_hosts", "smtp_allowed_hosts", mode="before"
+    )
     @classmethod
     def split_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
