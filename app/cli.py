@@ -28,6 +28,7 @@ from app.core.errors import AppError
 from app.core.metrics import MULTIPROC_ENV
 from app.core.migrations import head_revision, upgrade_to_head
 from app.core.security import PasswordHasher
+from app.core.storage import make_private_dir
 from app.license import service as license_service
 from app.license.cli import license_group
 
@@ -43,7 +44,7 @@ def _settings() -> Settings:
     except SettingsError as exc:
         _fail(str(exc))
         raise  # unreachable: _fail exits
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.data_dir)
     return settings
 
 

@@ -40,7 +40,7 @@ from app.core.middleware import (
 )
 from app.core.schemas import Problem
 from app.core.security import PasswordHasher
-from app.core.storage import BlobStore
+from app.core.storage import BlobStore, make_private_dir
 from app.license import service as license_service
 from app.signing.validation import load_trust_roots
 from app.worker import BackgroundWorker
@@ -66,6 +66,7 @@ def create_served_app() -> FastAPI:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
+    make_private_dir(settings.data_dir)
     engine = make_engine(
         settings.effective_database_url,
         sqlite_busy_timeout=settings.sqlite_busy_timeout_seconds,

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.core.config import Settings
 from app.core.errors import InvalidToken
+from app.core.storage import make_private_dir
 from app.core.types import utcnow
 
 ALGORITHM = "ES256"
@@ -188,7 +189,7 @@ def load_or_create_key_file(path: Path) -> bytes:
     """Read the PEM key file, or create it (0600) if absent; safe when workers race to create it."""
     if path.exists():
         return path.read_bytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

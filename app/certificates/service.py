@@ -775,11 +775,19 @@ def default_certificate_id(session: Session, user_id: uuid.UUID) -> uuid.UUID | 
 def get_default_certificate(
     session: Session, principal: Principal, *, user_id: uuid.UUID
 ) -> DefaultCertificate:
-    """Raises: NotFound (no user, or no default set)."""
+    """Raises: NotFound (no user, or no default set the principal may see)."""
     if session.get(User, user_id) is None:
         raise UserNotFound(f"No user {user_id}.")
     current = session.get(DefaultCertificate, user_id)
-    if current is None:
+    if current is None or (
+        session.scalar(
+            visible(select(SigningCertificate.id), principal).where(
+                SigningCertificate.id == current.certificate_id
+            )
+        )
+        is None
+    ):
+        # A default the principal may not see is answered as no default at all.
         raise CertificateNotFound("The user has no default certificate.")
     return current
 
@@ -818,7 +826,10 @@ def check_may_sign(
     """Whether the principal may sign with the certificate now.
 
     Raises:
-        CertificateNotAssigned, CertificateOtherDepartment: not theirs (403).
+        CertificateNotFound: not theirs, and not a vault manager's: they may not
+            see it, so it answers as a missing one does.
+        CertificateNotAssigned, CertificateOtherDepartment: a vault manager's,
+            not assigned to them (403).
         CertificateDeleted, CertificateRevoked, CertificateDisabled: its state (409).
         CertificateExpired, CertificateNotYetValid: its dates (422).
     """
@@ -834,6 +845,8 @@ def check_may_sign(
         for a in assignments
     )
     if not mine:
+        if not _sees_everything(principal):
+            raise CertificateNotFound(f"No certificate {certificate.id}.")
         if any(a.department_id is not None for a in assignments):
             raise CertificateOtherDepartment(
                 "The certificate is assigned to another department."

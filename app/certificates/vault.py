@@ -56,8 +56,9 @@ class Vault:
         """A pyHanko `Signer` for the certificate, if the principal may sign with it now.
 
         Raises:
-            CertificateNotFound: no such certificate.
-            CertificateNotAssigned, CertificateOtherDepartment: not the principal's (403).
+            CertificateNotFound: no such certificate, or one the principal may not see.
+            CertificateNotAssigned, CertificateOtherDepartment: a vault manager's,
+                not assigned to them (403).
             CertificateDisabled, CertificateRevoked, CertificateDeleted: its state (409).
             CertificateExpired, CertificateNotYetValid: its dates (422).
             KeyUnavailable, Pkcs11NotConfigured: the key cannot be opened now (503).

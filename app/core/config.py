@@ -211,6 +211,10 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated host names, IPs or CIDRs webhooks may reach although they are private, loopback or link-local.",
     )
+    smtp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated host names, IPs or CIDRs the SMTP server may be although they are private, loopback or link-local (a relay on the local network).",
+    )
 
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
         default_factory=list,
@@ -218,7 +222,11 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "cors_origins", "webhook_allowed_hosts", "trusted_proxies", mode="before"
+        "cors_origins",
+        "webhook_allowed_hosts",
+        "smtp_allowed_hosts",
+        "trusted_proxies",
+        mode="before",
     )
     @classmethod
     def split_comma_separated(cls, value: object) -> object:

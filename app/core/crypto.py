@@ -22,6 +22,7 @@ from sqlalchemy import LargeBinary, String, func, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.core.db import Base
+from app.core.storage import make_private_dir
 from app.core.types import utcnow
 
 MASTER_KEY_FILE_NAME = "master.key"
@@ -91,7 +92,7 @@ def read_master_key_file(path: Path) -> MasterKey | None:
 
 def write_master_key_file(path: Path, master_key: MasterKey) -> None:
     """Create the key file with 0600 permissions; never replaces an existing one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(master_key.to_base64() + "\n")

@@ -4,14 +4,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from fastapi import Request
-from sqlalchemy import JSON, MetaData, Uuid, create_engine, event
+from sqlalchemy import JSON, MetaData, Uuid, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from app.core.storage import create_private_file, make_private_dir, make_private_files
 from app.core.types import UTCDateTime, utcnow
 
 NAMING_CONVENTION = {
@@ -47,6 +49,7 @@ def make_engine(url: str, *, sqlite_busy_timeout: float = 30.0) -> Engine:
     """Create the engine; SQLite gets WAL, foreign keys and write-serialising transactions."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
+    _make_sqlite_file_private(url)
     engine = create_engine(
         url, connect_args={"timeout": sqlite_busy_timeout, "check_same_thread": False}
     )
@@ -86,6 +89,26 @@ def make_engine(url: str, *, sqlite_busy_timeout: float = 30.0) -> Engine:
         dbapi_connection.execute("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _make_sqlite_file_private(url: str) -> None:
+    """The database file exists 0600 before SQLite opens it, and -wal/-shm follow.
+
+    SQLite creates its files 0644 less the umask, but gives the -wal and -shm
+    files the mode of the database file whatever the umask: creating that one
+    0600 first covers all three. Files of an older install are tightened.
+    """
+    parsed = make_url(url)
+    database = parsed.database
+    if not database or database == ":memory:" or parsed.query.get("mode") == "memory":
+        return
+    path = Path(database.removeprefix("file:").split("?", 1)[0])
+    if not path.parent.exists():
+        make_private_dir(path.parent)
+    create_private_file(path)
+    make_private_files(
+        path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+    )
 
 
 def _reads_only(statement: str, context: Any) -> bool:

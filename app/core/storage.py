@@ -3,14 +3,47 @@
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 _CHUNK = 1024 * 1024
+
+
+def make_private_dir(folder: Path) -> None:
+    """Create `folder` (and missing parents) and make it 0700, whatever the umask.
+
+    For the data dir, the blob store and the folders of key files: what they
+    hold is the organisation's. A folder that exists already is tightened when
+    this process owns it (an install made before), left as it is otherwise.
+    """
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _tighten(folder, 0o700)
+
+
+def make_private_files(*paths: Path) -> None:
+    """Make existing files 0600 when this process owns them (the SQLite database and its -wal/-shm)."""
+    for path in paths:
+        _tighten(path, 0o600)
+
+
+def create_private_file(path: Path) -> None:
+    """Create an empty file 0600 unless it exists (SQLite then gives its -wal/-shm the same mode)."""
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _tighten(path: Path, mode: int) -> None:
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return
+    if status.st_uid == os.geteuid() and stat.S_IMODE(status.st_mode) != mode:
+        path.chmod(mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +61,9 @@ class BlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        make_private_dir(root)
         self._incoming = root / ".incoming"
-        self._incoming.mkdir(parents=True, exist_ok=True)
+        self._incoming.mkdir(mode=0o700, exist_ok=True)
 
     def path(self, namespace: str, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
@@ -135,7 +169,7 @@ def _make_durable_dirs(folder: Path) -> None:
         return
     _make_durable_dirs(folder.parent)
     # Made meanwhile by another writer? Its fsync may not have happened yet: do it too.
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
     _fsync_dir(folder.parent)
 
 

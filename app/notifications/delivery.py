@@ -11,12 +11,19 @@ import ssl
 import time
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from typing import Any
 
 import httpx
 
 import app
 from app.core.types import utcnow
-from app.notifications.destinations import Destination
+from app.notifications.destinations import (
+    AllowList,
+    Destination,
+    DestinationRefused,
+    IPAddress,
+    resolve_host,
+)
 from app.notifications.schemas import SmtpSecurity, SmtpSettings
 
 # The longest part of a receiver's error answer kept as `last_error`.
@@ -38,7 +45,35 @@ def tls_context(config: SmtpSettings) -> ssl.SSLContext:
     return context
 
 
-def _smtp_error(exc: Exception) -> str:
+class _PinnedSMTP(smtplib.SMTP):
+    """Connects to the address that was checked, not to a new DNS answer.
+
+    The host name given to the constructor stays the one STARTTLS and implicit
+    TLS use for SNI and the certificate check.
+    """
+
+    def __init__(self, address: IPAddress, host: str, port: int, **kwargs: Any) -> None:
+        self._address = str(address)  # before connecting, which __init__ does
+        super().__init__(host, port, **kwargs)
+
+    def connect(
+        self,
+        host: str = "localhost",
+        port: int = 0,
+        source_address: Any = None,
+    ) -> tuple[int, bytes]:
+        return super().connect(self._address, port, source_address)
+
+
+class _PinnedSMTPSSL(_PinnedSMTP, smtplib.SMTP_SSL):
+    """Implicit TLS (port 465) to the checked address."""
+
+
+def _smtp_error(exc: Exception, server: str) -> str:
+    if isinstance(exc, smtplib.SMTPConnectError):
+        # No 220 greeting: whatever answered is not an SMTP server (an SSH or
+        # HTTP service on an internal address); its words are not repeated.
+        return f"{server} did not answer as an SMTP server (no 220 greeting)"
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         refused = "; ".join(
             f"{address}: {code} {_text(reply)}"
@@ -64,13 +99,24 @@ def send_email(
     to: list[str],
     subject: str,
     body: str,
+    allowed: AllowList,
 ) -> None:
     """Send one plain-text email to `to` through the configured server.
+
+    The server's host is checked like a webhook's (`allowed` lists the private
+    ones permitted) and the connection goes to the address checked. Its replies
+    are quoted in the error only once it greeted as an SMTP server.
 
     Raises: SendFailed.
     """
     if not config.host or not config.from_address:
         raise SendFailed("SMTP is not configured (PUT /api/v1/notifications/smtp)")
+    try:
+        address = resolve_host(
+            config.host, config.port, allowed, setting="SIGNVAULT_SMTP_ALLOWED_HOSTS"
+        )
+    except DestinationRefused as exc:
+        raise SendFailed(str(exc)) from None
     message = EmailMessage()
     message["From"] = config.from_address
     message["To"] = ", ".join(to)
@@ -81,15 +127,16 @@ def send_email(
     message.set_content(body)
     try:
         if config.security == SmtpSecurity.TLS:
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
+            client: smtplib.SMTP = _PinnedSMTPSSL(
+                address,
                 config.host,
                 config.port,
                 timeout=config.timeout_seconds,
                 context=tls_context(config),
             )
         else:
-            client = smtplib.SMTP(
-                config.host, config.port, timeout=config.timeout_seconds
+            client = _PinnedSMTP(
+                address, config.host, config.port, timeout=config.timeout_seconds
             )
         with client:
             if config.security == SmtpSecurity.STARTTLS:
@@ -98,7 +145,7 @@ def send_email(
                 client.login(config.username, password or "")
             client.send_message(message, to_addrs=to)
     except (smtplib.SMTPException, OSError, ValueError) as exc:
-        raise SendFailed(_smtp_error(exc)) from None
+        raise SendFailed(_smtp_error(exc, f"{config.host}:{config.port}")) from None
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:

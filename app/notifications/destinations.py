@@ -1,7 +1,8 @@
-"""Where a webhook may go: public addresses, or private ones the administrator allowed.
+"""Where a webhook or the SMTP client may go: public addresses, or private ones allowed.
 
-The check runs when a rule is written and again before each send (DNS can
-change between the two); the send then connects to the address it checked.
+The check runs when a rule or the SMTP settings are written and again before
+each connection (DNS can change between the two); the connection then goes to
+the address it checked.
 """
 
 import ipaddress
@@ -53,9 +54,34 @@ class Destination:
     address: IPAddress
 
 
+# IPv6 prefixes whose packets are carried to an IPv4 address, or through a
+# relay or translator, chosen by whoever runs that relay: the address alone
+# says nothing of where they end up (a NAT64 gateway, a 6to4 relay on the
+# local network, 64:ff9b:1::/48 with its site-defined encoding). They are
+# refused outright rather than decoded; a network that needs them (IPv6-only
+# with DNS64) lists the prefix in the allow-list. IPv4-mapped addresses are
+# the exception: the kernel connects to the embedded IPv4 address itself, so
+# that address is what is checked.
+_TRANSITION_NETWORKS: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(prefix)
+    for prefix in (
+        "2002::/16",  # 6to4
+        "2001::/32",  # Teredo
+        "64:ff9b::/96",  # NAT64, well-known prefix
+        "64:ff9b:1::/48",  # NAT64, local use
+        "::/96",  # IPv4-compatible (deprecated), with :: and ::1
+        "fec0::/10",  # site-local (deprecated, still routed by some networks)
+        "192.88.99.0/24",  # the 6to4 relays' anycast (deprecated)
+    )
+)
+
+
 def _is_public(address: IPAddress) -> bool:
+    """Whether the address is one anyone on the internet can reach, and only that."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
+    if any(address in network for network in _TRANSITION_NETWORKS):
+        return False
     return address.is_global and not (
         address.is_multicast or address.is_unspecified or address.is_reserved
     )
@@ -82,14 +108,29 @@ def parse_url(url: str) -> tuple[str, str, int]:
 
 
 def resolve(url: str, allowed: AllowList) -> Destination:
-    """The first address of the URL's host, once every address it has is acceptable.
-
-    Every address must pass, not only the first: a resolver may answer in any
-    order, and the client could otherwise be steered to a private one.
+    """The URL's host, checked, and the address to connect to.
 
     Raises: DestinationRefused, DestinationUnresolved.
     """
     scheme, host, port = parse_url(url)
+    address = resolve_host(
+        host, port, allowed, setting="SIGNVAULT_WEBHOOK_ALLOWED_HOSTS"
+    )
+    return Destination(url=url, scheme=scheme, host=host, port=port, address=address)
+
+
+def resolve_host(
+    host: str, port: int, allowed: AllowList, *, setting: str
+) -> IPAddress:
+    """The first address of the host, once every address it has is acceptable.
+
+    Every address must pass, not only the first: a resolver may answer in any
+    order, and the client could otherwise be steered to a private one.
+    `setting` names the allow-list in the refusal.
+
+    Raises: DestinationRefused, DestinationUnresolved.
+    """
+    host = host.lower().rstrip(".")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
@@ -105,10 +146,8 @@ def resolve(url: str, allowed: AllowList) -> Destination:
         if not _is_public(address) and not allowed.allows(host, address):
             raise DestinationRefused(
                 f"the host {host} resolves to {address}, a private, loopback, link-local, "
-                "multicast or reserved address; list it in SIGNVAULT_WEBHOOK_ALLOWED_HOSTS to allow it"
+                f"multicast, reserved or IPv6 transition address; list it in {setting} to allow it"
             )
     if not addresses:
         raise DestinationUnresolved(f"the host {host} has no address")
-    return Destination(
-        url=url, scheme=scheme, host=host, port=port, address=addresses[0]
-    )
+    return addresses[0]

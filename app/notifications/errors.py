@@ -44,3 +44,8 @@ class SmtpTestFailed(AppError):
     status = 502
     code = "smtp_test_failed"
     title = "The SMTP server refused or could not be reached"
+
+
+class SmtpHostRefused(InvalidInput):
+    code = "smtp_host_refused"
+    title = "The SMTP host is not an address notifications may reach"

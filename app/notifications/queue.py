@@ -234,7 +234,14 @@ def attempt(
                 body_template=rule.body_template,
             )
             session.rollback()
-        send_email(smtp, password, to=[claimed.target], subject=subject, body=body)
+        send_email(
+            smtp,
+            password,
+            to=[claimed.target],
+            subject=subject,
+            body=body,
+            allowed=AllowList.parse(settings.smtp_allowed_hosts),
+        )
     except (SendFailed, DestinationRefused) as exc:
         return str(exc)
     except Exception as exc:

@@ -14,6 +14,7 @@ from app.core.pagination import Page, PageParams, page_of, page_params
 from app.core.routing import AppRoute
 from app.notifications import service as notifications_service
 from app.notifications import smtp as smtp_service
+from app.notifications.destinations import AllowList
 from app.notifications.models import Channel, Delivery, DeliveryStatus, NotificationRule
 from app.notifications.outbox import Event
 from app.notifications.schemas import (
@@ -140,10 +141,20 @@ def replace_smtp(
     principal: WritePrincipal,
     session: SessionDep,
     cipher: CipherDep,
+    settings: SettingsDep,
 ) -> SmtpSettingsRead:
-    """Replace the SMTP settings; `password` left out keeps the stored one, `null` removes it."""
+    """Replace the SMTP settings; `password` left out keeps the stored one, `null` removes it.
+
+    A host that resolves to a private, loopback or link-local address is refused
+    (422 `smtp_host_refused`) unless `SIGNVAULT_SMTP_ALLOWED_HOSTS` lists it.
+    """
     return smtp_service.replace_smtp(
-        session, principal, cipher, body=body, fields_set=body.model_fields_set
+        session,
+        principal,
+        cipher,
+        body=body,
+        fields_set=body.model_fields_set,
+        allowed=AllowList.parse(settings.smtp_allowed_hosts),
     )
 
 
@@ -153,10 +164,15 @@ def test_smtp(
     request: Request,
     principal: WritePrincipal,
     session: SessionDep,
+    settings: SettingsDep,
 ) -> SmtpTestResult:
-    """Send a test email now with the stored settings; 502 with the server's answer if it fails."""
+    """Send a test email now with the stored settings; 502 if it fails, with the server's answer if it answered as an SMTP server."""
     return smtp_service.send_test(
-        session, principal, request.app.state.cipher, to=str(body.to)
+        session,
+        principal,
+        request.app.state.cipher,
+        to=str(body.to),
+        allowed=AllowList.parse(settings.smtp_allowed_hosts),
     )
 
 

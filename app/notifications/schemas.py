@@ -1,3 +1,4 @@
+import unicodedata
 import uuid
 from datetime import datetime
 from enum import StrEnum
@@ -172,6 +173,24 @@ class SmtpSettingsWrite(RequestSchema):
         default=None,
         description="PEM certificates trusted for the SMTP server besides the system's (a private CA).",
     )
+
+    @field_validator("host", "username")
+    @classmethod
+    def refuse_control_characters(cls, value: str | None) -> str | None:
+        # A CR/LF would end a line of the SMTP dialogue, of a log line or of the
+        # test email's text: refused, with every other control or separator.
+        if value is not None and any(
+            unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in value
+        ):
+            raise ValueError("must not contain control characters (CR, LF, ...)")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def refuse_spaces(cls, value: str) -> str:
+        if any(char.isspace() for char in value):
+            raise ValueError("a host name has no spaces")
+        return value
 
     @field_validator("tls_ca_pem")
     @classmethod

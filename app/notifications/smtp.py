@@ -8,7 +8,13 @@ from app.access.principal import Principal
 from app.audit import service as audit_service
 from app.core.crypto import EnvelopeCipher
 from app.notifications.delivery import SendFailed, send_email
-from app.notifications.errors import SmtpNotConfigured, SmtpTestFailed
+from app.notifications.destinations import (
+    AllowList,
+    DestinationRefused,
+    DestinationUnresolved,
+    resolve_host,
+)
+from app.notifications.errors import SmtpHostRefused, SmtpNotConfigured, SmtpTestFailed
 from app.notifications.schemas import (
     SmtpSettings,
     SmtpSettingsRead,
@@ -60,11 +66,25 @@ def replace_smtp(
     *,
     body: SmtpSettingsWrite,
     fields_set: set[str],
+    allowed: AllowList,
 ) -> SmtpSettingsRead:
     """Store new settings; `password` absent from the request keeps the stored one, null clears it.
 
     The audit entry lists the changed fields and whether the password changed, never its value.
+
+    Raises: SmtpHostRefused (checked again before each connection: DNS may change).
     """
+    try:
+        resolve_host(
+            body.host, body.port, allowed, setting="SIGNVAULT_SMTP_ALLOWED_HOSTS"
+        )
+    except DestinationUnresolved:
+        pass  # checked again at each send, when the name may resolve
+    except DestinationRefused as exc:
+        raise SmtpHostRefused(
+            f"{exc}.",
+            invalid_params=[{"name": "host", "in": "body", "reason": str(exc)}],
+        ) from None
     before = stored(session)
     sealed = before.sealed_password
     password_changed = "password" in fields_set
@@ -112,11 +132,17 @@ def replace_smtp(
 
 
 def send_test(
-    session: Session, principal: Principal, cipher: EnvelopeCipher | None, *, to: str
+    session: Session,
+    principal: Principal,
+    cipher: EnvelopeCipher | None,
+    *,
+    to: str,
+    allowed: AllowList,
 ) -> SmtpTestResult:
     """Send a test email now; audited either way.
 
-    Raises: SmtpNotConfigured, SmtpTestFailed (with the server's answer).
+    Raises: SmtpNotConfigured, SmtpTestFailed (with the server's answer, when
+    it answered as an SMTP server).
     """
     config, password = _for_test(session, cipher)
     try:
@@ -129,6 +155,7 @@ def send_test(
                 "This is a test email from SignVault: notifications can reach "
                 f"{to} through {config.host}:{config.port}.\n"
             ),
+            allowed=allowed,
         )
     except SendFailed as exc:
         audit_service.record_isolated(

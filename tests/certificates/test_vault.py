@@ -123,17 +123,41 @@ def test_department_member_gets_a_signer(
     assert world.signer() is not None
 
 
-def test_unassigned_user_is_refused(world: World) -> None:
+def test_unassigned_user_is_refused_as_for_a_missing_certificate(world: World) -> None:
+    # The signer may not see the certificate: its existence is not confirmed.
     refusal = world.refusal()
-    assert (refusal.status, refusal.code) == (403, "certificate_not_assigned")
+    assert (refusal.status, refusal.code) == (404, "certificate_not_found")
 
 
-def test_user_of_another_department_is_refused(
+def test_user_of_another_department_is_refused_as_for_a_missing_certificate(
     world: World, session_factory: sessionmaker[Session]
 ) -> None:
     mine = make_department(session_factory, "Mine")
     other = make_department(session_factory, "Other")
     put_in_department(session_factory, world.user, mine)
+    world.post("/assignments", {"department_id": str(other)})
+    refusal = world.refusal()
+    assert (refusal.status, refusal.code) == (404, "certificate_not_found")
+
+
+def test_vault_manager_not_assigned_is_told_why(
+    world: World,
+    session_factory: sessionmaker[Session],
+    hasher: PasswordHasher,
+) -> None:
+    """A manager sees every certificate, so the refusal may say it is not theirs."""
+    manager = make_user(
+        session_factory,
+        hasher,
+        username="manager",
+        roles=("signer", "certificate-manager"),
+    )
+    world.token = login(world.client, manager)["access_token"]
+    refusal = world.refusal()
+    assert (refusal.status, refusal.code) == (403, "certificate_not_assigned")
+    mine = make_department(session_factory, "Mine")
+    other = make_department(session_factory, "Other")
+    put_in_department(session_factory, manager, mine)
     world.post("/assignments", {"department_id": str(other)})
     refusal = world.refusal()
     assert (refusal.status, refusal.code) == (403, "certificate_other_department")

@@ -28,6 +28,8 @@ FROM = "signvault@example.com"
 def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     overrides: dict[str, Any] = {
         "webhook_allowed_hosts": ["127.0.0.1"],
+        # The test SMTP servers listen on loopback.
+        "smtp_allowed_hosts": ["127.0.0.1"],
         "notification_retry_base_seconds": 0.2,
         "notification_retry_max_seconds": 2.0,
         "notification_max_attempts": 3,

@@ -170,6 +170,75 @@ def test_webhook_to_a_private_address_is_refused(
     assert "SIGNVAULT_WEBHOOK_ALLOWED_HOSTS" in body["detail"]
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:c0a8:101::1",  # 6to4 of 192.168.1.1
+        "2002:808:808::1",  # 6to4 of a public address: where it lands is the relay's choice
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+        "2001::7f00:1",  # Teredo, 127.0.0.1 as the server
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::808:808",  # NAT64 of a public address
+        "64:ff9b:1::a00:1",  # NAT64, local-use prefix
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "::ffff:7f00:1",  # IPv4-mapped 127.0.0.1
+        "fec0::1",  # site-local
+    ],
+)
+def test_webhook_to_an_ipv6_transition_address_is_refused(
+    client: TestClient, admin_headers: dict[str, str], address: str
+) -> None:
+    response = client.post(
+        RULES,
+        json={
+            "name": "r",
+            "event": "document.signed",
+            "channel": "webhook",
+            "url": f"http://[{address}]/hook",
+        },
+        headers=admin_headers,
+    )
+    body = assert_problem(response, 422, "webhook_url_refused")
+    assert "transition" in body["detail"]
+
+
+def test_webhook_to_the_6to4_relay_anycast_is_refused(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    response = client.post(
+        RULES,
+        json={
+            "name": "r",
+            "event": "document.signed",
+            "channel": "webhook",
+            "url": "http://192.88.99.1/hook",
+        },
+        headers=admin_headers,
+    )
+    assert_problem(response, 422, "webhook_url_refused")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"webhook_allowed_hosts": ["64:ff9b::/96"]}],
+    indirect=True,
+)
+def test_transition_prefix_is_reachable_once_allow_listed(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    """An IPv6-only network with DNS64 lists its NAT64 prefix; IPv4-mapped public addresses need nothing."""
+    for url in ("http://[64:ff9b::808:808]/hook", "http://[::ffff:8.8.8.8]/hook"):
+        create_rule(
+            client,
+            admin_headers,
+            name=url,
+            event="document.signed",
+            channel="webhook",
+            url=url,
+        )
+
+
 @pytest.mark.parametrize("url", ["ftp://example.com/x", "http://user:pw@example.com/"])
 def test_webhook_url_must_be_plain_http_or_https(
     client: TestClient, admin_headers: dict[str, str], url: str
