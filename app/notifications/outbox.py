@@ -23,6 +23,7 @@ class Event(StrEnum):
     USER_LOCKED = "user.locked"
     LICENSE_EXPIRING = "license.expiring"
     LICENSE_LIMIT_REACHED = "license.limit_reached"
+    AUDIT_ANCHOR = "audit.anchor"
 
 
 # Events announced at thresholds before a date: their payload carries `days_before`,
