@@ -261,17 +261,15 @@ def parse_anchor(text: str | bytes) -> Anchor:
     """
     raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     raw = raw.strip()
-    if not raw.startswith("{"):
+    try:
+        value = json.loads(raw)
+    except ValueError:
         try:
-            raw = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+            value = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
         except (binascii.Error, ValueError):
             raise AuditAnchorInvalid(
                 "The anchor is neither JSON nor base64url of JSON."
             ) from None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise AuditAnchorInvalid("The anchor is not valid JSON.") from None
     if isinstance(value, dict) and set(value) == {"anchor"}:
         value = value["anchor"]
     return anchor_from(value)
