@@ -16,14 +16,16 @@ from sqlalchemy.orm import Session
 
 import app
 from app.access import service as access_service
+from app.audit import anchors
 from app.audit import service as audit_service
 from app.audit.chain import ChainBreak
+from app.audit.errors import AuditAnchorInvalid
 from app.audit.export import ExportFormatError, verify_jsonl
-from app.audit.service import SYSTEM, Outcome
+from app.audit.service import SYSTEM
 from app.auth.tokens import TokenKeys
 from app.core import crypto
 from app.core.config import Settings, SettingsError, load_settings
-from app.core.db import make_engine, make_sessionmaker
+from app.core.db import make_engine, make_sessionmaker, unit_of_work
 from app.core.errors import AppError
 from app.core.metrics import MULTIPROC_ENV
 from app.core.migrations import head_revision, upgrade_to_head
@@ -417,39 +419,99 @@ def audit() -> None:
     default=None,
     help="Verify a JSON Lines export offline instead of the database.",
 )
-def audit_verify(export_file: Path | None) -> None:
-    """Recompute the audit hash chain; exit 1 naming the first bad entry."""
+@click.option(
+    "--anchor",
+    "anchor_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="An anchor kept earlier (its JSON, or an export's last line): the chain must still hold the entry it signed.",
+)
+def audit_verify(export_file: Path | None, anchor_file: Path | None) -> None:
+    """Recompute the audit hash chain; exit 1 naming the first bad entry or the missing range."""
     if export_file is not None:
+        if anchor_file is not None:
+            _fail(
+                "--anchor checks the database; an export's own anchor is checked with --file alone"
+            )
         _verify_export_file(export_file)
         return
+    presented = _read_anchor_file(anchor_file) if anchor_file else None
     settings = _settings()
-    with _engine(settings) as engine, make_sessionmaker(engine).begin() as session:
-        report = audit_service.verify(session)
-        audit_service.record(
-            session,
-            actor=SYSTEM,
-            action="audit.verified",
-            resource_type="audit_log",
-            outcome=Outcome.SUCCESS if report.intact else Outcome.FAILURE,
-            details={
-                "via": "cli",
-                "intact": report.intact,
-                "checked": report.checked,
-                "head_seq": report.head_seq,
-                "broken_seq": report.broken.seq if report.broken else None,
-            },
-        )
+    with _engine(settings) as engine:
+        try:
+            with unit_of_work(make_sessionmaker(engine)) as session:
+                report, check = anchors.verify_presented(
+                    session, actor=SYSTEM, text=presented, details={"via": "cli"}
+                )
+        except AuditAnchorInvalid as exc:
+            _fail(f"{anchor_file}: {exc.detail}")
+            return
     start = (
         f"from checkpoint {report.checkpoint.through_seq}"
         if report.checkpoint
         else "from genesis"
     )
+    if check is not None and check.intact:
+        click.echo(
+            f"anchor of {check.anchor.anchored_at} (seq {check.anchor.seq}, "
+            f"seal {check.anchor.seal_fingerprint_sha256}): {check.status.value}"
+        )
     if report.broken is None:
         click.echo(
             f"audit chain intact: {report.checked} entries {start}, head at {report.head_seq}"
         )
         return
+    if check is not None and not check.intact:
+        click.echo(
+            f"audit chain {check.status.value.upper()} below the anchor of {check.anchor.anchored_at}: "
+            f"entries {check.missing_from_seq} to {check.missing_to_seq} missing or replaced"
+        )
     _broken(report.broken)
+
+
+def _read_anchor_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"{path}: cannot read the anchor: {exc}")
+        raise
+
+
+@audit.command("anchor")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write the anchor to this file instead of standard output.",
+)
+def audit_anchor(output: Path | None) -> None:
+    """Sign the chain head now with the system seal; print the anchor (one JSON line)."""
+    settings = _settings()
+    key_file = settings.data_dir / crypto.MASTER_KEY_FILE_NAME
+    anchors.install_log_handler()
+    with _engine(settings) as engine:
+        factory = make_sessionmaker(engine)
+        with factory() as session:
+            master_key = _current_master_key(settings, key_file, session)
+        cipher = crypto.EnvelopeCipher(
+            master_key, key_file=None if settings.master_key else key_file
+        )
+        try:
+            with unit_of_work(factory) as session:
+                anchor = anchors.make_anchor(
+                    session,
+                    cipher,
+                    actor=SYSTEM,
+                    reason=anchors.AnchorReason.REQUESTED,
+                )
+        except AppError as exc:
+            _fail(exc.detail)
+            return
+    if output is None:
+        click.echo(anchor.line())
+        return
+    output.write_text(anchor.line() + "\n", encoding="utf-8")
+    click.echo(f"signvault: anchor of seq {anchor.seq} written to {output}", err=True)
 
 
 def _broken(broken: ChainBreak) -> None:
@@ -471,6 +533,16 @@ def _verify_export_file(path: Path) -> None:
         f"export intact: {result.entries} entries (seq {result.first_seq} to {result.last_seq}), "
         f"{result.links_checked} links checked"
     )
+    if result.anchor is None:
+        click.echo(
+            "note: no anchor line: nothing shows whether entries were cut from the end"
+        )
+    else:
+        click.echo(
+            f"anchor of {result.anchor.anchored_at} at seq {result.anchor.seq}: signature valid "
+            f"under seal {result.anchor.seal_fingerprint_sha256} (compare it with the seal you trust)"
+            + ("; the anchored entry matches" if result.anchor_entry_checked else "")
+        )
     if result.gaps:
         click.echo(
             f"note: {len(result.gaps)} gaps (a filtered export): each entry's content "

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import app
 from app.api import include_routers
+from app.audit import anchors
 from app.auth.tokens import TokenKeys
 from app.certificates.vault import Vault
 from app.core.config import Settings, load_settings
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.state.trust_roots = load_trust_roots(settings.trust_roots_file)
 
     install_error_handlers(api)
+    anchors.install_log_handler()
     include_routers(api)
     _install_docs(api)
 

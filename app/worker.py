@@ -3,17 +3,19 @@
 Two threads: the batch processor (long work, one document at a time), and
 the notification loop (dispatch, delivery, and the periodic jobs: the daily
 audit retention run and the certificate and licence expiry scans, each
-claiming its day in the database so one runs cluster-wide; and, hourly, the
-content retention purge). All state is in the database: run as many workers as you like.
+claiming its day in the database so one runs cluster-wide; the audit anchors,
+decided under a database lock; and, hourly, the content retention purge). All state is in the database: run as many workers as you like.
 """
 
 import functools
+import logging
 import threading
 from collections.abc import Sequence
 
 from asn1crypto import x509 as asn1_x509
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.audit import anchors
 from app.audit import service as audit_service
 from app.batches.worker import BatchProcessorThread
 from app.certificates.vault import Vault
@@ -24,14 +26,18 @@ from app.documents.retention import purge_expired_content
 from app.notifications import scans
 from app.notifications.worker import NotificationLoop, PeriodicJob
 
+logger = logging.getLogger(__name__)
+
 # How often a process offers to run the daily jobs (the claim is in the database).
 DAILY_JOB_CHECK_SECONDS = 300
 # How often documents past their content retention are looked for.
 CONTENT_RETENTION_CHECK_SECONDS = 3600
 
 
-def periodic_jobs(blobs: BlobStore) -> list[PeriodicJob]:
-    return [
+def periodic_jobs(
+    blobs: BlobStore, *, settings: Settings, cipher: EnvelopeCipher | None
+) -> list[PeriodicJob]:
+    jobs = [
         PeriodicJob(
             "audit retention",
             DAILY_JOB_CHECK_SECONDS,
@@ -45,6 +51,26 @@ def periodic_jobs(blobs: BlobStore) -> list[PeriodicJob]:
             functools.partial(purge_expired_content, blobs=blobs),
         ),
     ]
+    every_entries = settings.audit_anchor_every_entries
+    every_minutes = settings.audit_anchor_every_minutes
+    if (every_entries or every_minutes) and cipher is None:
+        logger.warning(
+            "no master key loaded: the system seal cannot sign audit anchors"
+        )
+    elif every_entries or every_minutes:
+        jobs.append(
+            PeriodicJob(
+                "audit anchors",
+                anchors.check_seconds(every_minutes),
+                functools.partial(
+                    anchors.anchor_if_due,
+                    cipher=cipher,
+                    every_entries=every_entries,
+                    every_minutes=every_minutes,
+                ),
+            )
+        )
+    return jobs
 
 
 class BackgroundWorker:
@@ -70,7 +96,7 @@ class BackgroundWorker:
             factory,
             cipher=cipher,
             settings=settings,
-            periodic_jobs=periodic_jobs(blobs),
+            periodic_jobs=periodic_jobs(blobs, settings=settings, cipher=cipher),
         )
         self._notification_thread = threading.Thread(
             target=self.notifications.run,

@@ -119,6 +119,10 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         # turns the limits on through the `security` settings section.
         rate_limit_per_minute=0,
         login_rate_limit_per_minute=0,
+        # Periodic anchors add entries at times of the loop's choosing;
+        # tests/audit/test_anchors.py turns them on.
+        audit_anchor_every_entries=0,
+        audit_anchor_every_minutes=0,
     )
 
 

@@ -21,3 +21,9 @@ class SealUnavailable(AppError):
     status = 503
     code = "seal_unavailable"
     title = "System seal unavailable"
+
+
+class AuditAnchorInvalid(AppError):
+    status = 422
+    code = "audit_anchor_invalid"
+    title = "Audit anchor invalid"

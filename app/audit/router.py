@@ -10,12 +10,16 @@ from sqlalchemy.orm import Session
 from app.access.entitlements import Entitlement
 from app.access.policy import require
 from app.access.principal import Principal
+from app.audit import anchors
 from app.audit import seal as seal_service
 from app.audit import service as audit_service
 from app.audit import trail as trail_service
+from app.audit.anchors import AnchorReason
 from app.audit.export import chunked, csv_lines, jsonl_lines
 from app.audit.models import AuditEvent, AuditSettings, SystemSeal
 from app.audit.schemas import (
+    AnchorCheckRead,
+    AnchorRead,
     AuditEventRead,
     AuditSettingsRead,
     AuditSettingsUpdate,
@@ -110,7 +114,7 @@ _EXPORT_MEDIA = {
             "description": "The matching entries in chain order, streamed.",
             "content": {media: {} for media in _EXPORT_MEDIA.values()},
         },
-        **problem_responses(401, 403, 422),
+        **problem_responses(401, 403, 422, 503),
     },
 )
 def export_audit_events(
@@ -120,8 +124,14 @@ def export_audit_events(
     filters: FiltersDep,
     export_format: Annotated[ExportFormat, Query(alias="format")] = ExportFormat.JSONL,
 ) -> StreamingResponse:
-    """Export matching entries with their chain hashes (`signvault audit verify --file` re-checks a JSONL export)."""
-    through_seq, _ = audit_service.chain_head(session)
+    """Export matching entries with their chain hashes, ending with an anchor of the head (`signvault audit verify --file` re-checks a JSONL export)."""
+    anchor = anchors.make_anchor(
+        session,
+        request.app.state.cipher,
+        actor=principal.actor,
+        reason=AnchorReason.EXPORT,
+    )
+    through_seq = anchor.seq
     audit_service.record(
         session,
         actor=principal.actor,
@@ -137,7 +147,9 @@ def export_audit_events(
         request.app.state.sessionmaker, filters=filters, through_seq=through_seq
     )
     body: Iterator[bytes] = (
-        csv_lines(rows) if export_format is ExportFormat.CSV else jsonl_lines(rows)
+        csv_lines(rows, anchor=anchor.as_json())
+        if export_format is ExportFormat.CSV
+        else jsonl_lines(rows, anchor=anchor.as_json())
     )
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     return StreamingResponse(
@@ -151,26 +163,61 @@ def export_audit_events(
 
 @router.get(
     "/verify",
-    response_model=ChainVerification,
-    responses=problem_responses(401, 403),
+    responses=problem_responses(401, 403, 422),
 )
-def verify_audit_chain(principal: ReadPrincipal, session: SessionDep) -> Any:
-    """Recompute the hash chain: intact, or the first entry whose content or link does not match."""
-    report = audit_service.verify(session)
-    audit_service.record(
-        session,
-        actor=principal.actor,
-        action="audit.verified",
-        resource_type="audit_log",
-        outcome=Outcome.SUCCESS if report.intact else Outcome.FAILURE,
-        details={
-            "intact": report.intact,
-            "checked": report.checked,
-            "head_seq": report.head_seq,
-            "broken_seq": report.broken.seq if report.broken else None,
-        },
+def verify_audit_chain(
+    principal: ReadPrincipal,
+    session: SessionDep,
+    anchor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=16_384,
+            description="An anchor kept earlier (its JSON, or base64url of it): the chain must still hold the entry it signed.",
+        ),
+    ] = None,
+) -> ChainVerification:
+    """Recompute the hash chain: intact, or the first entry whose content or link does not match; with `anchor`, also a cut below it."""
+    report, check = anchors.verify_presented(
+        session, actor=principal.actor, text=anchor
     )
-    return report
+    verification = ChainVerification.model_validate(report)
+    if check is None:
+        return verification
+    return verification.model_copy(
+        update={
+            "anchor": AnchorCheckRead(
+                seq=check.anchor.seq,
+                hash=check.anchor.hash,
+                anchored_at=check.anchor.anchored_at,
+                seal_fingerprint_sha256=check.anchor.seal_fingerprint_sha256,
+                seal_active=check.seal_active,
+                status=check.status.value,
+                intact=check.intact,
+                missing_from_seq=check.missing_from_seq,
+                missing_to_seq=check.missing_to_seq,
+                reason=check.reason,
+            )
+        }
+    )
+
+
+@router.post(
+    "/anchors",
+    status_code=201,
+    responses=problem_responses(401, 403, 503),
+)
+def create_audit_anchor(
+    request: Request, principal: ExportPrincipal, session: SessionDep
+) -> AnchorRead:
+    """Sign the chain head now with the system seal (also logged and sent as the `audit.anchor` event); keep it outside the server."""
+    anchor = anchors.make_anchor(
+        session,
+        request.app.state.cipher,
+        actor=principal.actor,
+        reason=AnchorReason.REQUESTED,
+    )
+    return AnchorRead(**anchor.as_json())
 
 
 @router.get(

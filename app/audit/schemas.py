@@ -82,6 +82,64 @@ class CheckpointRead(Schema):
     created_at: datetime
 
 
+_ANCHOR_EXAMPLE: dict[str, Any] = {
+    "format": "signvault-audit-anchor/1",
+    "seq": 1042,
+    "hash": "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752",
+    "anchored_at": "2026-11-23T09:14:03.512300Z",
+    "seal_fingerprint_sha256": "3f1c9e0d6b2a4c8e7f5a1b3d9c0e2f4a6b8d0c1e3f5a7b9d1c3e5f7a9b1d3c5e",
+    "signature_algorithm": "rsa-pkcs1v15-sha256",
+    "signature": "MEUCIQ…",
+    "seal_certificate": "MIIC…",
+}
+
+
+class AnchorRead(Schema):
+    """A signed chain head; keep it outside the server and present it to `/verify?anchor=`."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_ANCHOR_EXAMPLE]})
+
+    format: str = Field(description="`signvault-audit-anchor/1`.")
+    seq: int = Field(description="The anchored entry: the chain head when signed.")
+    hash: str = Field(description="That entry's hash.")
+    anchored_at: str = Field(
+        description="When it was signed (that entry's `occurred_at`), exactly as signed."
+    )
+    seal_fingerprint_sha256: str = Field(
+        description="SHA-256 of the signing seal certificate's DER."
+    )
+    signature_algorithm: str = Field(
+        description="`rsa-pkcs1v15-sha256` or `ecdsa-sha256`."
+    )
+    signature: str = Field(
+        description="Base64 signature over the sorted, compact JSON of `format, seq, hash, anchored_at, seal_fingerprint_sha256`."
+    )
+    seal_certificate: str | None = Field(
+        default=None, description="Base64 DER of the seal certificate."
+    )
+
+
+class AnchorCheckRead(Schema):
+    seq: int
+    hash: str
+    anchored_at: str
+    seal_fingerprint_sha256: str
+    seal_active: bool = Field(
+        description="Signed by the current seal (false: by a retired one)."
+    )
+    status: str = Field(
+        description="`matched` (the anchored entry is there), `purged` (retention removed it; the chain reached it), `truncated` (entries up to it are gone), `mismatch` (another entry stands at its seq)."
+    )
+    intact: bool
+    missing_from_seq: int | None = Field(
+        description="First entry missing or replaced (null when intact)."
+    )
+    missing_to_seq: int | None = Field(
+        description="Last entry missing or replaced: the anchor's seq."
+    )
+    reason: str | None
+
+
 class ChainVerification(Schema):
     model_config = ConfigDict(
         json_schema_extra={
@@ -116,6 +174,10 @@ class ChainVerification(Schema):
     )
     broken: ChainBreakRead | None
     verified_at: datetime
+    anchor: AnchorCheckRead | None = Field(
+        default=None,
+        description="The presented anchor compared with the chain; `intact` covers it too.",
+    )
 
 
 class AuditSettingsRead(Schema):

@@ -122,12 +122,17 @@ def _issue(now: datetime) -> tuple[x509.Certificate, x509.Certificate, bytes]:
     return seal, root, key_der
 
 
+def fingerprint(certificate_der: bytes) -> str:
+    """The SHA-256 of the certificate's DER, in hex: how seals are named."""
+    return hashlib.sha256(certificate_der).hexdigest()
+
+
 def _create(session: Session, cipher: EnvelopeCipher) -> SealMaterial:
     certificate, root, key_der = _issue(utcnow())
     der = certificate.public_bytes(serialization.Encoding.DER)
     seal = SystemSeal(
         subject=certificate.subject.rfc4514_string(),
-        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
+        fingerprint_sha256=fingerprint(der),
         not_after=certificate.not_valid_after_utc,
         certificate_der=der,
         root_certificate_der=root.public_bytes(serialization.Encoding.DER),

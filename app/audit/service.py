@@ -198,7 +198,17 @@ _EVENT_COLUMNS = tuple(column.key for column in AuditEvent.__table__.columns)
 
 
 @event.listens_for(Session, "before_commit")
-def _chain_pending(session: Session) -> None:
+def _chain_at_commit(session: Session) -> None:
+    append_pending(session)
+
+
+def append_pending(session: Session) -> None:
+    """Chain and store the entries recorded so far in this transaction, now rather than at commit.
+
+    For what must know an entry's place in the chain before the commit (an
+    anchor signs it); the chain head then stays locked to the end of the
+    transaction, as it does at commit.
+    """
     pending: list[AuditEvent] = session.info.pop(_PENDING, [])
     if not pending:
         return
@@ -659,6 +669,30 @@ def _verify(session: Session, *, batch_size: int) -> ChainReport:
             )
         )
     return report(None)
+
+
+def record_verification(
+    session: Session,
+    *,
+    actor: Actor,
+    report: ChainReport,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """The `audit.verified` entry of a verification, failed when the chain is not intact."""
+    record(
+        session,
+        actor=actor,
+        action="audit.verified",
+        resource_type="audit_log",
+        outcome=Outcome.SUCCESS if report.intact else Outcome.FAILURE,
+        details={
+            **(details or {}),
+            "intact": report.intact,
+            "checked": report.checked,
+            "head_seq": report.head_seq,
+            "broken_seq": report.broken.seq if report.broken else None,
+        },
+    )
 
 
 def _vouches_for(entry: "AuditEvent | Row[Any]", checkpoint: AuditCheckpoint) -> bool:

@@ -177,6 +177,17 @@ class Settings(BaseSettings):
         description="A running batch whose processor has not reported progress for this long (it crashed) is taken over by another.",
     )
 
+    audit_anchor_every_entries: int = Field(
+        default=1000,
+        ge=0,
+        description="The background worker signs an audit anchor once this many entries were appended since the last one; 0: never for that reason.",
+    )
+    audit_anchor_every_minutes: float = Field(
+        default=60.0,
+        ge=0,
+        description="The background worker signs an audit anchor once the last one is this old and entries were appended since; 0: never for that reason.",
+    )
+
     notification_poll_seconds: float = Field(
         default=5.0,
         gt=0,

@@ -24,6 +24,7 @@ class Event(StrEnum):
     LOGIN_ATTACK_SUSPECTED = "login.attack_suspected"
     LICENSE_EXPIRING = "license.expiring"
     LICENSE_LIMIT_REACHED = "license.limit_reached"
+    AUDIT_ANCHOR = "audit.anchor"
 
 
 # Events announced at thresholds before a date: their payload carries `days_before`,

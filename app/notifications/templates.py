@@ -25,6 +25,18 @@ _CERTIFICATE_FIELDS = frozenset(
 KNOWN_FIELDS: dict[Event, frozenset[str]] = {
     Event.CERTIFICATE_EXPIRING: _CERTIFICATE_FIELDS | {"days_before", "days_left"},
     Event.CERTIFICATE_EXPIRED: _CERTIFICATE_FIELDS | {"days_left"},
+    Event.AUDIT_ANCHOR: frozenset(
+        {
+            "format",
+            "seq",
+            "hash",
+            "anchored_at",
+            "seal_fingerprint_sha256",
+            "signature_algorithm",
+            "signature",
+            "seal_certificate",
+        }
+    ),
 }
 
 DEFAULT_SUBJECTS: dict[Event, str] = {
@@ -37,6 +49,7 @@ DEFAULT_SUBJECTS: dict[Event, str] = {
     Event.LOGIN_ATTACK_SUSPECTED: "[SignVault] Failed logins for ${username} from ${addresses} addresses",
     Event.LICENSE_EXPIRING: "[SignVault] The licence expires in ${days_left} days",
     Event.LICENSE_LIMIT_REACHED: "[SignVault] A licence limit was reached",
+    Event.AUDIT_ANCHOR: "[SignVault] Audit log anchored at entry ${seq}",
 }
 
 DEFAULT_BODIES: dict[Event, str] = {

@@ -58,10 +58,13 @@ def test_offline_verification_of_an_export(
     env = signvault_env(tmp_path / "data", "sqlite://")  # --file needs no database
     full = tmp_path / "full.jsonl"
     lines = export_file(client, admin_headers, full)
+    assert set(json.loads(lines[-1])) == {"anchor"}  # the export ends with its anchor
+    entries = len(lines) - 1
     result = run(env, tmp_path, "audit", "verify", "--file", str(full))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"export intact: {len(lines)} entries" in result.stdout
-    assert f"{len(lines) - 1} links checked" in result.stdout
+    assert f"export intact: {entries} entries" in result.stdout
+    assert f"{entries - 1} links checked" in result.stdout
+    assert "the anchored entry matches" in result.stdout
     assert "gaps" not in result.stdout
 
     edited = tmp_path / "edited.jsonl"
@@ -100,7 +103,7 @@ def test_offline_verification_of_a_filtered_export_checks_each_entry(
     seed_ages(session_factory, [1, 1, 1])
     path = tmp_path / "filtered.jsonl"
     lines = export_file(client, admin_headers, path, "&action=test.aged")
-    assert len(lines) == 3
+    assert len(lines) == 3 + 1  # and the anchor
     result = run(
         signvault_env(tmp_path / "data", "sqlite://"),
         tmp_path,

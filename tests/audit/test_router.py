@@ -199,8 +199,9 @@ def test_jsonl_export_carries_hashes_that_recompute(
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/x-ndjson"
     assert "attachment" in response.headers["content-disposition"]
-    rows = [json.loads(line) for line in response.text.splitlines()]
+    *rows, anchor = [json.loads(line) for line in response.text.splitlines()]
     assert [r["resource_id"] for r in rows] == ["d1", "d2"]
+    assert anchor["anchor"]["seq"] > rows[-1]["seq"]
     for row in rows:
         assert content_hash(row) == row["hash"]
     [exported] = audit_events(session_factory, "audit.exported")
@@ -220,11 +221,12 @@ def test_csv_export_has_a_header_and_the_chain_columns(
     )
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
-    rows = list(csv.DictReader(io.StringIO(response.text)))
+    *rows, anchor = list(csv.DictReader(io.StringIO(response.text)))
     assert [r["action"] for r in rows] == [
         "certificate.imported",
         "certificate.assigned",
     ]
+    assert (anchor["id"], anchor["action"]) == ("anchor", "audit.anchor")
     assert rows[1]["prev_hash"] == rows[0]["hash"]
     assert json.loads(rows[0]["details"]) == {"n": 0}
     assert_problem(
