@@ -226,9 +226,7 @@ def enable_user(
     response_model=UserRead,
     responses=problem_responses(401, 403, 404, 409),
 )
-def lock_user(
-    principal: UsersWriter, session: SessionDep, user_id: uuid.UUID
-) -> User:
+def lock_user(principal: UsersWriter, session: SessionDep, user_id: uuid.UUID) -> User:
     """Lock an active user until unlocked (their sessions end; the licence seat stays). Failed logins never lock a user."""
     user = access_service.get_user(session, principal, user_id)
     return access_service.lock_user(session, principal, user=user)
