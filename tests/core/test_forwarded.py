@@ -189,7 +189,8 @@ def test_a_trusted_proxy_forwards_the_client_and_the_audit_keeps_both(
     exported = proxy.get(
         "/api/v1/audit-logs/export", params={"format": "jsonl"}, headers=headers
     )
-    lines = [json.loads(line) for line in exported.text.splitlines()]
+    *lines, anchor_line = [json.loads(line) for line in exported.text.splitlines()]
+    assert set(anchor_line) == {"anchor"}
     assert {line["peer_ip"] for line in lines if line["action"] == "auth.login"} == {
         PROXY
     }
