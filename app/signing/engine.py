@@ -951,7 +951,7 @@ def sign_pdf(
                 writer,
                 target,
                 bytes_reserved=_BYTES_RESERVED[options.level],
-                appearance_text_params={"reason": options.reason or ""}
+                appearance_text_params=_stamp_parameters(signer, options)
                 if stamp
                 else None,
                 known_validation=revocation
@@ -978,6 +978,25 @@ def sign_pdf(
             "pdf_unreadable", f"The PDF cannot be signed: {exc}"
         ) from None
     return SignedOutput(field_name=field_name, signing_time=signing_time)
+
+
+def _stamp_parameters(signer: signers.Signer, options: SignOptions) -> dict[str, str]:
+    """What a stamp text's placeholders stand for (pyHanko adds `ts`).
+
+    `signer` is the certificate's holder, whatever account signs with it;
+    `user` is that account (pyHanko would put it under `signer`, as the
+    signature's /Name).
+    """
+    certificate = signer.signing_cert
+    subject = certificate.subject if certificate is not None else None
+    common_name = subject.native.get("common_name") if subject is not None else None
+    if isinstance(common_name, list):  # a subject may repeat the attribute
+        common_name = common_name[-1]
+    return {
+        "signer": str(common_name or (subject.human_friendly if subject else "")),
+        "user": options.signer_name or "",
+        "reason": options.reason or "",
+    }
 
 
 async def _async_sign_pdf(

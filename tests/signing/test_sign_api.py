@@ -33,7 +33,13 @@ from tests.factories import (
 )
 from tests.keys import asn1_of
 from tests.license.conftest import issuer, make_license, public_key_text
-from tests.pdfs import image_xobjects, make_pdf, signature_widget, stamp_image
+from tests.pdfs import (
+    image_xobjects,
+    make_pdf,
+    signature_widget,
+    stamp_image,
+    stamp_lines,
+)
 from tests.pki import TestPki, running_pki
 
 DOCS = "/api/v1/documents"
@@ -220,6 +226,40 @@ def appearance_with_image(image_base64: str) -> dict[str, Any]:
             "image_base64": image_base64,
         }
     }
+
+
+def test_stamp_text_names_the_certificate_holder_and_the_signing_account(
+    client: TestClient, alice: Signer
+) -> None:
+    document = upload(client, alice.headers)
+    response = client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={
+            "certificate_id": alice.certificate_id,
+            "field_name": "Stamp",
+            "appearance": {
+                "page": 1,
+                "box": [40, 40, 300, 100],
+                "text": "%(signer)s via %(user)s",
+            },
+        },
+        headers=alice.headers,
+    )
+    assert response.status_code == 201, response.text
+    widget = signature_widget(
+        content(client, alice.headers, document["id"]), 1, "Stamp"
+    )
+    # The certificate's common name is "Alice"; the account signing with it is "alice".
+    assert stamp_lines(widget["/AP"]["/N"]) == ["Alice via alice"]
+    unknown = client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={
+            "certificate_id": alice.certificate_id,
+            "appearance": {"page": 1, "box": [40, 40, 300, 100], "text": "%(who)s"},
+        },
+        headers=alice.headers,
+    )
+    assert "%(user)s" in str(assert_problem(unknown, 422, "validation_failed"))
 
 
 def test_appearance_image_is_drawn_in_the_signed_stamp(
