@@ -198,7 +198,7 @@ class SigningSettings(RequestSchema):
     )
     include_vault_chains: bool = Field(
         default=False,
-        description="Validation also trusts the root certificates of the vault's certificate chains.",
+        description="Validation also trusts the root certificates of the vault's certificate chains, and its self-signed certificates (not revoked or deleted).",
     )
 
 
