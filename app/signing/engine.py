@@ -11,6 +11,7 @@ builds the CMS twice), and each worker thread keeps one event loop.
 import asyncio
 import hashlib
 import io
+import logging
 import secrets
 import ssl
 import threading
@@ -92,6 +93,26 @@ _DOCMDP = {
     Certification.FORM_FILLING: fields.MDPPerm.FILL_FORMS,
     Certification.ANNOTATIONS: fields.MDPPerm.ANNOTATE,
 }
+
+
+logger = logging.getLogger("signvault.signing")
+
+
+class _CertvalidatorWarnings(logging.Filter):
+    """Drops pyHanko's warnings, with a traceback, for each chain check that fails.
+
+    They come once per check, two tracebacks for one untrusted signature, from
+    the function that maps the failure into the status the report is made of;
+    `validate_pdf` logs the report's problems in one line instead.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.funcName not in ("handle_certvalidator_errors", "_warn")
+
+
+logging.getLogger("pyhanko.sign.validation.generic_cms").addFilter(
+    _CertvalidatorWarnings()
+)
 
 
 class EngineError(Exception):
@@ -1333,7 +1354,7 @@ def _validate_one(
             level = "B-T"
             if dss_context is not None and _lt_holds(signature, dss_context):
                 level = "B-LTA" if later_doc_timestamp else "B-LT"
-    return SignatureReport(
+    report = SignatureReport(
         field_name=str(signature.field_name),
         kind="signature",
         signer_subject=status.signing_cert.subject.human_friendly,
@@ -1355,6 +1376,14 @@ def _validate_one(
         bottom_line=status.bottom_line,
         problems=problems,
     )
+    if problems:
+        logger.warning(
+            "validation: signature %s by %s: %s",
+            report.field_name,
+            report.signer_subject,
+            "; ".join(problems),
+        )
+    return report
 
 
 def _lt_holds(signature: Any, dss_context: ValidationContext) -> bool:
