@@ -10,12 +10,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from sqlalchemy.engine import Engine
+from pydantic import ValidationError
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 import app
 from app.access import service as access_service
+from app.access.errors import PasswordRejected
+from app.access.schemas import UserCreate
 from app.audit import anchors
 from app.audit import service as audit_service
 from app.audit.chain import ChainBreak
@@ -33,6 +37,7 @@ from app.core.security import PasswordHasher
 from app.core.storage import make_private_dir
 from app.license import service as license_service
 from app.license.cli import license_group
+from app.settings import service as settings_service
 
 
 def _fail(message: str) -> None:
@@ -40,13 +45,15 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def _settings() -> Settings:
+def _settings(*, create: bool = True) -> Settings:
+    """The settings; with `create`, the data dir is made (commands that set up a database)."""
     try:
         settings = load_settings()
     except SettingsError as exc:
         _fail(str(exc))
         raise  # unreachable: _fail exits
-    make_private_dir(settings.data_dir)
+    if create:
+        make_private_dir(settings.data_dir)
     return settings
 
 
@@ -68,6 +75,37 @@ def _engine(settings: Settings) -> Iterator[Engine]:
         )
     finally:
         engine.dispose()
+
+
+@contextmanager
+def _existing_database(settings: Settings) -> Iterator[Engine]:
+    """The engine of a SignVault database that exists: nothing is created.
+
+    Run from the wrong directory, the default SQLite file would be created empty
+    beside it, and the command would fail on a missing table.
+    """
+    try:
+        url = make_url(settings.effective_database_url)
+    except ArgumentError as exc:
+        _fail(f"invalid setting SIGNVAULT_DATABASE_URL: {exc}")
+        raise
+    where = url.render_as_string(hide_password=True)
+    hint = (
+        f"data dir {settings.data_dir.resolve()}; run the command where SignVault runs, "
+        "set SIGNVAULT_DATA_DIR or SIGNVAULT_DATABASE_URL, or create one with `signvault migrate`"
+    )
+    if url.get_backend_name() == "sqlite" and url.database not in (
+        None,
+        "",
+        ":memory:",
+    ):
+        database = Path(url.database)
+        if not database.is_file():
+            _fail(f"no database at {database.resolve()} ({hint})")
+    with _engine(settings) as engine:
+        if not inspect(engine).has_table("alembic_version"):
+            _fail(f"no SignVault schema in the database {where} ({hint})")
+        yield engine
 
 
 def _migrate(engine: Engine) -> None:
@@ -105,7 +143,19 @@ def migrate() -> None:
 )
 @click.option("--email", default=None)
 def create_admin(username: str, password: str, email: str | None) -> None:
-    """Create a user with the administrator role."""
+    """Create a user with the administrator role; checked as POST /users checks a user."""
+    try:
+        checked = UserCreate.model_validate(
+            {"username": username, "password": password, "email": email}
+        )
+    except ValidationError as exc:
+        _fail(
+            "; ".join(
+                f"--{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+                for error in exc.errors()
+            )
+        )
+        return
     settings = _settings()
     hasher = PasswordHasher(
         time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
@@ -123,10 +173,11 @@ def create_admin(username: str, password: str, email: str | None) -> None:
                     session,
                     hasher,
                     actor=SYSTEM,
-                    username=username,
-                    password=password,
+                    username=checked.username,
+                    password=checked.password.get_secret_value(),
                     roles=[role],
-                    email=email,
+                    email=checked.email,
+                    policy=settings_service.password_policy(session),
                 )
         except AppError as exc:
             _fail(exc.detail)
@@ -146,10 +197,10 @@ def rotate_master_key() -> None:
     # module before answering health checks, and the vault pulls in pyHanko.
     from app.certificates import service as vault_service
 
-    settings = _settings()
+    settings = _settings(create=False)
     from_env = settings.master_key is not None
     key_file = settings.data_dir / crypto.MASTER_KEY_FILE_NAME
-    with _engine(settings) as engine:
+    with _existing_database(settings) as engine:
         factory = make_sessionmaker(engine)
         with factory() as session:
             old = _current_master_key(settings, key_file, session)
@@ -380,7 +431,12 @@ def _bootstrap(settings: Settings, engine: Engine) -> None:
             created = access_service.bootstrap_admin(
                 session, hasher, username=settings.admin_username, password=password
             )
-    except SQLAlchemyError as exc:
+    except PasswordRejected as exc:
+        _fail(
+            f"SIGNVAULT_ADMIN_PASSWORD is refused by the password policy: {exc.detail}"
+        )
+        return
+    except (AppError, SQLAlchemyError) as exc:
         _fail(f"could not create the administrator: {exc}")
         return
     if created is None:
@@ -393,7 +449,8 @@ def _bootstrap(settings: Settings, engine: Engine) -> None:
             err=True,
         )
         click.echo(
-            "signvault: this password is shown only now; log in and change it.",
+            "signvault: this password is shown only now and must be changed at first login "
+            "(POST /api/v1/auth/password)",
             err=True,
         )
     else:
@@ -436,8 +493,8 @@ def audit_verify(export_file: Path | None, anchor_file: Path | None) -> None:
         _verify_export_file(export_file)
         return
     presented = _read_anchor_file(anchor_file) if anchor_file else None
-    settings = _settings()
-    with _engine(settings) as engine:
+    settings = _settings(create=False)
+    with _existing_database(settings) as engine:
         try:
             with unit_of_work(make_sessionmaker(engine)) as session:
                 report, check = anchors.verify_presented(
@@ -486,10 +543,10 @@ def _read_anchor_file(path: Path) -> str:
 )
 def audit_anchor(output: Path | None) -> None:
     """Sign the chain head now with the system seal; print the anchor (one JSON line)."""
-    settings = _settings()
+    settings = _settings(create=False)
     key_file = settings.data_dir / crypto.MASTER_KEY_FILE_NAME
     anchors.install_log_handler()
-    with _engine(settings) as engine:
+    with _existing_database(settings) as engine:
         factory = make_sessionmaker(engine)
         with factory() as session:
             master_key = _current_master_key(settings, key_file, session)
@@ -560,8 +617,8 @@ def _verify_export_file(path: Path) -> None:
 )
 def audit_purge(batch_size: int) -> None:
     """Delete entries older than the retention (oldest first), leaving a verifiable checkpoint."""
-    settings = _settings()
-    with _engine(settings) as engine:
+    settings = _settings(create=False)
+    with _existing_database(settings) as engine:
         result = audit_service.purge_expired(
             make_sessionmaker(engine), batch_size=batch_size
         )

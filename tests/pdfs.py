@@ -1,6 +1,7 @@
 """PDFs and stamp images made in the tests (never committed files), and what to look for in them."""
 
 import io
+import re
 from typing import Any
 
 from PIL import Image, ImageDraw
@@ -64,3 +65,26 @@ def image_xobjects(form: Any) -> list[Any]:
         else:
             found.extend(image_xobjects(xobject))
     return found
+
+
+_SHOWN_TEXT = re.compile(rb"\(((?:\\.|[^\\)])*)\)\s*Tj")
+_ESCAPE = re.compile(rb"\\([0-7]{1,3}|.)", re.DOTALL)
+_ESCAPED = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
+
+
+def stamp_lines(form: Any) -> list[str]:
+    """The text lines an appearance stream shows (literal strings drawn with Tj), through nested forms."""
+
+    def unescape(match: re.Match[bytes]) -> bytes:
+        code = match.group(1)
+        if code.isdigit():
+            return bytes([int(code, 8)])
+        return _ESCAPED.get(code, code)
+
+    lines = [
+        _ESCAPE.sub(unescape, shown).decode("latin-1")
+        for shown in _SHOWN_TEXT.findall(form.data)
+    ]
+    for reference in form.get("/Resources", {}).get("/XObject", {}).values():
+        lines.extend(stamp_lines(reference.get_object()))
+    return lines

@@ -1,6 +1,7 @@
 """docker/entrypoint.sh, run on the host: migrate (with retries), then exec the command."""
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 import app
+from app.access import passwords
+from app.settings.schemas import PasswordPolicy
 
 ENTRYPOINT = Path(__file__).resolve().parent.parent / "docker" / "entrypoint.sh"
 UNREACHABLE_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:1/none"
@@ -89,3 +92,19 @@ def test_rejects_a_bad_retry_count(tmp_path: Path, retries: str) -> None:
     assert result.returncode == 64
     assert "SIGNVAULT_MIGRATE_RETRIES" in result.stderr
     assert not marker.exists()
+
+
+def test_compose_example_admin_password_meets_the_policy_and_is_needed_once() -> None:
+    compose = (ENTRYPOINT.parent.parent / "docker-compose.yml").read_text()
+    [example] = re.findall(
+        r"SIGNVAULT_ADMIN_PASSWORD='([^']+)' docker compose up", compose
+    )
+    # What a first start checks it against: the policy of a new database.
+    assert passwords.violations(PasswordPolicy(), example) == []
+    # Needed at the first start only: later starts, `down` and `logs` run without it.
+    [line] = [
+        line.strip()
+        for line in compose.splitlines()
+        if line.strip().startswith("SIGNVAULT_ADMIN_PASSWORD:")
+    ]
+    assert line == "SIGNVAULT_ADMIN_PASSWORD: ${SIGNVAULT_ADMIN_PASSWORD:-}"

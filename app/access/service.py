@@ -7,7 +7,6 @@ own. Nobody, administrators included, changes their own roles or department.
 A client counts as the user who owns it for all of this.
 """
 
-import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -137,11 +136,17 @@ def bootstrap_admin(
 ) -> tuple[User, str | None] | None:
     """On an empty database, create the administrator; returns it and the generated password, if any.
 
-    Returns None when users exist already.
+    A given password must meet the password policy, as for any user. A generated
+    one is shown once, on a terminal or in a container log, so it must be changed
+    at first login. Returns None when users exist already.
+
+    Raises:
+        PasswordRejected: the given password breaks the policy.
     """
     if session.scalar(select(func.count()).select_from(User)):
         return None
-    generated = None if password else secrets.token_urlsafe(18)
+    policy = settings_service.password_policy(session)
+    generated = None if password else passwords.generate(policy)
     user = create_user(
         session,
         hasher,
@@ -150,7 +155,9 @@ def bootstrap_admin(
         password=password or generated or "",
         roles=[get_role_by_name(session, ADMINISTRATOR_ROLE)],
         full_name="Administrator",
+        policy=policy,
     )
+    user.must_change_password = generated is not None
     return user, generated
 
 

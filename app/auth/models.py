@@ -49,6 +49,11 @@ class AuthSession(IdMixin, Base):
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
+    # The API client that authenticated at the password grant: RFC 7009 lets it
+    # revoke the session's tokens with its own credentials.
+    client_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_clients.id", ondelete="SET NULL")
+    )
     scope: Mapped[list[str] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]

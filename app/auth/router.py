@@ -230,8 +230,11 @@ def issue_token(
                 raise OAuth2InvalidRequest(
                     "The password grant needs username and password."
                 )
-            if credentials is not None:
+            password_client = (
                 _authenticate_client(session, credentials)
+                if credentials is not None
+                else None
+            )
             user = auth_service.authenticate_user(
                 session,
                 hasher,
@@ -249,6 +252,7 @@ def issue_token(
                 user=user,
                 scope=requested,
                 grant="password",
+                client=password_client,
             )
         elif grant_type == "refresh_token":
             if not refresh_token:

@@ -236,11 +236,17 @@ def start_user_session(
     scope: frozenset[str] | None,
     grant: str,
     access_ttl: timedelta | None = None,
+    client: ApiClient | None = None,
 ) -> IssuedTokens:
-    """Open a session (a refresh-token family) for an authenticated user and issue its first tokens."""
+    """Open a session (a refresh-token family) for an authenticated user and issue its first tokens.
+
+    `client`: the API client that authenticated with the request (password grant),
+    which may then revoke the session's tokens (RFC 7009).
+    """
     now = utcnow()
     auth_session = AuthSession(
         user_id=user.id,
+        client_id=client.id if client is not None else None,
         scope=sorted(scope) if scope is not None else None,
         expires_at=now + refresh_ttl,
     )
@@ -732,9 +738,10 @@ def _revoke_refresh_token(
     ).one_or_none()
     if stored is None:
         return False
-    if client is not None:
-        # Refresh tokens belong to user sessions, never to a client: not this client's to revoke.
+    if client is not None and stored.session.client_id != client.id:
+        # A session another client (or none) started: not this client's to revoke.
         return True
+    # RFC 7009 §2.1: the access tokens of the session end with it.
     _end_session(
         session,
         stored.session,
@@ -756,8 +763,10 @@ def _revoke_access_token(
         claims = keys.verify(token)
     except InvalidToken:
         return False
-    owned = (
-        claims.kind == "client" and client is not None and claims.sub == str(client.id)
+    owned = client is not None and (
+        claims.sub == str(client.id)
+        if claims.kind == "client"
+        else _session_of_client(session, claims, client)
     )
     if client is not None and not owned:
         return True
@@ -773,6 +782,18 @@ def _revoke_access_token(
         details={"token_type": "access_token"},
     )
     return True
+
+
+def _session_of_client(
+    session: Session, claims: AccessClaims, client: ApiClient
+) -> bool:
+    """The user token was issued in a session this client started (password grant)."""
+    try:
+        sid = uuid.UUID(claims.sid) if claims.sid else None
+    except ValueError:
+        return False
+    family = session.get(AuthSession, sid) if sid else None
+    return family is not None and family.client_id == client.id
 
 
 def background_principal(

@@ -118,7 +118,9 @@ class KeyUnavailable(AppError):
 
 
 class Pkcs11NotConfigured(AppError):
-    status = 503
+    """Not unavailable but not set up: no retry helps until an operator sets the module."""
+
+    status = 409
     code = "pkcs11_not_configured"
     title = "No PKCS#11 module configured"
 

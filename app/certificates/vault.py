@@ -61,7 +61,8 @@ class Vault:
                 not assigned to them (403).
             CertificateDisabled, CertificateRevoked, CertificateDeleted: its state (409).
             CertificateExpired, CertificateNotYetValid: its dates (422).
-            KeyUnavailable, Pkcs11NotConfigured: the key cannot be opened now (503).
+            KeyUnavailable: the key cannot be opened now (503).
+            Pkcs11NotConfigured: an HSM key, and no PKCS#11 module is set (409).
         """
         return self.key_for(session, principal, certificate_id)[1]
 

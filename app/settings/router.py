@@ -1,6 +1,6 @@
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Body, Depends
 
 from app.access.entitlements import Entitlement
 from app.access.policy import require
@@ -20,6 +20,13 @@ router = APIRouter(prefix="/api/v1/settings", tags=["settings"], route_class=App
 
 ReadPrincipal = Annotated[Principal, Depends(require(Entitlement.SETTINGS_READ))]
 WritePrincipal = Annotated[Principal, Depends(require(Entitlement.SETTINGS_WRITE))]
+MergePatch = Annotated[
+    dict[str, Any],
+    Body(
+        media_type="application/merge-patch+json",
+        description="RFC 7396: the members given replace the section's, objects merge, null sets a member back to its default; application/json is taken too.",
+    ),
+]
 
 
 @router.get("/password-policy", responses=problem_responses(401, 403))
@@ -40,6 +47,24 @@ def replace_password_policy(
     )
 
 
+@router.patch("/password-policy", responses=problem_responses(401, 403, 415, 422))
+def update_password_policy(
+    body: MergePatch,
+    principal: WritePrincipal,
+    session: SessionDep,
+) -> PasswordPolicy:
+    """Change some of the password policy (RFC 7396 merge patch; PUT replaces it whole)."""
+    merged = settings_service.patched_section(
+        settings_service.password_policy(session), body
+    )
+    return settings_service.put_section(
+        session,
+        principal,
+        name=settings_service.PASSWORD_POLICY,
+        value=merged,
+    )
+
+
 @router.get("/security", responses=problem_responses(401, 403))
 def read_security_settings(
     _principal: ReadPrincipal, session: SessionDep
@@ -55,6 +80,22 @@ def replace_security_settings(
     """Replace the security settings; they apply from the next request or login."""
     return settings_service.put_section(
         session, principal, name=settings_service.SECURITY, value=body
+    )
+
+
+@router.patch("/security", responses=problem_responses(401, 403, 415, 422))
+def update_security_settings(
+    body: MergePatch,
+    principal: WritePrincipal,
+    session: SessionDep,
+) -> SecuritySettings:
+    """Change some security settings (RFC 7396 merge patch; PUT replaces them whole)."""
+    merged = settings_service.patched_section(settings_service.security(session), body)
+    return settings_service.put_section(
+        session,
+        principal,
+        name=settings_service.SECURITY,
+        value=merged,
     )
 
 
@@ -79,6 +120,22 @@ def replace_signing_settings(
     )
 
 
+@router.patch("/signing", responses=problem_responses(401, 403, 415, 422))
+def update_signing_settings(
+    body: MergePatch,
+    principal: WritePrincipal,
+    session: SessionDep,
+) -> SigningSettings:
+    """Change some signing settings (RFC 7396 merge patch; PUT replaces them whole)."""
+    merged = settings_service.patched_section(settings_service.signing(session), body)
+    return settings_service.put_section(
+        session,
+        principal,
+        name=settings_service.SIGNING,
+        value=settings_service.checked_signing(merged),
+    )
+
+
 @router.get("/documents", responses=problem_responses(401, 403))
 def read_document_settings(
     _principal: ReadPrincipal, session: SessionDep
@@ -100,4 +157,21 @@ def replace_document_settings(
         principal,
         name=settings_service.DOCUMENTS,
         value=settings_service.checked_documents(body, settings),
+    )
+
+
+@router.patch("/documents", responses=problem_responses(401, 403, 415, 422))
+def update_document_settings(
+    body: MergePatch,
+    principal: WritePrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> DocumentSettings:
+    """Change some document settings (RFC 7396 merge patch; PUT replaces them whole)."""
+    merged = settings_service.patched_section(settings_service.documents(session), body)
+    return settings_service.put_section(
+        session,
+        principal,
+        name=settings_service.DOCUMENTS,
+        value=settings_service.checked_documents(merged, settings),
     )

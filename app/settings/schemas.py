@@ -118,8 +118,13 @@ class HashAlgorithm(StrEnum):
     SHA512 = "sha512"
 
 
-# What a stamp text may refer to (pyHanko fills signer and ts, the engine reason).
-_STAMP_PARAMETERS = {"signer": "Alice", "ts": "2025-01-01 12:00:00", "reason": "ok"}
+# What a stamp text may refer to (pyHanko fills ts, the engine the others).
+_STAMP_PARAMETERS = {
+    "signer": "Alice",
+    "user": "alice",
+    "ts": "2025-01-01 12:00:00",
+    "reason": "ok",
+}
 
 
 def checked_stamp_text(text: str | None) -> str | None:
@@ -129,7 +134,7 @@ def checked_stamp_text(text: str | None) -> str | None:
             text % _STAMP_PARAMETERS
         except (KeyError, ValueError, TypeError):
             raise ValueError(
-                "the only placeholders are %(signer)s, %(ts)s and %(reason)s (write %% for a percent sign)"
+                "the only placeholders are %(signer)s, %(user)s, %(ts)s and %(reason)s (write %% for a percent sign)"
             ) from None
     return text
 
@@ -147,7 +152,7 @@ class DefaultAppearance(RequestSchema):
     text: str | None = Field(
         default=None,
         max_length=500,
-        description="Stamp text when a request's appearance gives none; placeholders %(signer)s, %(ts)s, %(reason)s.",
+        description="Stamp text when a request's appearance gives none; placeholders %(signer)s (the certificate's common name), %(user)s (the signing account), %(ts)s, %(reason)s.",
     )
 
     @field_validator("box")
@@ -208,7 +213,7 @@ class SigningSettings(RequestSchema):
     )
     include_vault_chains: bool = Field(
         default=False,
-        description="Validation also trusts the root certificates of the vault's certificate chains.",
+        description="Validation also trusts the root certificates of the vault's certificate chains, and its self-signed certificates (not revoked or deleted).",
     )
 
 

@@ -5,7 +5,7 @@ values in force before anyone changes them, and registers it in `SECTIONS`.
 """
 
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cryptography import x509
 from pydantic import BaseModel, ValidationError
@@ -17,6 +17,7 @@ from app.access.principal import Principal
 from app.audit import service as audit_service
 from app.certificates.parsing import to_pem
 from app.core.config import Settings
+from app.core.errors import InvalidInput
 from app.settings.errors import InvalidTrustRoot, UploadLimitAboveServerCap
 from app.settings.models import SettingsSection
 from app.settings.schemas import (
@@ -116,6 +117,43 @@ def put_section(session: Session, principal: Principal, *, name: str, value: S) 
         },
     )
     return value
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 §2: members of `patch` replace those of `target`, objects merge, null removes."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+def patched_section(current: S, patch: dict[str, Any]) -> S:
+    """`current` with an RFC 7396 merge patch applied; a removed member is back at its default.
+
+    Raises:
+        InvalidInput: the result is not a valid section (an unknown member, a bad value).
+    """
+    try:
+        return type(current).model_validate(
+            merge_patch(current.model_dump(mode="json"), patch)
+        )
+    except ValidationError as exc:
+        raise InvalidInput(
+            "The merge patch does not make a valid section.",
+            invalid_params=[
+                {
+                    "name": ".".join(str(part) for part in error["loc"]),
+                    "in": "body",
+                    "reason": error["msg"],
+                }
+                for error in exc.errors()
+            ],
+        ) from None
 
 
 def password_policy(session: Session) -> PasswordPolicy:

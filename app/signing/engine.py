@@ -11,6 +11,7 @@ builds the CMS twice), and each worker thread keeps one event loop.
 import asyncio
 import hashlib
 import io
+import logging
 import secrets
 import ssl
 import threading
@@ -92,6 +93,26 @@ _DOCMDP = {
     Certification.FORM_FILLING: fields.MDPPerm.FILL_FORMS,
     Certification.ANNOTATIONS: fields.MDPPerm.ANNOTATE,
 }
+
+
+logger = logging.getLogger("signvault.signing")
+
+
+class _CertvalidatorWarnings(logging.Filter):
+    """Drops pyHanko's warnings, with a traceback, for each chain check that fails.
+
+    They come once per check, two tracebacks for one untrusted signature, from
+    the function that maps the failure into the status the report is made of;
+    `validate_pdf` logs the report's problems in one line instead.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.funcName not in ("handle_certvalidator_errors", "_warn")
+
+
+logging.getLogger("pyhanko.sign.validation.generic_cms").addFilter(
+    _CertvalidatorWarnings()
+)
 
 
 class EngineError(Exception):
@@ -951,7 +972,7 @@ def sign_pdf(
                 writer,
                 target,
                 bytes_reserved=_BYTES_RESERVED[options.level],
-                appearance_text_params={"reason": options.reason or ""}
+                appearance_text_params=_stamp_parameters(signer, options)
                 if stamp
                 else None,
                 known_validation=revocation
@@ -978,6 +999,25 @@ def sign_pdf(
             "pdf_unreadable", f"The PDF cannot be signed: {exc}"
         ) from None
     return SignedOutput(field_name=field_name, signing_time=signing_time)
+
+
+def _stamp_parameters(signer: signers.Signer, options: SignOptions) -> dict[str, str]:
+    """What a stamp text's placeholders stand for (pyHanko adds `ts`).
+
+    `signer` is the certificate's holder, whatever account signs with it;
+    `user` is that account (pyHanko would put it under `signer`, as the
+    signature's /Name).
+    """
+    certificate = signer.signing_cert
+    subject = certificate.subject if certificate is not None else None
+    common_name = subject.native.get("common_name") if subject is not None else None
+    if isinstance(common_name, list):  # a subject may repeat the attribute
+        common_name = common_name[-1]
+    return {
+        "signer": str(common_name or (subject.human_friendly if subject else "")),
+        "user": options.signer_name or "",
+        "reason": options.reason or "",
+    }
 
 
 async def _async_sign_pdf(
@@ -1314,7 +1354,7 @@ def _validate_one(
             level = "B-T"
             if dss_context is not None and _lt_holds(signature, dss_context):
                 level = "B-LTA" if later_doc_timestamp else "B-LT"
-    return SignatureReport(
+    report = SignatureReport(
         field_name=str(signature.field_name),
         kind="signature",
         signer_subject=status.signing_cert.subject.human_friendly,
@@ -1336,6 +1376,14 @@ def _validate_one(
         bottom_line=status.bottom_line,
         problems=problems,
     )
+    if problems:
+        logger.warning(
+            "validation: signature %s by %s: %s",
+            report.field_name,
+            report.signer_subject,
+            "; ".join(problems),
+        )
+    return report
 
 
 def _lt_holds(signature: Any, dss_context: ValidationContext) -> bool:

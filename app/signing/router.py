@@ -1,5 +1,7 @@
+import json
 import os
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from asn1crypto import x509 as asn1_x509
@@ -16,7 +18,13 @@ from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import InvalidInput, problem_responses
 from app.core.routing import AppRoute
 from app.documents import service as documents_service
-from app.documents.deps import UPLOAD_BODY, BlobsDep, ReceivedUpload, receive_upload
+from app.documents.deps import (
+    DOCUMENT_FIELDS,
+    BlobsDep,
+    ReceivedUpload,
+    UploadReceiver,
+    upload_body,
+)
 from app.documents.responses import content_disposition, pdf_response
 from app.settings import service as settings_service
 from app.signing import service as signing_service
@@ -32,14 +40,14 @@ VerifyPrincipal = Annotated[Principal, Depends(require(Entitlement.DOCUMENTS_VER
 @router.post(
     "/verify",
     responses=problem_responses(400, 401, 403, 413, 415, 422),
-    openapi_extra=UPLOAD_BODY,
+    openapi_extra=upload_body({}),
 )
 def verify_upload(
     request: Request,
     principal: VerifyPrincipal,
     session: SessionDep,
     settings: SettingsDep,
-    upload: Annotated[ReceivedUpload, Depends(receive_upload)],
+    upload: Annotated[ReceivedUpload, Depends(UploadReceiver(()))],
 ) -> ValidationReport:
     """Validate every signature of an uploaded PDF: integrity, trust, revocation, timestamps, PAdES level, provenance."""
     return validation.validate_upload(
@@ -150,6 +158,48 @@ def list_document_signatures(
     return signing_service.list_signatures(session, document)
 
 
+def _form_field(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """A sign option's JSON schema as a multipart field: a string, an object as JSON text."""
+    [schema] = [s for s in prop.get("anyOf", [prop]) if s.get("type") != "null"]
+    if "$ref" in schema:
+        schema = defs[schema["$ref"].rsplit("/", 1)[-1]]
+    if schema.get("type") == "object":
+        field: dict[str, Any] = {
+            "type": "string",
+            "contentMediaType": "application/json",
+        }
+    else:
+        field = {
+            key: schema[key]
+            for key in ("type", "format", "enum", "minLength", "maxLength", "pattern")
+            if key in schema
+        }
+    if "description" in prop:
+        field["description"] = prop["description"]
+    return field
+
+
+def _sign_form_fields() -> dict[str, dict[str, Any]]:
+    schema = SignDocumentRequest.model_json_schema()
+    fields = {name: {"type": "string"} for name in DOCUMENT_FIELDS}
+    fields["options"] = {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "description": "All the sign options as JSON (the /documents/{id}/sign body), instead of their own fields.",
+    }
+    for name, prop in schema["properties"].items():
+        fields[name] = _form_field(prop, schema.get("$defs", {}))
+    fields["appearance"]["description"] = (
+        'JSON, e.g. {"page": 1, "box": [50, 50, 250, 110]}. '
+        + fields["appearance"].get("description", "")
+    )
+    return fields
+
+
+SIGN_OPTIONS = tuple(SignDocumentRequest.model_fields)
+SIGN_FORM_FIELDS = _sign_form_fields()
+
+
 @router.post(
     "/sign",
     response_class=Response,
@@ -160,26 +210,7 @@ def list_document_signatures(
         },
         **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 502, 503),
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {
-                            "file": {"type": "string", "format": "binary"},
-                            "options": {
-                                "type": "string",
-                                "description": "JSON of the /documents/{id}/sign body",
-                            },
-                        },
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=upload_body(SIGN_FORM_FIELDS),
 )
 def sign_upload(
     request: Request,
@@ -187,11 +218,15 @@ def sign_upload(
     session: SessionDep,
     settings: SettingsDep,
     blobs: BlobsDep,
-    upload: Annotated[ReceivedUpload, Depends(receive_upload)],
+    upload: Annotated[ReceivedUpload, Depends(UploadReceiver(tuple(SIGN_FORM_FIELDS)))],
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    """One-shot: upload and sign in one call; answers the signed PDF and keeps document and signature records."""
-    body = _options_from_form(upload.fields.get("options"))
+    """One-shot: upload and sign in one call; answers the signed PDF and keeps document and signature records.
+
+    The sign options come as form fields of their own (`certificate_id`, `level`,
+    `appearance` as JSON, ...) or all together as the JSON `options` part, not both.
+    """
+    body = _sign_request_from_form(upload.fields)
     signature = signing_service.sign_upload(
         session,
         principal,
@@ -201,6 +236,7 @@ def sign_upload(
         trust_roots=request.app.state.trust_roots,
         upload=upload.file,
         title=upload.fields.get("title"),
+        description=upload.fields.get("description", ""),
         external_reference=upload.fields.get("external_reference"),
         filename=upload.filename,
         request=signing_service.resolve_sign_request(session, body),
@@ -228,15 +264,51 @@ def sign_upload(
     )
 
 
-def _options_from_form(raw: str | None) -> SignDocumentRequest:
-    try:
-        return SignDocumentRequest.model_validate_json(raw or "{}")
-    except ValidationError as exc:
+def _sign_request_from_form(fields: Mapping[str, str]) -> SignDocumentRequest:
+    """The sign options of a one-shot form: its own fields, or the `options` JSON part."""
+    given = {name: fields[name] for name in SIGN_OPTIONS if name in fields}
+    options = fields.get("options")
+    if options is not None and given:
         raise InvalidInput(
-            "The 'options' part is not a valid sign request.",
+            "Give the sign options either as form fields or as the 'options' JSON part, not both.",
+            invalid_params=[
+                {"name": name, "in": "body", "reason": "given besides 'options'"}
+                for name in given
+            ],
+        )
+    if options is not None:
+        return _validated_sign_request(options, prefix="options.")
+    if "appearance" in given:
+        try:
+            given["appearance"] = json.loads(given["appearance"])
+        except ValueError:
+            raise InvalidInput(
+                "The 'appearance' field is not JSON.",
+                invalid_params=[
+                    {
+                        "name": "appearance",
+                        "in": "body",
+                        "reason": "must be a JSON object",
+                    }
+                ],
+            ) from None
+    return _validated_sign_request(given, prefix="")
+
+
+def _validated_sign_request(
+    raw: str | dict[str, Any], *, prefix: str
+) -> SignDocumentRequest:
+    try:
+        if isinstance(raw, str):
+            return SignDocumentRequest.model_validate_json(raw)
+        return SignDocumentRequest.model_validate(raw)
+    except ValidationError as exc:
+        source = f"'{prefix.rstrip('.')}' part" if prefix else "form"
+        raise InvalidInput(
+            f"The {source} is not a valid sign request.",
             invalid_params=[
                 {
-                    "name": "options." + ".".join(str(p) for p in e["loc"]),
+                    "name": prefix + ".".join(str(p) for p in e["loc"]),
                     "in": "body",
                     "reason": e["msg"],
                 }

@@ -49,7 +49,7 @@ class AppearanceIn(RequestSchema):
     text: str | None = Field(
         default=None,
         max_length=500,
-        description="Stamp text; placeholders %(signer)s, %(ts)s and %(reason)s. Default: the signing settings' text, else signer and time.",
+        description="Stamp text; placeholders %(signer)s (the certificate's common name), %(user)s (the signing account's name), %(ts)s and %(reason)s. Default: the signing settings' text, else signer and time.",
     )
     image_base64: str | None = Field(
         default=None,

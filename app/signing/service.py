@@ -309,6 +309,7 @@ def sign_upload(
     external_reference: str | None,
     filename: str | None,
     request: SignRequest,
+    description: str = "",
     idempotency_key: str | None = None,
 ) -> Signature:
     """One shot: store the upload as a new document and sign it (two versions, one signature).
@@ -365,7 +366,7 @@ def sign_upload(
             principal,
             accepted,
             title=title,
-            description="",
+            description=description,
             external_reference=external_reference,
         )
         return _record_signature(

@@ -52,15 +52,33 @@ def _parsed_pems(texts: tuple[str, ...]) -> tuple[asn1_x509.Certificate, ...]:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed_der(der: bytes) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(der)
+
+
 def validation_trust_roots(
     session: Session,
     configured: Sequence[asn1_x509.Certificate],
     section: SigningSettings,
 ) -> list[asn1_x509.Certificate]:
     """What `/verify` trusts: SIGNVAULT_TRUST_ROOTS_FILE, the signing settings' roots,
-    and (if `include_vault_chains`) the self-signed roots of the vault's chains."""
+    and (if `include_vault_chains`) the self-signed roots of the vault's chains,
+    and its self-signed certificates (each its own root) not revoked or deleted."""
     roots = [*configured, *section_trust_roots(section)]
     if section.include_vault_chains:
+        own_roots = session.scalars(
+            select(SigningCertificate.certificate_der).where(
+                SigningCertificate.subject == SigningCertificate.issuer,
+                SigningCertificate.revoked_at.is_(None),
+                SigningCertificate.deleted_at.is_(None),
+            )
+        ).all()
+        roots.extend(
+            certificate
+            for certificate in map(_parsed_der, own_roots)
+            if certificate.self_signed != "no"
+        )
         chains = session.scalars(
             select(SigningCertificate.chain_pem)
             .where(SigningCertificate.chain_pem != "")

@@ -255,6 +255,81 @@ def test_user_revokes_a_refresh_token_without_client_auth(
     assert client.get(ME, headers=bearer(pair["access_token"])).status_code == 401
 
 
+def test_revoking_a_refresh_token_ends_the_access_tokens_of_its_session(
+    client: TestClient, admin: Credentials, session_factory: sessionmaker[Session]
+) -> None:
+    first = login(client, admin)
+    renewed = client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
+    ).json()
+    other = login(client, admin)  # another session, untouched
+    assert (
+        client.post(
+            "/api/v1/auth/revoke",
+            data={
+                "token": renewed["refresh_token"],
+                "token_type_hint": "refresh_token",
+            },
+        ).status_code
+        == 200
+    )
+    # RFC 7009 §2.1: every access token of the session, old and new, ends with it.
+    for access_token in (first["access_token"], renewed["access_token"]):
+        assert client.get(ME, headers=bearer(access_token)).status_code == 401
+    assert client.get(ME, headers=bearer(other["access_token"])).status_code == 200
+    [event] = audit_events(session_factory, "auth.token_revoked")
+    assert (event.resource_type, event.details["token_type"]) == (
+        "auth_session",
+        "refresh_token",
+    )
+
+
+def test_a_client_revokes_the_session_it_started_with_the_password_grant(
+    client: TestClient, machine: dict[str, Any], admin: Credentials
+) -> None:
+    credentials = basic(machine["client_id"], machine["client_secret"])
+    pair = client.post(
+        TOKEN,
+        data={
+            "grant_type": "password",
+            "username": admin.username,
+            "password": admin.password,
+        },
+        headers=credentials,
+    ).json()
+    # A confidential client authenticates at revocation too (RFC 7009 §2.1);
+    # before, that made the refresh token "not its own" and nothing was revoked.
+    response = client.post(
+        "/api/v1/auth/revoke",
+        data={"token": pair["refresh_token"]},
+        headers=credentials,
+    )
+    assert response.status_code == 200
+    assert client.get(ME, headers=bearer(pair["access_token"])).status_code == 401
+    assert (
+        client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+        ).status_code
+        == 401
+    )
+    # Its access token alone, too.
+    again = client.post(
+        TOKEN,
+        data={
+            "grant_type": "password",
+            "username": admin.username,
+            "password": admin.password,
+        },
+        headers=credentials,
+    ).json()
+    client.post(
+        "/api/v1/auth/revoke",
+        data={"token": again["access_token"], "token_type_hint": "access_token"},
+        headers=credentials,
+    )
+    assert client.get(ME, headers=bearer(again["access_token"])).status_code == 401
+
+
 def test_revoking_an_unknown_token_is_200_and_changes_nothing(
     client: TestClient, admin: Credentials
 ) -> None:

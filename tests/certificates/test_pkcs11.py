@@ -184,7 +184,7 @@ def test_unknown_token_is_refused(
     assert_problem(response, 422, "pkcs11_object_not_found")
 
 
-def test_without_a_module_setting_hsm_keys_are_unavailable(
+def test_without_a_module_setting_registering_an_hsm_key_is_409(
     client: TestClient, admin_headers: dict[str, str]
 ) -> None:
     response = client.post(
@@ -192,4 +192,5 @@ def test_without_a_module_setting_hsm_keys_are_unavailable(
         json={"token_label": "t", "key_label": "k"},
         headers=admin_headers,
     )
-    assert_problem(response, 503, "pkcs11_not_configured")
+    # Nothing is unavailable (503 would invite a retry): it is not set up.
+    assert_problem(response, 409, "pkcs11_not_configured")

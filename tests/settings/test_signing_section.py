@@ -1,5 +1,6 @@
 """The `signing` settings section over HTTP: defaults, refusals, audit, and its effect on sign and verify."""
 
+import base64
 import io
 import typing
 from collections.abc import Iterator
@@ -14,8 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.core.types import utcnow
 from app.settings.schemas import SignatureLevel
 from app.signing.engine import PadesLevel, validate_pdf
-from tests.certificates.pki import Issued, make_ca, make_signer
-from tests.factories import assert_problem, audit_events
+from tests.certificates.conftest import P12_PASSWORD
+from tests.certificates.pki import Issued, make_ca, make_pkcs12, make_signer
+from tests.factories import Credentials, assert_problem, audit_events
 from tests.keys import asn1_of, pem_of
 from tests.pki import TestPki, running_pki
 from tests.signing.test_sign_api import DOCS, Signer, alice, content, upload
@@ -227,6 +229,45 @@ def verify_document(client: TestClient, signer: Signer, document_id: str) -> Any
     assert response.status_code == 200, response.text
     [signature] = response.json()["signatures"]
     return signature
+
+
+def test_vault_chains_trust_a_self_signed_vault_certificate(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    admin: Credentials,
+) -> None:
+    # Its own root: no chain comes with it in the PKCS#12.
+    own = make_ca("Solo Signer")
+    solo = make_signer(own, cn="Solo Signer", key=own.key)
+    imported = client.post(
+        "/api/v1/certificates/base64",
+        json={
+            "pkcs12_base64": base64.b64encode(make_pkcs12(solo, P12_PASSWORD)).decode(),
+            "password": P12_PASSWORD,
+        },
+        headers=admin_headers,
+    )
+    assert imported.status_code == 201, imported.text
+    assigned = client.post(
+        f"/api/v1/certificates/{imported.json()['id']}/assignments",
+        json={"user_id": str(admin.user_id)},
+        headers=admin_headers,
+    )
+    assert assigned.status_code == 201, assigned.text
+    signer = Signer(admin, admin_headers, imported.json()["id"])
+    document_id = sign(client, signer)["document_id"]
+    assert verify_document(client, signer, document_id)["trusted"] is False
+    put_signing(client, admin_headers, include_vault_chains=True)
+    trusted = verify_document(client, signer, document_id)
+    assert (trusted["trusted"], trusted["bottom_line"]) == (True, True)
+    # A revoked one is no longer anybody's root.
+    revoked = client.post(
+        f"/api/v1/certificates/{imported.json()['id']}/revoke",
+        json={"reason": "key compromise"},
+        headers=admin_headers,
+    )
+    assert revoked.status_code == 200, revoked.text
+    assert verify_document(client, signer, document_id)["trusted"] is False
 
 
 def test_section_trust_roots_and_vault_chains_make_verify_trust_the_signer(

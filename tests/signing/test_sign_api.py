@@ -33,7 +33,13 @@ from tests.factories import (
 )
 from tests.keys import asn1_of
 from tests.license.conftest import issuer, make_license, public_key_text
-from tests.pdfs import image_xobjects, make_pdf, signature_widget, stamp_image
+from tests.pdfs import (
+    image_xobjects,
+    make_pdf,
+    signature_widget,
+    stamp_image,
+    stamp_lines,
+)
 from tests.pki import TestPki, running_pki
 
 DOCS = "/api/v1/documents"
@@ -220,6 +226,40 @@ def appearance_with_image(image_base64: str) -> dict[str, Any]:
             "image_base64": image_base64,
         }
     }
+
+
+def test_stamp_text_names_the_certificate_holder_and_the_signing_account(
+    client: TestClient, alice: Signer
+) -> None:
+    document = upload(client, alice.headers)
+    response = client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={
+            "certificate_id": alice.certificate_id,
+            "field_name": "Stamp",
+            "appearance": {
+                "page": 1,
+                "box": [40, 40, 300, 100],
+                "text": "%(signer)s via %(user)s",
+            },
+        },
+        headers=alice.headers,
+    )
+    assert response.status_code == 201, response.text
+    widget = signature_widget(
+        content(client, alice.headers, document["id"]), 1, "Stamp"
+    )
+    # The certificate's common name is "Alice"; the account signing with it is "alice".
+    assert stamp_lines(widget["/AP"]["/N"]) == ["Alice via alice"]
+    unknown = client.post(
+        f"{DOCS}/{document['id']}/sign",
+        json={
+            "certificate_id": alice.certificate_id,
+            "appearance": {"page": 1, "box": [40, 40, 300, 100], "text": "%(who)s"},
+        },
+        headers=alice.headers,
+    )
+    assert "%(user)s" in str(assert_problem(unknown, 422, "validation_failed"))
 
 
 def test_appearance_image_is_drawn_in_the_signed_stamp(
@@ -481,6 +521,171 @@ def test_one_shot_sign_returns_the_signed_pdf_and_keeps_the_record(
         headers=alice.headers,
     )
     assert_problem(bad, 422, "validation_failed")
+
+
+def one_shot(client: TestClient, headers: dict[str, str], fields: Any) -> Any:
+    """POST /sign with a PDF and these form fields (a list value repeats one)."""
+    return client.post(
+        "/api/v1/sign",
+        files={"file": ("in.pdf", make_pdf(pages=2), "application/pdf")},
+        data=fields,
+        headers=headers,
+    )
+
+
+def test_one_shot_sign_takes_each_option_as_its_own_form_field(
+    settings: Settings,
+    admin: Credentials,
+    session_factory: sessionmaker[Session],
+    hasher: PasswordHasher,
+    ca: Issued,
+    pki: TestPki,
+) -> None:
+    """As curl sends them: -F certificate_id=… -F level=B-T -F reason=… -F appearance='{…}'."""
+    with signer_on_app(
+        settings, admin, session_factory, hasher, ca, "fred", tsa_url=pki.tsa_url
+    ) as (client, signer):
+        response = one_shot(
+            client,
+            signer.headers,
+            {
+                "certificate_id": signer.certificate_id,
+                "level": "B-T",
+                "reason": "Approved by form",
+                "location": "Ghent",
+                "field_name": "FormSig",
+                "appearance": '{"page": 2, "box": [40, 40, 240, 100]}',
+                "title": "Invoice 7",
+            },
+        )
+        assert response.status_code == 200, response.text
+        document_id = response.headers["x-document-id"]
+        [signature] = client.get(
+            f"{DOCS}/{document_id}/signatures", headers=signer.headers
+        ).json()
+        document = client.get(f"{DOCS}/{document_id}", headers=signer.headers).json()
+    assert (
+        signature["level"],
+        signature["reason"],
+        signature["location"],
+        signature["field_name"],
+        signature["certificate_id"],
+    ) == ("B-T", "Approved by form", "Ghent", "FormSig", signer.certificate_id)
+    assert document["title"] == "Invoice 7"
+    assert signature_widget(response.content, 2, "FormSig")["/Rect"] == [
+        40,
+        40,
+        240,
+        100,
+    ]
+    [report] = validate_pdf(
+        io.BytesIO(response.content),
+        trust_roots=[asn1_of(ca), pki.root],
+        allow_fetching=False,
+    )
+    assert (report.bottom_line, report.pades_level) == (True, "B-T")
+
+
+def test_one_shot_sign_refuses_a_form_field_it_does_not_take(
+    client: TestClient, alice: Signer, session_factory: sessionmaker[Session]
+) -> None:
+    # Before, the stray field was ignored and the document signed with the options part.
+    response = one_shot(
+        client,
+        alice.headers,
+        {
+            "options": f'{{"certificate_id": "{alice.certificate_id}"}}',
+            "certificat_id": alice.certificate_id,
+        },
+    )
+    body = assert_problem(response, 422, "validation_failed")
+    assert "certificat_id" in body["detail"]
+    [param] = body["invalid_params"]
+    assert param["name"] == "certificat_id"
+    assert "certificate_id" in param["reason"]  # the accepted fields are listed
+    repeated = one_shot(
+        client,
+        alice.headers,
+        {"certificate_id": alice.certificate_id, "level": ["B-B", "B-T"]},
+    )
+    assert [
+        (p["name"], p["reason"])
+        for p in assert_problem(repeated, 422, "validation_failed")["invalid_params"]
+    ] == [("level", "given twice")]
+    # The document upload names stray fields the same way.
+    stray = client.post(
+        DOCS,
+        files={"file": ("doc.pdf", make_pdf(), "application/pdf")},
+        data={"title": "x", "level": "B-T"},
+        headers=alice.headers,
+    )
+    assert [
+        p["name"]
+        for p in assert_problem(stray, 422, "validation_failed")["invalid_params"]
+    ] == ["level"]
+    assert count_signatures(session_factory) == 0
+
+
+def test_one_shot_sign_with_fields_and_options_together_is_422_naming_them(
+    client: TestClient, alice: Signer
+) -> None:
+    response = one_shot(
+        client,
+        alice.headers,
+        {
+            "options": f'{{"certificate_id": "{alice.certificate_id}"}}',
+            "level": "B-B",
+            "reason": "twice",
+        },
+    )
+    body = assert_problem(response, 422, "validation_failed")
+    assert "not both" in body["detail"]
+    assert sorted(p["name"] for p in body["invalid_params"]) == ["level", "reason"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"level": "B-X"}, ["level"]),
+        ({"certificate_id": "not-a-uuid"}, ["certificate_id"]),
+        ({"appearance": "page 1"}, ["appearance"]),
+        ({"appearance": '{"page": 0, "box": [0, 0, 10, 10]}'}, ["appearance.page"]),
+        ({"options": '{"level": "B-X"}'}, ["options.level"]),
+    ],
+)
+def test_one_shot_sign_bad_form_value_is_422_naming_the_field(
+    client: TestClient, alice: Signer, fields: dict[str, str], named: list[str]
+) -> None:
+    if "options" not in fields:
+        fields = {"certificate_id": alice.certificate_id, **fields}
+    body = assert_problem(
+        one_shot(client, alice.headers, fields), 422, "validation_failed"
+    )
+    assert [p["name"] for p in body["invalid_params"]] == named
+
+
+def test_openapi_describes_the_one_shot_form_fields(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/api/v1/sign"]["post"]
+    form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert set(form["properties"]) == {
+        "file",
+        "options",
+        "title",
+        "description",
+        "external_reference",
+        "certificate_id",
+        "level",
+        "reason",
+        "location",
+        "contact_info",
+        "field_name",
+        "certify",
+        "profile",
+        "appearance",
+    }
+    assert form["additionalProperties"] is False
+    assert form["properties"]["level"]["enum"] == ["B-B", "B-T", "B-LT", "B-LTA"]
+    assert form["properties"]["appearance"]["contentMediaType"] == "application/json"
 
 
 @pytest.fixture(scope="module")

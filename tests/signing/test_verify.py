@@ -1,6 +1,7 @@
 """POST /verify and /documents/{id}/verify: validation reports, never errors for bad signatures."""
 
 import io
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,6 +118,19 @@ def test_untrusted_signer_is_reported(
         False,
     )
     assert any("trusted root" in problem for problem in signature["problems"])
+
+
+def test_untrusted_signature_logs_one_line_without_a_traceback(
+    verifying: TestClient, headers: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    pdf = signed_pdf(make_ca("Stranger CA"), name="Mallory")
+    caplog.set_level(logging.WARNING)
+    assert verify(verifying, headers, pdf).status_code == 200
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.name, r.exc_info) for r in warnings] == [("signvault.signing", None)]
+    [line] = warnings[0].getMessage().splitlines()
+    assert "Mallory" in line
+    assert "does not chain to a trusted root" in line
 
 
 def test_unreadable_files_are_refused_clearly(
