@@ -20,7 +20,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 import app
+from app.access.throttle import UnauthenticatedThrottleMiddleware
 from app.api import include_routers
+from app.auth.router import UNAUTHENTICATED_PATHS
 from app.auth.tokens import TokenKeys
 from app.certificates.vault import Vault
 from app.core.config import Settings, load_settings
@@ -33,11 +35,16 @@ from app.core.crypto import (
 from app.core.db import make_engine, make_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.metrics import Metrics, MetricsMiddleware
-from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.core.middleware import (
+    BodyLimit,
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+)
 from app.core.schemas import Problem
 from app.core.security import PasswordHasher
 from app.core.storage import BlobStore
 from app.license import service as license_service
+from app.signing.engine import MAX_IMAGE_BYTES
 from app.signing.validation import load_trust_roots
 from app.worker import BackgroundWorker
 
@@ -112,19 +119,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID"],
         )
+    api.add_middleware(BodySizeLimitMiddleware, **body_limits(settings))
     api.add_middleware(
-        BodySizeLimitMiddleware,
-        max_bytes=settings.max_upload_bytes,
-        path_limits={
-            "/api/v1/batches": (
-                settings.batch_max_upload_bytes,
-                "SIGNVAULT_BATCH_MAX_UPLOAD_BYTES",
-            )
-        },
+        UnauthenticatedThrottleMiddleware,
+        sessionmaker=api.state.sessionmaker,
+        settings=settings,
+        paths=UNAUTHENTICATED_PATHS,
     )
     api.add_middleware(MetricsMiddleware, metrics=metrics)
     api.add_middleware(RequestContextMiddleware)
     return api
+
+
+def body_limits(settings: Settings) -> dict[str, Any]:
+    """The body size limits, per content type and for the routes that carry files."""
+    json_limit = BodyLimit(settings.max_json_bytes, "setting SIGNVAULT_MAX_JSON_BYTES")
+    pkcs12_in_json = BodyLimit(
+        _base64_size(settings.pkcs12_max_bytes) + settings.max_json_bytes,
+        "SIGNVAULT_PKCS12_MAX_BYTES in base64, plus SIGNVAULT_MAX_JSON_BYTES",
+    )
+    image_in_json = BodyLimit(
+        _base64_size(MAX_IMAGE_BYTES) + settings.max_json_bytes,
+        "a stamp image's 1 MB in base64, plus SIGNVAULT_MAX_JSON_BYTES",
+    )
+    return {
+        "upload": BodyLimit(
+            settings.max_upload_bytes, "setting SIGNVAULT_MAX_UPLOAD_BYTES"
+        ),
+        "upload_paths": {
+            "/api/v1/batches": BodyLimit(
+                settings.batch_max_upload_bytes,
+                "setting SIGNVAULT_BATCH_MAX_UPLOAD_BYTES",
+            )
+        },
+        "structured": json_limit,
+        "structured_paths": {
+            r"/api/v1/certificates(/inspect)?/base64": pkcs12_in_json,
+            r"/api/v1/documents/[^/]+/sign": image_in_json,
+            r"/api/v1/batches": image_in_json,
+        },
+    }
+
+
+def _base64_size(size: int) -> int:
+    return (size + 2) // 3 * 4
 
 
 def background_worker(api: FastAPI) -> BackgroundWorker:
