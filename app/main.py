@@ -147,10 +147,12 @@ def body_limits(settings: Settings) -> dict[str, Any]:
             settings.max_upload_bytes, "setting SIGNVAULT_MAX_UPLOAD_BYTES"
         ),
         "upload_paths": {
+            # A licence file is at most 64 KiB, whichever way it is sent.
+            "/api/v1/license": json_limit,
             "/api/v1/batches": BodyLimit(
                 settings.batch_max_upload_bytes,
                 "setting SIGNVAULT_BATCH_MAX_UPLOAD_BYTES",
-            )
+            ),
         },
         "structured": json_limit,
         "structured_paths": {

@@ -277,3 +277,15 @@ def test_refused_logins_are_answered_429_with_retry_after(
     )
     assert_problem(response, 429, "too_many_requests")
     assert 1 <= int(response.headers["retry-after"]) <= 60
+
+
+def test_raw_licence_upload_is_held_to_the_small_limit(
+    client: TestClient, app: FastAPI, admin_headers: dict[str, str]
+) -> None:
+    # A licence file is at most 64 KiB; a raw body used to be read up to 50 MB first.
+    response = client.post(
+        "/api/v1/license",
+        content=b"x" * (app.state.settings.max_json_bytes + 1),
+        headers={**admin_headers, "Content-Type": "application/octet-stream"},
+    )
+    assert_problem(response, 413, "payload_too_large")
