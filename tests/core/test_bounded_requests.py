@@ -2,6 +2,8 @@
 
 import base64
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +17,7 @@ from starlette.types import Message, Scope
 from app.auth.router import UNAUTHENTICATED_PATHS
 from app.core.errors import MAX_INVALID_PARAMS
 from app.core.schemas import RequestSchema
+from app.core.security import PasswordHasher, max_concurrent_hashes
 from app.settings.models import SettingsSection
 from tests.core.test_route_walk import PUBLIC
 from tests.factories import assert_problem
@@ -289,3 +292,31 @@ def test_raw_licence_upload_is_held_to_the_small_limit(
         headers={**admin_headers, "Content-Type": "application/octet-stream"},
     )
     assert_problem(response, 413, "payload_too_large")
+
+
+def test_password_hashes_run_at_most_one_per_core_at_once(app: FastAPI) -> None:
+    # Each argon2 hash holds SIGNVAULT_ARGON2_MEMORY_KIB (64 MiB by default) while it runs.
+    hasher: PasswordHasher = app.state.password_hasher
+    running, peak = 0, 0
+    lock = threading.Lock()
+    real_verify = hasher._context.verify
+
+    def counting_verify(secret: str, stored: str) -> bool:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return bool(real_verify(secret, stored))
+
+    hasher._context.verify = counting_verify  # type: ignore[method-assign]
+    threads = [
+        threading.Thread(target=hasher.verify, args=("guess", None)) for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 1 <= peak <= max_concurrent_hashes() < 8
