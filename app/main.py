@@ -20,8 +20,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 import app
+from app.access.throttle import UnauthenticatedThrottleMiddleware
 from app.api import include_routers
 from app.audit import anchors
+from app.auth.router import UNAUTHENTICATED_PATHS
 from app.auth.tokens import TokenKeys
 from app.certificates.vault import Vault
 from app.core.config import Settings, load_settings
@@ -35,6 +37,7 @@ from app.core.db import make_engine, make_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.metrics import Metrics, MetricsMiddleware
 from app.core.middleware import (
+    BodyLimit,
     BodySizeLimitMiddleware,
     ForwardedMiddleware,
     RequestContextMiddleware,
@@ -43,6 +46,7 @@ from app.core.schemas import Problem
 from app.core.security import PasswordHasher
 from app.core.storage import BlobStore, make_private_dir
 from app.license import service as license_service
+from app.signing.engine import MAX_IMAGE_BYTES
 from app.signing.validation import load_trust_roots
 from app.worker import BackgroundWorker
 
@@ -119,21 +123,54 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID"],
         )
+    api.add_middleware(BodySizeLimitMiddleware, **body_limits(settings))
     api.add_middleware(
-        BodySizeLimitMiddleware,
-        max_bytes=settings.max_upload_bytes,
-        path_limits={
-            "/api/v1/batches": (
-                settings.batch_max_upload_bytes,
-                "SIGNVAULT_BATCH_MAX_UPLOAD_BYTES",
-            )
-        },
+        UnauthenticatedThrottleMiddleware,
+        sessionmaker=api.state.sessionmaker,
+        settings=settings,
+        paths=UNAUTHENTICATED_PATHS,
     )
     api.add_middleware(MetricsMiddleware, metrics=metrics)
     api.add_middleware(RequestContextMiddleware)
     if settings.trusted_proxies:
         api.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)
     return api
+
+
+def body_limits(settings: Settings) -> dict[str, Any]:
+    """The body size limits, per content type and for the routes that carry files."""
+    json_limit = BodyLimit(settings.max_json_bytes, "setting SIGNVAULT_MAX_JSON_BYTES")
+    pkcs12_in_json = BodyLimit(
+        _base64_size(settings.pkcs12_max_bytes) + settings.max_json_bytes,
+        "SIGNVAULT_PKCS12_MAX_BYTES in base64, plus SIGNVAULT_MAX_JSON_BYTES",
+    )
+    image_in_json = BodyLimit(
+        _base64_size(MAX_IMAGE_BYTES) + settings.max_json_bytes,
+        "a stamp image's 1 MB in base64, plus SIGNVAULT_MAX_JSON_BYTES",
+    )
+    return {
+        "upload": BodyLimit(
+            settings.max_upload_bytes, "setting SIGNVAULT_MAX_UPLOAD_BYTES"
+        ),
+        "upload_paths": {
+            # A licence file is at most 64 KiB, whichever way it is sent.
+            "/api/v1/license": json_limit,
+            "/api/v1/batches": BodyLimit(
+                settings.batch_max_upload_bytes,
+                "setting SIGNVAULT_BATCH_MAX_UPLOAD_BYTES",
+            ),
+        },
+        "structured": json_limit,
+        "structured_paths": {
+            r"/api/v1/certificates(/inspect)?/base64": pkcs12_in_json,
+            r"/api/v1/documents/[^/]+/sign": image_in_json,
+            r"/api/v1/batches": image_in_json,
+        },
+    }
+
+
+def _base64_size(size: int) -> int:
+    return (size + 2) // 3 * 4
 
 
 def background_worker(api: FastAPI) -> BackgroundWorker:

@@ -67,7 +67,7 @@ class RoleCreate(RequestSchema):
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 _.\-]+$")
     description: str = Field(default="", max_length=2000)
-    entitlements: list[Entitlement] = Field(default_factory=list)
+    entitlements: list[Entitlement] = Field(default_factory=list, max_length=256)
 
 
 class RoleUpdate(RequestSchema):
@@ -89,7 +89,7 @@ class RoleUpdate(RequestSchema):
         default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 _.\-]+$"
     )
     description: str | None = Field(default=None, max_length=2000)
-    entitlements: list[Entitlement] | None = None
+    entitlements: list[Entitlement] | None = Field(default=None, max_length=256)
 
 
 class RoleRead(Schema):
@@ -155,7 +155,7 @@ class UserCreate(RequestSchema):
     full_name: str = Field(default="", max_length=200)
     password: SecretStr = Field(min_length=1, max_length=1024)
     department_id: uuid.UUID | None = None
-    role_ids: list[uuid.UUID] = Field(default_factory=list)
+    role_ids: list[uuid.UUID] = Field(default_factory=list, max_length=100)
 
 
 class UserUpdate(RequestSchema):
@@ -168,7 +168,7 @@ class UserUpdate(RequestSchema):
     email: EmailStr | None = None
     full_name: str | None = Field(default=None, max_length=200)
     department_id: uuid.UUID | None = None
-    role_ids: list[uuid.UUID] | None = None
+    role_ids: list[uuid.UUID] | None = Field(default=None, max_length=100)
 
 
 class UserRead(Schema):

@@ -5,17 +5,24 @@ Every worker process and host increments the same row with one atomic upsert
 configured number of requests per window, not N times it.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
+import anyio
 from sqlalchemy import delete, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.access.models import RateLimitWindow
 from app.core.config import Settings
 from app.core.db import upsert_into
-from app.core.errors import TooManyRequests
+from app.core.errors import (
+    TooManyRequests,
+    app_error_response,
+    database_unavailable_response,
+)
 from app.core.types import utcnow
 from app.settings import service as settings_service
 from app.settings.schemas import SecuritySettings
@@ -109,3 +116,60 @@ def login_limit(section: SecuritySettings, settings: Settings) -> int:
     if section.login_attempts_per_minute_per_ip is not None:
         return section.login_attempts_per_minute_per_ip
     return settings.login_rate_limit_per_minute
+
+
+class UnauthenticatedThrottleMiddleware:
+    """Counts each request to a route that needs no token against its client address,
+    before a byte of its body is read, and refuses it (429) over the limit.
+
+    Anyone can call these routes, so the limit must bound the work an anonymous
+    caller causes, parsing included: a check in the route would run only after
+    FastAPI had read and validated the body. The window lives in the database
+    like every other (the processes share it); the count runs in the
+    threadpool, off the event loop.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        sessionmaker: sessionmaker[Session],
+        settings: Settings,
+        paths: Collection[str],
+    ) -> None:
+        self.app = app
+        self.factory = sessionmaker
+        self.settings = settings
+        self.paths = frozenset(paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        bucket = f"login-ip:{client[0] if client else 'unknown'}"
+        try:
+            await anyio.to_thread.run_sync(self._count, bucket)
+        except TooManyRequests as refused:
+            # The body is never read: the connection is closed after the answer.
+            refused.headers["Connection"] = "close"
+            metrics = getattr(scope.get("app"), "state", None)
+            response = app_error_response(
+                refused, metrics=getattr(metrics, "metrics", None)
+            )
+            await response(scope, receive, send)
+            return
+        except OperationalError as exc:
+            await database_unavailable_response(exc)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _count(self, bucket: str) -> None:
+        with self.factory() as session:
+            limit_requests(
+                session,
+                self.factory,
+                self.settings,
+                bucket=bucket,
+                limit_of=login_limit,
+            )

@@ -6,7 +6,6 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Depends, Form, Request, Response, status
 
 from app.access import service as access_service
-from app.access import throttle
 from app.access.models import User
 from app.access.policy import SelfServiceDep
 from app.access.schemas import RoleRef
@@ -48,6 +47,10 @@ from app.settings import service as settings_service
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=AppRoute)
 
+# The routes that take no token: throttled per client address before their bodies are read.
+UNAUTHENTICATED_PATHS = frozenset(
+    f"{router.prefix}{path}" for path in ("/login", "/token", "/refresh", "/revoke")
+)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 OAUTH2_ERROR = {"description": "RFC 6749 §5.2 error (`error`, `error_description`)"}
 FORM_FIELD = Annotated[str | None, Form()]
@@ -78,17 +81,6 @@ def _client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def _throttle_login(request: Request, session: SessionDep) -> None:
-    """Per-IP login attempts, counted before anything else touches the database."""
-    throttle.limit_requests(
-        session,
-        request.app.state.sessionmaker,
-        request.app.state.settings,
-        bucket=f"login-ip:{_client_ip(request) or 'unknown'}",
-        limit_of=throttle.login_limit,
-    )
-
-
 @router.post(
     "/login",
     responses=problem_responses(401, 403, 415, 422, 429, 503),
@@ -102,7 +94,6 @@ def login(
     hasher: PasswordHasherDep,
 ) -> TokenResponse:
     """Log in with username, password and (when enrolled) a TOTP code; returns an access and a refresh token."""
-    _throttle_login(request, session)
     user = auth_service.authenticate_user(
         session,
         hasher,
@@ -199,8 +190,6 @@ def issue_token(
     if not grant_type:
         raise OAuth2InvalidRequest("Missing grant_type.")
     keys = _keys(request)
-    if grant_type == "password":
-        _throttle_login(request, session)
     credentials = _client_credentials(request, client_id, client_secret)
     access_ttl, refresh_ttl = settings_service.token_lifetimes(session, settings)
     try:

@@ -127,7 +127,7 @@ class ClientCreate(RequestSchema):
 
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
-    entitlements: list[Entitlement] = Field(min_length=1)
+    entitlements: list[Entitlement] = Field(min_length=1, max_length=256)
     expires_at: AwareDatetime | None = None
 
 
@@ -140,7 +140,9 @@ class ClientUpdate(RequestSchema):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
-    entitlements: list[Entitlement] | None = Field(default=None, min_length=1)
+    entitlements: list[Entitlement] | None = Field(
+        default=None, min_length=1, max_length=256
+    )
     expires_at: AwareDatetime | None = None
 
 

@@ -29,6 +29,16 @@ class Pkcs12TooLarge(ImportRefused):
     title = "PKCS#12 file too large"
 
 
+class Pkcs12KdfTooCostly(ImportRefused):
+    code = "pkcs12_kdf_too_costly"
+    title = "PKCS#12 key derivation too costly"
+
+
+class Pkcs12UnsupportedProtection(ImportRefused):
+    code = "pkcs12_unsupported_protection"
+    title = "PKCS#12 protection not supported"
+
+
 class WrongPassword(ImportRefused):
     code = "pkcs12_wrong_password"
     title = "Wrong PKCS#12 password"

@@ -32,6 +32,7 @@ from app.certificates.errors import (
     UnsupportedKeyType,
     WrongPassword,
 )
+from app.certificates.pkcs12_cost import check_kdf_cost
 from app.core.types import utcnow
 
 SUPPORTED_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
@@ -96,23 +97,32 @@ class Pkcs12Contents:
         )
 
 
-def load_pkcs12(data: bytes, password: str, *, max_bytes: int) -> Pkcs12Contents:
+def load_pkcs12(
+    data: bytes, password: str, *, max_bytes: int, max_iterations: int
+) -> Pkcs12Contents:
     """Open a PKCS#12 file (modern AES or legacy 3DES/RC2 encryption) and check it.
 
     Raises:
         ImportRefused: one subclass per reason the file is not accepted.
     """
-    contents = open_pkcs12(data, password, max_bytes=max_bytes)
+    contents = open_pkcs12(
+        data, password, max_bytes=max_bytes, max_iterations=max_iterations
+    )
     check_signing_certificate(contents.certificate)
     return contents
 
 
-def open_pkcs12(data: bytes, password: str, *, max_bytes: int) -> Pkcs12Contents:
+def open_pkcs12(
+    data: bytes, password: str, *, max_bytes: int, max_iterations: int
+) -> Pkcs12Contents:
     """Open a PKCS#12 file and pair its key with its certificate, without judging the certificate.
 
+    Every key-derivation count is checked against `max_iterations` before
+    one runs (see `pkcs12_cost`).
+
     Raises:
-        NotPkcs12, Pkcs12TooLarge, WrongPassword, NoPrivateKey, NoCertificate,
-        KeyMismatch, UnsupportedKeyType.
+        NotPkcs12, Pkcs12TooLarge, Pkcs12KdfTooCostly, Pkcs12UnsupportedProtection,
+        WrongPassword, NoPrivateKey, NoCertificate, KeyMismatch, UnsupportedKeyType.
     """
     if len(data) > max_bytes:
         raise Pkcs12TooLarge(
@@ -120,6 +130,7 @@ def open_pkcs12(data: bytes, password: str, *, max_bytes: int) -> Pkcs12Contents
         )
     if not looks_like_pkcs12(data):
         raise NotPkcs12("The file is not a PKCS#12 (.p12/.pfx) archive.")
+    check_kdf_cost(data, password, max_iterations=max_iterations)
     try:
         bundle = pkcs12.load_pkcs12(data, password.encode() if password else None)
     except ValueError:

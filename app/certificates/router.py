@@ -74,6 +74,7 @@ def import_certificate(
         data=data,
         password=password,
         max_bytes=settings.pkcs12_max_bytes,
+        max_iterations=settings.pkcs12_max_iterations,
     )
 
 
@@ -100,6 +101,7 @@ def import_certificate_base64(
         data=data,
         password=body.password.get_secret_value(),
         max_bytes=settings.pkcs12_max_bytes,
+        max_iterations=settings.pkcs12_max_iterations,
     )
 
 
@@ -146,7 +148,12 @@ def inspect_certificate(
     """Read a PKCS#12 file or certificate and say what it holds; nothing is stored."""
     data = file.file.read(settings.pkcs12_max_bytes + 1)
     return _inspection(
-        vault_service.inspect(data, password, max_bytes=settings.pkcs12_max_bytes)
+        vault_service.inspect(
+            data,
+            password,
+            max_bytes=settings.pkcs12_max_bytes,
+            max_iterations=settings.pkcs12_max_iterations,
+        )
     )
 
 
@@ -161,7 +168,12 @@ def inspect_certificate_base64(
     data = _decode_base64(body.data_base64, "data_base64")
     password = body.password.get_secret_value() if body.password else None
     return _inspection(
-        vault_service.inspect(data, password, max_bytes=settings.pkcs12_max_bytes)
+        vault_service.inspect(
+            data,
+            password,
+            max_bytes=settings.pkcs12_max_bytes,
+            max_iterations=settings.pkcs12_max_iterations,
+        )
     )
 
 

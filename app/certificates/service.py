@@ -256,6 +256,7 @@ def import_pkcs12(
     data: bytes,
     password: str,
     max_bytes: int,
+    max_iterations: int,
 ) -> SigningCertificate:
     """Import a PKCS#12 file: the key is re-sealed under the vault's own data key.
 
@@ -266,7 +267,9 @@ def import_pkcs12(
         DuplicateCertificate: the certificate is in the vault already.
     """
     try:
-        contents = load_pkcs12(data, password, max_bytes=max_bytes)
+        contents = load_pkcs12(
+            data, password, max_bytes=max_bytes, max_iterations=max_iterations
+        )
     except ImportRefused as refusal:
         _record_refusal(session, principal, name=name, refusal=refusal)
         raise
@@ -447,7 +450,9 @@ class Inspection:
     refusal: ImportRefused | None
 
 
-def inspect(data: bytes, password: str | None, *, max_bytes: int) -> Inspection:
+def inspect(
+    data: bytes, password: str | None, *, max_bytes: int, max_iterations: int
+) -> Inspection:
     """Read a PKCS#12 file or a certificate (PEM/DER) and judge it; stores nothing.
 
     Raises:
@@ -458,7 +463,12 @@ def inspect(data: bytes, password: str | None, *, max_bytes: int) -> Inspection:
             f"The file has {len(data)} bytes; the limit is {max_bytes} bytes."
         )
     if looks_like_pkcs12(data):
-        contents = open_pkcs12(data, password or "", max_bytes=max_bytes)
+        contents = open_pkcs12(
+            data,
+            password or "",
+            max_bytes=max_bytes,
+            max_iterations=max_iterations,
+        )
         leaf, chain, has_key = contents.certificate, contents.chain, True
     else:
         leaf, chain, has_key = load_certificate(data), [], False

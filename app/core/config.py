@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=50 * 1024 * 1024, ge=1024, description="Largest accepted request body."
     )
+    max_json_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest JSON or form-urlencoded request body (413 beyond), checked before it is parsed; routes that carry a file in JSON (a base64 PKCS#12 or stamp image) allow that file's size on top.",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated origins allowed by CORS; empty: CORS off.",
@@ -116,12 +121,17 @@ class Settings(BaseSettings):
     login_rate_limit_per_minute: int = Field(
         default=20,
         ge=0,
-        description="Login attempts per minute per client IP (429 beyond); 0: off. The `security` settings section overrides it.",
+        description="Requests per minute per client IP to the routes that need no token (login, token, refresh, revoke), counted before their bodies are read (429 beyond); 0: off. The `security` settings section overrides it.",
     )
     pkcs12_max_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,
         description="Largest PKCS#12 file the vault imports (422 `pkcs12_too_large` beyond).",
+    )
+    pkcs12_max_iterations: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="Highest key-derivation iteration count (MAC, each encrypted layer and key) a PKCS#12 file may ask for, read before any derivation runs (422 `pkcs12_kdf_too_costly` beyond).",
     )
     signer_cache_ttl_seconds: float = Field(
         default=300,

@@ -92,6 +92,22 @@ class UnsupportedMediaType(AppError):
     title = "Unsupported media type"
 
 
+# A validation error names at most this many fields; the rest are counted, not listed.
+MAX_INVALID_PARAMS = 20
+
+
+def bounded_invalid_params(
+    params: Sequence[Mapping[str, str]],
+) -> dict[str, Any]:
+    """`invalid_params` cut to MAX_INVALID_PARAMS, with `invalid_params_omitted` beyond."""
+    extra: dict[str, Any] = {
+        "invalid_params": [dict(p) for p in params[:MAX_INVALID_PARAMS]]
+    }
+    if len(params) > MAX_INVALID_PARAMS:
+        extra["invalid_params_omitted"] = len(params) - MAX_INVALID_PARAMS
+    return extra
+
+
 class InvalidInput(AppError):
     """A 422 for input that is well-formed but refused; `invalid_params` names the fields."""
 
@@ -108,7 +124,7 @@ class InvalidInput(AppError):
     ) -> None:
         extra = dict(kwargs.pop("extra", {}) or {})
         if invalid_params:
-            extra["invalid_params"] = [dict(p) for p in invalid_params]
+            extra.update(bounded_invalid_params(invalid_params))
         super().__init__(detail, extra=extra, **kwargs)
 
 
@@ -153,10 +169,8 @@ def problem_response(
     )
 
 
-def _render_app_error(request: Request, exc: Exception) -> JSONResponse:
-    if not isinstance(exc, AppError):
-        raise TypeError(exc)
-    metrics = getattr(request.app.state, "metrics", None)
+def app_error_response(exc: AppError, *, metrics: Any = None) -> JSONResponse:
+    """The problem+json of a domain error (also for middleware, outside the handlers)."""
     if metrics is not None:
         metrics.problems.labels(exc.code).inc()
     return problem_response(
@@ -170,24 +184,38 @@ def _render_app_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _render_app_error(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, AppError):
+        raise TypeError(exc)
+    return app_error_response(exc, metrics=getattr(request.app.state, "metrics", None))
+
+
 def _render_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, RequestValidationError):
         raise TypeError(exc)
+    errors = exc.errors()
     params = []
-    for error in exc.errors():
+    for error in errors[:MAX_INVALID_PARAMS]:
         location = [str(part) for part in error.get("loc", ())]
         where = location[0] if location else "body"
         name = ".".join(location[1:]) or where
         params.append(
-            {"name": name, "in": where, "reason": str(error.get("msg", "invalid"))}
+            {
+                "name": name,
+                "in": where,
+                "reason": str(error.get("msg", "invalid"))[:500],
+            }
         )
-    names = ", ".join(sorted({p["name"] for p in params}))
+    names = ", ".join(sorted({p["name"][:100] for p in params}))
+    omitted = len(errors) - len(params)
+    more = f" (and {omitted} more, not listed)" if omitted else ""
     return problem_response(
         422,
         "validation_failed",
         "Invalid input",
-        f"The request has invalid fields: {names}.",
-        extra={"invalid_params": params},
+        f"The request has invalid fields: {names}{more}.",
+        extra=bounded_invalid_params(params)
+        | ({"invalid_params_omitted": omitted} if omitted else {}),
     )
 
 
@@ -226,6 +254,10 @@ def _render_unexpected(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _render_database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    return database_unavailable_response(exc)
+
+
+def database_unavailable_response(exc: Exception) -> JSONResponse:
     logger.error(
         "database unavailable (trace_id=%s): %s", _trace_id(), type(exc).__name__
     )

@@ -5,6 +5,7 @@ import logging
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from fastapi import HTTPException
 from starlette.datastructures import Headers
@@ -12,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.context import RequestContext, reset_current_request, set_current_request
 from app.core.errors import problem_response
+from app.core.routing import is_json_media_type
 
 logger = logging.getLogger("signvault.http")
 
@@ -142,34 +144,73 @@ class RequestContextMiddleware:
             reset_current_request(token)
 
 
+@dataclass(frozen=True, slots=True)
+class BodyLimit:
+    """A body size limit and the setting (or reason) an operator reads in the 413."""
+
+    max_bytes: int
+    setting: str
+
+
+_STRUCTURED_TYPES = ("application/x-www-form-urlencoded",)
+
+
+def _is_structured(content_type: str | None) -> bool:
+    """A body parsed whole in memory: JSON, a urlencoded form, or untyped (parsed as JSON)."""
+    if not content_type:
+        return True
+    return (
+        is_json_media_type(content_type)
+        or content_type.split(";")[0].strip().lower() in _STRUCTURED_TYPES
+    )
+
+
 class BodySizeLimitMiddleware:
     """Refuses bodies over the limit with 413, by Content-Length or while streaming.
 
-    `path_limits` gives some paths their own limit and the setting that holds it
-    (a batch of uploaded files).
+    Files (multipart, a raw PDF) are held to `upload`, or a path's own limit in
+    `upload_paths`. Bodies parsed whole in memory (JSON, urlencoded forms,
+    untyped) are held to the far smaller `structured` limit, before a byte is
+    parsed; `structured_paths` (regexes) allow more to routes whose JSON carries
+    a file in base64.
     """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        max_bytes: int,
-        path_limits: Mapping[str, tuple[int, str]] | None = None,
+        upload: BodyLimit,
+        structured: BodyLimit,
+        upload_paths: Mapping[str, BodyLimit] | None = None,
+        structured_paths: Mapping[str, BodyLimit] | None = None,
     ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
-        self.path_limits = dict(path_limits or {})
+        self.upload = upload
+        self.structured = structured
+        self.upload_paths = dict(upload_paths or {})
+        self.structured_paths = [
+            (re.compile(pattern), limit)
+            for pattern, limit in (structured_paths or {}).items()
+        ]
+
+    def limit_for(self, path: str, content_type: str | None) -> BodyLimit:
+        if _is_structured(content_type):
+            for pattern, limit in self.structured_paths:
+                if pattern.fullmatch(path):
+                    return limit
+            return self.structured
+        return self.upload_paths.get(path, self.upload)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        max_bytes, setting = self.path_limits.get(
-            scope["path"], (self.max_bytes, "SIGNVAULT_MAX_UPLOAD_BYTES")
-        )
-        declared = Headers(scope=scope).get("content-length")
+        headers = Headers(scope=scope)
+        limit = self.limit_for(scope["path"], headers.get("content-type"))
+        max_bytes = limit.max_bytes
+        declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            await self._refuse(scope, receive, send, _BodyTooLarge(max_bytes, setting))
+            await self._refuse(scope, receive, send, _BodyTooLarge(limit))
             return
         received = 0
         response_started = False
@@ -180,7 +221,7 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > max_bytes:
-                    raise _BodyTooLarge(max_bytes, setting)
+                    raise _BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -205,15 +246,17 @@ class BodySizeLimitMiddleware:
             "Request body too large",
             error.detail,
             headers=error.headers,
+            extra={"max_bytes": error.limit.max_bytes},
         )
         await response(scope, receive, send)
 
 
 class _BodyTooLarge(HTTPException):
     # An HTTPException, so FastAPI's body reader re-raises it instead of answering 400.
-    def __init__(self, max_bytes: int, setting: str) -> None:
+    def __init__(self, limit: BodyLimit) -> None:
+        self.limit = limit
         super().__init__(
             413,
-            f"The request body exceeds the limit of {max_bytes} bytes (setting {setting}).",
+            f"The request body exceeds the limit of {limit.max_bytes} bytes ({limit.setting}).",
             headers={"Connection": "close"},
         )

@@ -133,8 +133,9 @@ class Appearance:
 
 DEFAULT_STAMP_TEXT = "Signed by %(signer)s\n%(ts)s"
 MAX_IMAGE_BYTES = 1024 * 1024
-# A decompression-bomb guard, far above any sensible stamp image.
-_MAX_IMAGE_PIXELS = 40_000_000
+# A decompression-bomb guard, far above any sensible stamp image: decoded as
+# RGBA it is at most 64 MB, checked from the header before a pixel is decoded.
+MAX_IMAGE_PIXELS = 4096 * 4096
 # Drawn in a box of a few hundred points: 1024 px is ~300 dpi or more.
 _STAMP_IMAGE_SIDE = 1024
 _STAMP_PADDING = 5
@@ -156,10 +157,10 @@ def stamp_image(data: bytes) -> "PILImage":
     image: Image.Image
     try:
         image = Image.open(io.BytesIO(data), formats=("PNG", "JPEG"))
-        if image.width * image.height > _MAX_IMAGE_PIXELS:
+        if image.width * image.height > MAX_IMAGE_PIXELS:
             raise EngineError(
                 "image_too_large",
-                f"The appearance image is {image.width}x{image.height} pixels; the limit is {_MAX_IMAGE_PIXELS} pixels.",
+                f"The appearance image is {image.width}x{image.height} pixels; the limit is {MAX_IMAGE_PIXELS} pixels.",
             )
         image.load()
     except EngineError:
@@ -167,7 +168,7 @@ def stamp_image(data: bytes) -> "PILImage":
     except Image.DecompressionBombError:
         raise EngineError(
             "image_too_large",
-            f"The appearance image has too many pixels; the limit is {_MAX_IMAGE_PIXELS}.",
+            f"The appearance image has too many pixels; the limit is {MAX_IMAGE_PIXELS}.",
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
         raise EngineError(

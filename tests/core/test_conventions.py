@@ -105,7 +105,7 @@ def test_form_body_on_a_json_route_is_a_415_problem(probe_client: TestClient) ->
 def test_body_over_the_limit_is_a_413_problem(
     probe_client: TestClient, app: FastAPI
 ) -> None:
-    limit = app.state.settings.max_upload_bytes
+    limit = app.state.settings.max_json_bytes
     response = probe_client.post(
         "/probe/echo",
         content=b"x" * (limit + 1),
@@ -113,12 +113,13 @@ def test_body_over_the_limit_is_a_413_problem(
     )
     body = assert_problem(response, 413, "payload_too_large")
     assert str(limit) in str(body["detail"])
+    assert "SIGNVAULT_MAX_JSON_BYTES" in str(body["detail"])
 
 
 def test_streamed_body_over_the_limit_is_a_413_problem(
     probe_client: TestClient, app: FastAPI
 ) -> None:
-    limit = app.state.settings.max_upload_bytes
+    limit = app.state.settings.max_json_bytes
 
     def chunks() -> Iterator[bytes]:
         for _ in range(limit // 65536 + 2):

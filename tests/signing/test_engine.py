@@ -272,10 +272,10 @@ def test_appearance_image_is_drawn_in_the_stamp(
         assert independent.openssl_ok == [True]
 
 
-def bomb_png() -> bytes:
-    """A tiny PNG that claims 50 million pixels (all white: it compresses to almost nothing)."""
+def bomb_png(size: tuple[int, int] = (10_000, 5_000)) -> bytes:
+    """A tiny PNG that claims millions of pixels (all white: it compresses to almost nothing)."""
     buffer = io.BytesIO()
-    Image.new("1", (10_000, 5_000), 1).save(buffer, "PNG")
+    Image.new("1", size, 1).save(buffer, "PNG")
     return buffer.getvalue()
 
 
@@ -286,8 +286,10 @@ def bomb_png() -> bytes:
         (stamp_image()[:200], "image_invalid"),
         (b"\x89PNG" + bytes(MAX_IMAGE_BYTES), "image_too_large"),
         (bomb_png(), "image_too_large"),
+        # 20 million pixels: 80 MB once decoded as RGBA, from a few kilobytes.
+        (bomb_png((5_000, 4_000)), "image_too_large"),
     ],
-    ids=["not-an-image", "truncated", "over-1-MB", "pixel-bomb"],
+    ids=["not-an-image", "truncated", "over-1-MB", "pixel-bomb", "20-megapixels"],
 )
 def test_unusable_appearance_images_are_refused(
     ca: Issued, image: bytes, code: str
