@@ -7,6 +7,7 @@ from app.audit.router import router as audit_router
 from app.auth.clients_router import router as clients_router
 from app.auth.router import router as auth_router
 from app.batches.router import router as batches_router
+from app.certificates.router import clients_router as certificate_clients_router
 from app.certificates.router import router as certificates_router
 from app.certificates.router import users_router as certificate_users_router
 from app.documents.router import router as documents_router
@@ -31,6 +32,7 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(batches_router)
     app.include_router(certificates_router)
     app.include_router(certificate_users_router)
+    app.include_router(certificate_clients_router)
     app.include_router(audit_router)
     app.include_router(reports_router)
     app.include_router(notifications_router)

@@ -19,6 +19,7 @@ from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessT
 from app.batches.models import Batch, BatchItem
 from app.certificates.models import (
     CertificateAssignment,
+    ClientDefaultCertificate,
     DefaultCertificate,
     SigningCertificate,
     VaultState,
@@ -49,6 +50,7 @@ __all__ = [
     "Batch",
     "BatchItem",
     "CertificateAssignment",
+    "ClientDefaultCertificate",
     "DataKey",
     "DefaultCertificate",
     "Delivery",

@@ -154,8 +154,8 @@ def main() -> None:
             SIGNVAULT_ADMIN_PASSWORD=ADMIN_PASSWORD,
             SIGNVAULT_BACKGROUND_IN_PROCESS="false",
             # The production password hash (tests/served.py makes it cheap).
-            SIGNVAULT_ARGON2_MEMORY_KIB="65536",
-            SIGNVAULT_ARGON2_TIME_COST="3",
+            SIGNVAULT_ARGON2_MEMORY_KIB="19456",
+            SIGNVAULT_ARGON2_TIME_COST="2",
             # Every PKCS#12 request reaches the check, not the per-user limit.
             SIGNVAULT_RATE_LIMIT_PER_MINUTE="0",
         )

@@ -19,7 +19,9 @@ from sqlalchemy import Select, false, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.access import service as access_service
-from app.access.models import User, UserStatus
+from app.access.entitlements import ALL
+from app.access.errors import DepartmentOutOfScope
+from app.access.models import Department, User, UserStatus
 from app.access.principal import Principal
 from app.audit import service as audit_service
 from app.auth.errors import AdministratorRequired, ClientNotFound, EntitlementEscalation
@@ -28,6 +30,9 @@ from app.core.errors import InvalidInput
 from app.core.pagination import PageParams, paginate
 from app.core.security import new_secret, secret_digest
 from app.core.types import utcnow
+
+# Fields a PATCH may set to null (to remove an expiry, or the department).
+NULLABLE_FIELDS = frozenset({"expires_at", "department_id"})
 
 SORTABLE = {
     "created_at": ApiClient.created_at,
@@ -58,7 +63,7 @@ def _check_manageable(principal: Principal, client: ApiClient) -> None:
     access_service.check_grantable(principal, client.entitlements, "This client holds")
 
 
-def _visible(statement: Select[Any], principal: Principal) -> Select[Any]:
+def visible_clients(statement: Select[Any], principal: Principal) -> Select[Any]:
     """An administrator sees every client; others their own (or their owner's) and their department's."""
     if principal.is_administrator:
         return statement
@@ -79,6 +84,28 @@ def _check_expiry(expires_at: datetime | None) -> None:
         )
 
 
+def _check_department(
+    session: Session, principal: Principal, department_id: uuid.UUID | None
+) -> None:
+    """A client's department scopes its documents and certificates: a manager places it only in its own.
+
+    Raises:
+        InvalidInput: no such department.
+        DepartmentOutOfScope: a non-administrator names another department.
+    """
+    if department_id is None:
+        return
+    if session.get(Department, department_id) is None:
+        raise InvalidInput(
+            f"No department {department_id}.",
+            invalid_params=[
+                {"name": "department_id", "in": "body", "reason": "does not exist"}
+            ],
+        )
+    if not principal.is_administrator and department_id != principal.department_id:
+        raise DepartmentOutOfScope("You place API clients only in your own department.")
+
+
 def create_client(
     session: Session,
     principal: Principal,
@@ -87,18 +114,22 @@ def create_client(
     description: str,
     entitlements: Sequence[str],
     expires_at: datetime | None,
+    department_id: uuid.UUID | None,
 ) -> tuple[ApiClient, str]:
     """Create a client; returns it with its secret, which is stored only as a hash.
 
     The client's owner is the calling user, or the calling client's owner; it
-    works in the caller's department.
+    works in the department given (the caller's own unless it is an
+    administrator), or none.
 
     Raises:
         EntitlementEscalation: an entitlement the creator does not hold.
-        InvalidInput: an expiry in the past.
+        InvalidInput: an expiry in the past, or an unknown department.
+        DepartmentOutOfScope: a department other than a non-administrator's own.
     """
     granted = _check_grantable(principal, entitlements)
     _check_expiry(expires_at)
+    _check_department(session, principal, department_id)
     secret = new_secret()
     client = ApiClient(
         client_id="sv-" + secrets.token_hex(10),
@@ -108,7 +139,7 @@ def create_client(
         entitlements=granted,
         expires_at=expires_at,
         created_by_id=principal.acting_user_id,
-        department_id=principal.department_id,
+        department_id=department_id,
     )
     session.add(client)
     session.flush()
@@ -117,7 +148,12 @@ def create_client(
         principal,
         "client.created",
         client,
-        {"name": name, "entitlements": granted, "client_id": client.client_id},
+        {
+            "name": name,
+            "entitlements": granted,
+            "client_id": client.client_id,
+            "department_id": str(department_id) if department_id else None,
+        },
     )
     return client, secret
 
@@ -131,7 +167,7 @@ def list_clients(
     q: str | None,
 ) -> tuple[Sequence[ApiClient], int]:
     """The clients the principal may see."""
-    statement: Select[Any] = _visible(select(ApiClient), principal)
+    statement: Select[Any] = visible_clients(select(ApiClient), principal)
     if status:
         statement = statement.where(ApiClient.status.in_(status))
     if q:
@@ -150,7 +186,7 @@ def get_client(
 ) -> ApiClient:
     """Raises: ClientNotFound (also for one the principal may not see)."""
     client: ApiClient | None = session.scalars(
-        _visible(select(ApiClient), principal).where(ApiClient.id == client_id)
+        visible_clients(select(ApiClient), principal).where(ApiClient.id == client_id)
     ).one_or_none()
     if client is None:
         raise ClientNotFound(f"No API client with id {client_id}.")
@@ -164,21 +200,24 @@ def update_client(
     client: ApiClient,
     changes: dict[str, Any],
 ) -> ApiClient:
-    """Apply the given fields; `expires_at: null` removes the expiry.
+    """Apply the given fields; `expires_at: null` removes the expiry, `department_id: null` the department.
 
     Raises:
         PrivilegeEscalation: the client's grant is beyond the caller's.
         EntitlementEscalation: new entitlements beyond the caller's.
-        InvalidInput: an expiry in the past.
+        InvalidInput: an expiry in the past, an unknown department.
+        DepartmentOutOfScope: a department other than a non-administrator's own.
     """
     _check_manageable(principal, client)
     if "entitlements" in changes and changes["entitlements"] is not None:
         changes["entitlements"] = _check_grantable(principal, changes["entitlements"])
     if "expires_at" in changes:
         _check_expiry(changes["expires_at"])
+    if "department_id" in changes:
+        _check_department(session, principal, changes["department_id"])
     before = {field: _jsonable(getattr(client, field)) for field in changes}
     for field, value in changes.items():
-        if value is None and field != "expires_at":
+        if value is None and field not in NULLABLE_FIELDS:
             continue
         setattr(client, field, value)
     after = {field: _jsonable(getattr(client, field)) for field in changes}
@@ -234,8 +273,9 @@ def transfer_client(
 ) -> ApiClient:
     """Give the client a new owner (an administrator's act), capping its grant by the owner's roles.
 
-    The client moves to the new owner's department. This is how a client whose
-    owner was deleted or disabled works again.
+    The client keeps its department if the new owner is an administrator or
+    belongs to it, and moves to the new owner's department otherwise. This is
+    how a client whose owner was deleted or disabled works again.
 
     Raises:
         AdministratorRequired: the caller is not an administrator.
@@ -255,7 +295,8 @@ def transfer_client(
         )
     before = _ownership(client)
     client.created_by_id = owner.id
-    client.department_id = owner.department_id
+    if not owner_reaches_department(owner, client.department_id):
+        client.department_id = owner.department_id
     client.entitlements = sorted(set(client.entitlements) & owner.entitlements)
     session.flush()
     _audit(
@@ -266,6 +307,15 @@ def transfer_client(
         {"before": before, "after": _ownership(client)},
     )
     return client
+
+
+def owner_reaches_department(owner: User, department_id: uuid.UUID | None) -> bool:
+    """Whether a client of this owner may work in the department: an administrator's reach every one."""
+    return (
+        department_id is None
+        or owner.department_id == department_id
+        or owner.entitlements >= ALL
+    )
 
 
 def _ownership(client: ApiClient) -> dict[str, Any]:
@@ -296,6 +346,8 @@ def _audit(
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
     if isinstance(value, list):
         return list(value)
     return value.value if isinstance(value, ClientStatus) else value

@@ -43,6 +43,9 @@ def create_client(
         description=body.description,
         entitlements=[e.value for e in body.entitlements],
         expires_at=body.expires_at,
+        department_id=body.department_id
+        if "department_id" in body.model_fields_set
+        else principal.department_id,
     )
     return ClientCreated(
         **ClientRead.model_validate(client).model_dump(), client_secret=secret
@@ -91,7 +94,7 @@ def update_client(
     session: SessionDep,
     client_id: uuid.UUID,
 ) -> ApiClient:
-    """Change name, description, entitlements or expiry (`expires_at: null` removes it); only a client whose grant you hold."""
+    """Change name, description, entitlements, expiry or department (`null` removes an expiry or the department); only a client whose grant you hold."""
     client = clients_service.get_client(session, principal, client_id)
     changes = body.model_dump(exclude_unset=True)
     if "entitlements" in changes and changes["entitlements"] is not None:

@@ -129,6 +129,10 @@ class ClientCreate(RequestSchema):
     description: str = Field(default="", max_length=2000)
     entitlements: list[Entitlement] = Field(min_length=1, max_length=256)
     expires_at: AwareDatetime | None = None
+    department_id: uuid.UUID | None = Field(
+        default=None,
+        description="The department whose documents and certificates the client shares; absent: the creator's own, null: none. A non-administrator may name only its own.",
+    )
 
 
 class ClientUpdate(RequestSchema):
@@ -144,6 +148,10 @@ class ClientUpdate(RequestSchema):
         default=None, min_length=1, max_length=256
     )
     expires_at: AwareDatetime | None = None
+    department_id: uuid.UUID | None = Field(
+        default=None,
+        description="Move the client to this department (null: none); a non-administrator may name only its own.",
+    )
 
 
 class ClientTransfer(RequestSchema):

@@ -15,6 +15,7 @@ from app.access.models import User, UserStatus
 from app.access.principal import Principal
 from app.audit import service as audit_service
 from app.audit.service import ANONYMOUS, Actor, ActorKind, Outcome
+from app.auth import clients
 from app.auth import totp as totp_service
 from app.auth.errors import (
     AccountDisabled,
@@ -514,7 +515,8 @@ class ClientStanding:
 def client_standing(session: Session, client: ApiClient) -> ClientStanding:
     """What a client may do now: its grant capped by what its owner holds now.
 
-    The client works in its department only while its owner belongs to it. A
+    The client works in its department only while its owner belongs to it (or
+    is an administrator, who reaches every department). A
     client whose owner is deleted (`created_by_id` NULL) or disabled does
     nothing until an administrator transfers it; a locked owner (a lockout
     anyone can cause with wrong passwords) does not stop it.
@@ -537,7 +539,9 @@ def client_standing(session: Session, client: ApiClient) -> ClientStanding:
         )
     return ClientStanding(
         frozenset(client.entitlements) & owner.entitlements,
-        client.department_id if client.department_id == owner.department_id else None,
+        client.department_id
+        if clients.owner_reaches_department(owner, client.department_id)
+        else None,
     )
 
 

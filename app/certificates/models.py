@@ -21,6 +21,7 @@ from app.core.types import enum_column_type, utcnow
 
 if TYPE_CHECKING:
     from app.access.models import Department, User
+    from app.auth.models import ApiClient
 
 
 class KeyStore(StrEnum):
@@ -109,12 +110,15 @@ class SigningCertificate(IdMixin, TimestampMixin, Base):
 
 
 class CertificateAssignment(IdMixin, Base):
-    """Who may sign with a certificate: one user, or every member of one department."""
+    """Who may sign with a certificate: one user, one API client, or every member of one department."""
 
     __tablename__ = "certificate_assignments"
     __table_args__ = (
         CheckConstraint(
-            "(user_id IS NULL) != (department_id IS NULL)", name="one_assignee"
+            "(CASE WHEN user_id IS NULL THEN 0 ELSE 1 END)"
+            " + (CASE WHEN department_id IS NULL THEN 0 ELSE 1 END)"
+            " + (CASE WHEN client_id IS NULL THEN 0 ELSE 1 END) = 1",
+            name="one_assignee",
         ),
         UniqueConstraint(
             "certificate_id", "user_id", name="uq_certificate_assignments_user"
@@ -123,6 +127,9 @@ class CertificateAssignment(IdMixin, Base):
             "certificate_id",
             "department_id",
             name="uq_certificate_assignments_department",
+        ),
+        UniqueConstraint(
+            "certificate_id", "client_id", name="uq_certificate_assignments_client"
         ),
     )
 
@@ -135,6 +142,9 @@ class CertificateAssignment(IdMixin, Base):
     department_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("departments.id", ondelete="RESTRICT"), index=True
     )
+    client_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_clients.id", ondelete="CASCADE"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     certificate: Mapped[SigningCertificate] = relationship(
@@ -142,6 +152,7 @@ class CertificateAssignment(IdMixin, Base):
     )
     user: Mapped["User | None"] = relationship(lazy="raise")
     department: Mapped["Department | None"] = relationship(lazy="raise")
+    client: Mapped["ApiClient | None"] = relationship(lazy="raise")
 
 
 class VaultState(Base):
@@ -160,6 +171,20 @@ class DefaultCertificate(Base):
 
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    certificate_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("signing_certificates.id", ondelete="CASCADE"), index=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ClientDefaultCertificate(Base):
+    """The certificate an API client signs with when a sign request names none."""
+
+    __tablename__ = "client_default_certificates"
+
+    client_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("api_clients.id", ondelete="CASCADE"), primary_key=True
     )
     certificate_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("signing_certificates.id", ondelete="CASCADE"), index=True

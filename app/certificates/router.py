@@ -19,6 +19,7 @@ from app.certificates.deps import (
 from app.certificates.models import (
     CertificateAssignment,
     CertificateStatus,
+    ClientDefaultCertificate,
     DefaultCertificate,
     SigningCertificate,
 )
@@ -30,6 +31,7 @@ from app.certificates.schemas import (
     CertificateRead,
     CertificateRevoke,
     CertificateUpdate,
+    ClientDefaultCertificateRead,
     DefaultCertificateRead,
     DefaultCertificateSet,
     InspectBase64,
@@ -215,6 +217,9 @@ def list_certificates(
     status_filter: Annotated[list[CertificateStatus], Query(alias="status")] = [],  # noqa: B006 (FastAPI copies defaults)
     expiring_within_days: Annotated[int | None, Query(ge=0, le=36_500)] = None,
     assigned_to_user: Annotated[uuid.UUID | None, Query()] = None,
+    assigned_to_client: Annotated[
+        uuid.UUID | None, Query(description="An API client's `id`.")
+    ] = None,
     department_id: Annotated[uuid.UUID | None, Query()] = None,
     q: Annotated[
         str | None,
@@ -232,6 +237,7 @@ def list_certificates(
         status=status_filter,
         expiring_within_days=expiring_within_days,
         assigned_to_user=assigned_to_user,
+        assigned_to_client=assigned_to_client,
         department_id=department_id,
         q=q,
     )
@@ -368,12 +374,13 @@ def assign_certificate(
     session: SessionDep,
     certificate: CertificateDep,
 ) -> CertificateAssignment:
-    """Let a user, or every member of a department, sign with the certificate."""
+    """Let a user, an API client, or every member of a department sign with the certificate."""
     return vault_service.add_assignment(
         session,
         principal,
         certificate=certificate,
         user_id=body.user_id,
+        client_id=body.client_id,
         department_id=body.department_id,
     )
 
@@ -439,3 +446,53 @@ def clear_default_certificate(
 ) -> None:
     """Remove the user's default certificate."""
     vault_service.clear_default_certificate(session, principal, user_id=user_id)
+
+
+clients_router = APIRouter(
+    prefix="/api/v1/clients", tags=["certificates"], route_class=AppRoute
+)
+
+
+@clients_router.put(
+    "/{client_id}/default-certificate",
+    response_model=ClientDefaultCertificateRead,
+    responses=problem_responses(401, 403, 404, 409, 415, 422),
+)
+def set_client_default_certificate(
+    principal: AssignPrincipal,
+    client_id: uuid.UUID,
+    body: DefaultCertificateSet,
+    session: SessionDep,
+) -> ClientDefaultCertificate:
+    """Set the certificate an API client signs with when a sign request names none (`client_id` is the client's `id`)."""
+    return vault_service.set_client_default_certificate(
+        session, principal, client_id=client_id, certificate_id=body.certificate_id
+    )
+
+
+@clients_router.get(
+    "/{client_id}/default-certificate",
+    response_model=ClientDefaultCertificateRead,
+    responses=problem_responses(401, 403, 404),
+)
+def read_client_default_certificate(
+    principal: ReadPrincipal, client_id: uuid.UUID, session: SessionDep
+) -> ClientDefaultCertificate:
+    """The API client's default certificate."""
+    return vault_service.get_client_default_certificate(
+        session, principal, client_id=client_id
+    )
+
+
+@clients_router.delete(
+    "/{client_id}/default-certificate",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 404),
+)
+def clear_client_default_certificate(
+    principal: AssignPrincipal, client_id: uuid.UUID, session: SessionDep
+) -> None:
+    """Remove the API client's default certificate."""
+    vault_service.clear_client_default_certificate(
+        session, principal, client_id=client_id
+    )

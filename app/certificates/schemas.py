@@ -1,7 +1,7 @@
 import uuid
 from datetime import datetime
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from app.certificates.models import CertificateStatus, KeyStore
 from app.core.schemas import RequestSchema, Schema
@@ -63,19 +63,33 @@ class CertificateRevoke(RequestSchema):
 
 
 class AssignmentCreate(RequestSchema):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"user_id": "6f1c2d3e-4b5a-4c6d-8e9f-0a1b2c3d4e5f"},
+                {"client_id": "0b7e4a52-3c1d-4f6e-9a8b-7c6d5e4f3a2b"},
+            ]
+        }
+    )
+
     user_id: uuid.UUID | None = None
+    client_id: uuid.UUID | None = Field(
+        default=None, description="An API client (its `id`, not its `client_id`)."
+    )
     department_id: uuid.UUID | None = None
 
     @model_validator(mode="after")
     def one_assignee(self) -> "AssignmentCreate":
-        if (self.user_id is None) == (self.department_id is None):
-            raise ValueError("give exactly one of user_id and department_id")
+        given = [self.user_id, self.client_id, self.department_id]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("give exactly one of user_id, client_id and department_id")
         return self
 
 
 class AssignmentRead(Schema):
     id: uuid.UUID
     user_id: uuid.UUID | None
+    client_id: uuid.UUID | None
     department_id: uuid.UUID | None
     created_at: datetime
 
@@ -160,5 +174,11 @@ class DefaultCertificateSet(RequestSchema):
 
 class DefaultCertificateRead(Schema):
     user_id: uuid.UUID
+    certificate_id: uuid.UUID
+    updated_at: datetime
+
+
+class ClientDefaultCertificateRead(Schema):
+    client_id: uuid.UUID = Field(description="The API client's `id`.")
     certificate_id: uuid.UUID
     updated_at: datetime

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from cryptography import x509
 from sqlalchemy import (
@@ -28,6 +28,8 @@ from app.access.models import Department, User
 from app.access.principal import Principal
 from app.audit import service as audit_service
 from app.audit.service import Actor, Outcome
+from app.auth.clients import get_client, visible_clients
+from app.auth.models import ApiClient
 from app.certificates import keystores
 from app.certificates.errors import (
     AssignmentNotFound,
@@ -49,6 +51,7 @@ from app.certificates.errors import (
 from app.certificates.models import (
     CertificateAssignment,
     CertificateStatus,
+    ClientDefaultCertificate,
     DefaultCertificate,
     KeyStore,
     SigningCertificate,
@@ -87,9 +90,33 @@ SORTABLE = {
 # -- reading ---------------------------------------------------------------
 
 
-def principal_department_id(principal: Principal) -> uuid.UUID | None:
-    # A client's department counts only while its owner belongs to it.
-    return principal.department_id
+@dataclass(frozen=True, slots=True)
+class Assignee:
+    """Who may hold a certificate: a user or an API client, with the department it signs for."""
+
+    kind: Literal["user", "client"]
+    id: uuid.UUID
+    department_id: uuid.UUID | None
+
+    @classmethod
+    def of(cls, principal: Principal) -> "Assignee":
+        # A client's department counts only while its owner reaches it (auth.service.client_standing).
+        return cls(principal.kind, principal.id, principal.department_id)
+
+    @property
+    def own_column(self) -> Any:
+        return (
+            CertificateAssignment.client_id
+            if self.kind == "client"
+            else CertificateAssignment.user_id
+        )
+
+    def holds(self, assignment: CertificateAssignment) -> bool:
+        own = assignment.client_id if self.kind == "client" else assignment.user_id
+        return own == self.id or (
+            self.department_id is not None
+            and assignment.department_id == self.department_id
+        )
 
 
 def _sees_everything(principal: Principal) -> bool:
@@ -99,10 +126,10 @@ def _sees_everything(principal: Principal) -> bool:
 
 
 def _assigned_to(principal: Principal) -> ColumnElement[bool]:
-    department_id = principal_department_id(principal)
-    who = [CertificateAssignment.user_id == principal.id]
-    if department_id is not None:
-        who.append(CertificateAssignment.department_id == department_id)
+    assignee = Assignee.of(principal)
+    who = [assignee.own_column == assignee.id]
+    if assignee.department_id is not None:
+        who.append(CertificateAssignment.department_id == assignee.department_id)
     return exists().where(
         CertificateAssignment.certificate_id == SigningCertificate.id, or_(*who)
     )
@@ -142,6 +169,7 @@ def list_certificates(
     status: Sequence[CertificateStatus] = (),
     expiring_within_days: int | None = None,
     assigned_to_user: uuid.UUID | None = None,
+    assigned_to_client: uuid.UUID | None = None,
     department_id: uuid.UUID | None = None,
     q: str | None = None,
 ) -> tuple[Sequence[SigningCertificate], int]:
@@ -161,6 +189,7 @@ def list_certificates(
         )
     for column, value in (
         (CertificateAssignment.user_id, assigned_to_user),
+        (CertificateAssignment.client_id, assigned_to_client),
         (CertificateAssignment.department_id, department_id),
     ):
         if value is not None:
@@ -593,47 +622,54 @@ def add_assignment(
     principal: Principal,
     *,
     certificate: SigningCertificate,
-    user_id: uuid.UUID | None,
-    department_id: uuid.UUID | None,
+    user_id: uuid.UUID | None = None,
+    department_id: uuid.UUID | None = None,
+    client_id: uuid.UUID | None = None,
 ) -> CertificateAssignment:
     """Raises: InvalidInput (not exactly one assignee, or unknown), DuplicateAssignment, CertificateDeleted."""
-    if (user_id is None) == (department_id is None):
+    named = {
+        field: value
+        for field, value in (
+            ("user_id", user_id),
+            ("client_id", client_id),
+            ("department_id", department_id),
+        )
+        if value is not None
+    }
+    if len(named) != 1:
         raise InvalidInput(
-            "Give exactly one of user_id and department_id.",
+            "Give exactly one of user_id, client_id and department_id.",
             invalid_params=[
                 {"name": "user_id", "in": "body", "reason": "exactly one assignee"}
             ],
         )
     if certificate.stored_status is StoredStatus.DELETED:
         raise CertificateDeleted("A deleted certificate cannot be assigned.")
-    target: type[User] | type[Department] = User if user_id else Department
-    target_id = user_id or department_id
-    if user_id is not None:
-        # Users the principal may not manage answer as missing ones do.
-        found = session.scalar(
-            access_service.visible_users(select(User.id), principal).where(
-                User.id == user_id
-            )
-        )
-    else:
-        found = session.scalar(select(Department.id).where(Department.id == target_id))
-    if found is None:
-        field = "user_id" if user_id else "department_id"
+    [(field, target_id)] = named.items()
+    if _assignee_id_in_reach(session, principal, field, target_id) is None:
+        # Users and clients the principal may not manage answer as missing ones do.
         raise InvalidInput(
-            f"No {target.__name__.lower()} {target_id}.",
+            f"No {ASSIGNEE_NOUNS[field]} {target_id}.",
             invalid_params=[{"name": field, "in": "body", "reason": "does not exist"}],
         )
     if department_id is not None:
         _check_department_in_reach(principal, department_id)
     _check_held_within_department(session, principal, certificate)
     for current in certificate.assignments:
-        if (current.user_id, current.department_id) == (user_id, department_id):
+        if (current.user_id, current.client_id, current.department_id) == (
+            user_id,
+            client_id,
+            department_id,
+        ):
             raise DuplicateAssignment(
                 "The certificate is assigned there already.",
                 extra={"existing_id": str(current.id)},
             )
     assignment = CertificateAssignment(
-        certificate=certificate, user_id=user_id, department_id=department_id
+        certificate=certificate,
+        user_id=user_id,
+        client_id=client_id,
+        department_id=department_id,
     )
     session.add(assignment)
     session.flush()
@@ -643,10 +679,46 @@ def add_assignment(
         "certificate.assigned",
         certificate,
         assignment_id=str(assignment.id),
-        user_id=str(user_id) if user_id else None,
-        department_id=str(department_id) if department_id else None,
+        **_assignee_details(assignment),
     )
     return assignment
+
+
+ASSIGNEE_NOUNS = {
+    "user_id": "user",
+    "client_id": "API client",
+    "department_id": "department",
+}
+
+
+def _assignee_id_in_reach(
+    session: Session, principal: Principal, field: str, target_id: uuid.UUID
+) -> uuid.UUID | None:
+    """The assignee's id if it exists and, for a user or client, the principal may manage it."""
+    statement: Select[Any]
+    if field == "user_id":
+        statement = access_service.visible_users(select(User.id), principal).where(
+            User.id == target_id
+        )
+    elif field == "client_id":
+        statement = visible_clients(select(ApiClient.id), principal).where(
+            ApiClient.id == target_id
+        )
+    else:
+        statement = select(Department.id).where(Department.id == target_id)
+    found: uuid.UUID | None = session.scalar(statement)
+    return found
+
+
+def _assignee_details(assignment: CertificateAssignment) -> dict[str, str | None]:
+    return {
+        field: str(value) if value else None
+        for field, value in (
+            ("user_id", assignment.user_id),
+            ("client_id", assignment.client_id),
+            ("department_id", assignment.department_id),
+        )
+    }
 
 
 def remove_assignment(
@@ -668,10 +740,7 @@ def remove_assignment(
                 "certificate.unassigned",
                 certificate,
                 assignment_id=str(assignment_id),
-                user_id=str(assignment.user_id) if assignment.user_id else None,
-                department_id=str(assignment.department_id)
-                if assignment.department_id
-                else None,
+                **_assignee_details(assignment),
             )
             return
     raise AssignmentNotFound(f"No assignment {assignment_id} on this certificate.")
@@ -697,16 +766,15 @@ def _check_assignment_in_reach(
     if assignment.department_id is not None:
         _check_department_in_reach(principal, assignment.department_id)
         return
-    if (
-        session.scalar(
-            access_service.visible_users(select(User.id), principal).where(
-                User.id == assignment.user_id
-            )
-        )
-        is None
-    ):
+    if assignment.client_id is not None:
+        field, target_id = "client_id", assignment.client_id
+    elif assignment.user_id is not None:
+        field, target_id = "user_id", assignment.user_id
+    else:
+        return
+    if _assignee_id_in_reach(session, principal, field, target_id) is None:
         raise DepartmentOutOfScope(
-            "The certificate is assigned to a user outside your department."
+            f"The certificate is assigned to {'an API client' if assignment.client_id else 'a user'} outside your department."
         )
 
 
@@ -746,16 +814,12 @@ def set_default_certificate(
     ).one_or_none()
     if user is None:
         raise UserNotFound(f"No user {user_id}.")
-    certificate = get_certificate(session, principal, certificate_id)
-    _refuse_final(certificate)
-    if not any(
-        a.user_id == user.id
-        or (user.department_id is not None and a.department_id == user.department_id)
-        for a in certificate.assignments
-    ):
-        raise DefaultNotAssigned(
-            "Assign the certificate to the user (or the user's department) first."
-        )
+    _default_candidate(
+        session,
+        principal,
+        Assignee("user", user.id, user.department_id),
+        certificate_id,
+    )
     current = session.get(DefaultCertificate, user_id)
     if current is None:
         current = DefaultCertificate(user_id=user_id, certificate_id=certificate_id)
@@ -763,21 +827,80 @@ def set_default_certificate(
     else:
         current.certificate_id = certificate_id
     session.flush()
+    return current
+
+
+def set_client_default_certificate(
+    session: Session,
+    principal: Principal,
+    *,
+    client_id: uuid.UUID,
+    certificate_id: uuid.UUID,
+) -> ClientDefaultCertificate:
+    """Make a certificate an API client's default for sign requests that name none.
+
+    Raises:
+        ClientNotFound, CertificateNotFound.
+        CertificateDeleted, CertificateRevoked: it can never sign again.
+        DefaultNotAssigned: it is not assigned to the client or the client's department.
+    """
+    client = get_client(session, principal, client_id)
+    _default_candidate(
+        session,
+        principal,
+        Assignee("client", client.id, client.department_id),
+        certificate_id,
+    )
+    current = session.get(ClientDefaultCertificate, client_id)
+    if current is None:
+        current = ClientDefaultCertificate(
+            client_id=client_id, certificate_id=certificate_id
+        )
+        session.add(current)
+    else:
+        current.certificate_id = certificate_id
+    session.flush()
+    return current
+
+
+def _default_candidate(
+    session: Session,
+    principal: Principal,
+    holder: Assignee,
+    certificate_id: uuid.UUID,
+) -> None:
+    """Check that the certificate may become the holder's default, and audit it.
+
+    Raises:
+        CertificateNotFound, CertificateDeleted, CertificateRevoked, DefaultNotAssigned.
+    """
+    certificate = get_certificate(session, principal, certificate_id)
+    _refuse_final(certificate)
+    if not any(holder.holds(a) for a in certificate.assignments):
+        noun = "API client" if holder.kind == "client" else "user"
+        raise DefaultNotAssigned(
+            f"Assign the certificate to the {noun} (or the {noun}'s department) first."
+        )
     _record(
         session,
         principal.actor,
         "certificate.default_set",
         certificate,
-        user_id=str(user_id),
+        **{f"{holder.kind}_id": str(holder.id)},
     )
-    return current
 
 
-def default_certificate_id(session: Session, user_id: uuid.UUID) -> uuid.UUID | None:
-    """The user's default certificate, if one is set (whether it may sign is checked at use)."""
+def default_certificate_id(session: Session, principal: Principal) -> uuid.UUID | None:
+    """The principal's default certificate, if one is set (whether it may sign is checked at use)."""
+    if principal.kind == "client":
+        return session.scalar(
+            select(ClientDefaultCertificate.certificate_id).where(
+                ClientDefaultCertificate.client_id == principal.id
+            )
+        )
     return session.scalar(
         select(DefaultCertificate.certificate_id).where(
-            DefaultCertificate.user_id == user_id
+            DefaultCertificate.user_id == principal.id
         )
     )
 
@@ -789,17 +912,34 @@ def get_default_certificate(
     if session.get(User, user_id) is None:
         raise UserNotFound(f"No user {user_id}.")
     current = session.get(DefaultCertificate, user_id)
-    if current is None or (
-        session.scalar(
-            visible(select(SigningCertificate.id), principal).where(
-                SigningCertificate.id == current.certificate_id
-            )
-        )
-        is None
-    ):
+    if current is None or not _sees_default(session, principal, current.certificate_id):
         # A default the principal may not see is answered as no default at all.
         raise CertificateNotFound("The user has no default certificate.")
     return current
+
+
+def get_client_default_certificate(
+    session: Session, principal: Principal, *, client_id: uuid.UUID
+) -> ClientDefaultCertificate:
+    """Raises: NotFound (no client the principal may see, or no default set it may see)."""
+    get_client(session, principal, client_id)
+    current = session.get(ClientDefaultCertificate, client_id)
+    if current is None or not _sees_default(session, principal, current.certificate_id):
+        raise CertificateNotFound("The API client has no default certificate.")
+    return current
+
+
+def _sees_default(
+    session: Session, principal: Principal, certificate_id: uuid.UUID
+) -> bool:
+    return (
+        session.scalar(
+            visible(select(SigningCertificate.id), principal).where(
+                SigningCertificate.id == certificate_id
+            )
+        )
+        is not None
+    )
 
 
 def clear_default_certificate(
@@ -816,13 +956,31 @@ def clear_default_certificate(
     ):
         raise UserNotFound(f"No user {user_id}.")
     current = get_default_certificate(session, principal, user_id=user_id)
+    _clear_default(session, principal, current, "user", user_id)
+
+
+def clear_client_default_certificate(
+    session: Session, principal: Principal, *, client_id: uuid.UUID
+) -> None:
+    """Raises: NotFound (no client the principal may see, or no default set)."""
+    current = get_client_default_certificate(session, principal, client_id=client_id)
+    _clear_default(session, principal, current, "api_client", client_id)
+
+
+def _clear_default(
+    session: Session,
+    principal: Principal,
+    current: DefaultCertificate | ClientDefaultCertificate,
+    resource_type: str,
+    holder_id: uuid.UUID,
+) -> None:
     session.delete(current)
     audit_service.record(
         session,
         actor=principal.actor,
         action="certificate.default_cleared",
-        resource_type="user",
-        resource_id=user_id,
+        resource_type=resource_type,
+        resource_id=holder_id,
         details={"certificate_id": str(current.certificate_id)},
     )
 
@@ -843,17 +1001,13 @@ def check_may_sign(
         CertificateDeleted, CertificateRevoked, CertificateDisabled: its state (409).
         CertificateExpired, CertificateNotYetValid: its dates (422).
     """
-    department_id = principal_department_id(principal)
+    assignee = Assignee.of(principal)
     assignments = session.scalars(
         select(CertificateAssignment).where(
             CertificateAssignment.certificate_id == certificate.id
         )
     ).all()
-    mine = any(
-        a.user_id == principal.id
-        or (department_id is not None and a.department_id == department_id)
-        for a in assignments
-    )
+    mine = any(assignee.holds(a) for a in assignments)
     if not mine:
         if not _sees_everything(principal):
             raise CertificateNotFound(f"No certificate {certificate.id}.")

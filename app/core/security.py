@@ -4,7 +4,7 @@ import hashlib
 import hmac
 import os
 import secrets
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from passlib.context import CryptContext
 
@@ -18,10 +18,14 @@ class PasswordHasher:
     """argon2id hashing; verifies an unknown user against a dummy hash so timing does not tell."""
 
     def __init__(self, *, time_cost: int, memory_kib: int) -> None:
-        # Each hash takes `memory_kib` (64 MiB by default) for its duration: a burst
-        # of logins, each in its own thread, would hold that many times it at once.
-        # Past one per core more at once only share the CPU, so they wait here.
-        self._slots = threading.BoundedSemaphore(max_concurrent_hashes())
+        # Each hash takes `memory_kib` (19 MiB by default) for its duration. Hashes
+        # run on a fixed pool of one thread per core: more at once would only share
+        # the CPU, and each thread that ever hashed keeps that memory in its own
+        # malloc arena (glibc raises its mmap threshold after the first free), so a
+        # burst of logins spread over the request threads would hold it many times.
+        self._pool = ThreadPoolExecutor(
+            max_workers=max_concurrent_hashes(), thread_name_prefix="argon2"
+        )
         self._context = CryptContext(
             schemes=["argon2"],
             argon2__type="ID",
@@ -29,18 +33,18 @@ class PasswordHasher:
             argon2__memory_cost=memory_kib,
             argon2__parallelism=1,
         )
-        self._dummy_hash = self._context.hash(secrets.token_urlsafe(16))
+        self._dummy_hash = self.hash(secrets.token_urlsafe(16))
 
     def hash(self, password: str) -> str:
-        with self._slots:
-            return str(self._context.hash(password))
+        return str(self._pool.submit(self._context.hash, password).result())
 
     def verify(self, password: str, password_hash: str | None) -> bool:
-        with self._slots:
-            if password_hash is None:
-                self._context.verify(password, self._dummy_hash)
-                return False
-            return bool(self._context.verify(password, password_hash))
+        if password_hash is None:
+            self._pool.submit(self._context.verify, password, self._dummy_hash).result()
+            return False
+        return bool(
+            self._pool.submit(self._context.verify, password, password_hash).result()
+        )
 
     def needs_rehash(self, password_hash: str) -> bool:
         return bool(self._context.needs_update(password_hash))

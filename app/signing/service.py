@@ -442,11 +442,7 @@ def _record_failure(
 
 
 def _default_certificate(session: Session, principal: Principal) -> uuid.UUID:
-    default = (
-        vault_service.default_certificate_id(session, principal.id)
-        if principal.kind == "user"
-        else None
-    )
+    default = vault_service.default_certificate_id(session, principal)
     if default is None:
         raise NoCertificateChosen(
             "Name a certificate_id: no default certificate is set for you."

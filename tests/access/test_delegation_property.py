@@ -132,6 +132,10 @@ def _clients_state(
     return out
 
 
+def _own_department(world: World) -> str | None:
+    return str(world.actor_department) if world.actor_department else None
+
+
 def _check_invariants(world: World) -> None:
     held = world.actor_entitlements
     for headers in world.tokens:
@@ -200,13 +204,19 @@ def _step(world: World, data: st.DataObject) -> None:
         )
     )
     if kind == "create_client":
+        placement = data.draw(
+            st.sampled_from(
+                [{}, {"department_id": str(department) if department else None}]
+            )
+        )
         response = http.post(
             "/api/v1/clients",
-            json={"name": "p", "entitlements": some_entitlements},
+            json={"name": "p", "entitlements": some_entitlements, **placement},
             headers=headers,
         )
         if response.status_code == 201:
             body = response.json()
+            assert body["department_id"] in (_own_department(world), None), body
             world.clients.append(body["id"])
             token = _token_of(http, body["client_id"], body["client_secret"])
             if token:
@@ -221,11 +231,18 @@ def _step(world: World, data: st.DataObject) -> None:
                 world.tokens.append(token)
     elif kind == "patch_client":
         target = data.draw(st.sampled_from(world.clients))
-        http.patch(
-            f"/api/v1/clients/{target}",
-            json={"entitlements": some_entitlements},
-            headers=headers,
+        change = data.draw(
+            st.sampled_from(
+                [
+                    {"entitlements": some_entitlements},
+                    {"department_id": str(department) if department else None},
+                ]
+            )
         )
+        response = http.patch(f"/api/v1/clients/{target}", json=change, headers=headers)
+        if response.status_code == 200 and "department_id" in change:
+            # A places a client only in its own department, or in none.
+            assert change["department_id"] in (_own_department(world), None)
     elif kind == "toggle_client":
         target = data.draw(st.sampled_from(world.clients))
         action = data.draw(st.sampled_from(["disable", "enable"]))

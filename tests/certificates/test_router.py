@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.access.models import Department, User
 from app.certificates import service as vault_service
-from app.certificates.models import SigningCertificate
+from app.certificates.models import DefaultCertificate, SigningCertificate
 from app.core.crypto import DataKey
 from app.core.security import PasswordHasher
 from app.core.types import utcnow
@@ -415,9 +415,9 @@ def test_default_certificate_is_set_only_when_assigned_and_cleared_on_delete(
         == (created["id"])
     )
     with session_factory() as session:
-        assert vault_service.default_certificate_id(session, user.user_id) == (
-            uuid.UUID(created["id"])
-        )
+        stored = session.get(DefaultCertificate, user.user_id)
+        assert stored is not None
+        assert stored.certificate_id == uuid.UUID(created["id"])
     assert_problem(
         client.put(
             f"/api/v1/users/{uuid.uuid4()}/default-certificate",
