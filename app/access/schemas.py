@@ -5,7 +5,7 @@ from pydantic import ConfigDict, EmailStr, Field, SecretStr
 
 from app.access.entitlements import Entitlement
 from app.access.models import UserStatus
-from app.core.schemas import RequestSchema, Schema
+from app.core.schemas import RequestSchema, Schema, omittable
 
 
 class DepartmentCreate(RequestSchema):
@@ -166,7 +166,7 @@ class UserUpdate(RequestSchema):
     )
 
     email: EmailStr | None = None
-    full_name: str | None = Field(default=None, max_length=200)
+    full_name: str = omittable(max_length=200)
     department_id: uuid.UUID | None = None
     role_ids: list[uuid.UUID] | None = Field(default=None, max_length=100)
 

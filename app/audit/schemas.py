@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from app.core.schemas import RequestSchema, Schema
+from app.core.schemas import RequestSchema, Schema, omittable
 
 
 class ExportFormat(StrEnum):
@@ -214,9 +214,7 @@ class AuditSettingsUpdate(RequestSchema):
         le=36_500,
         description="Days to keep entries; null keeps them for ever. Omit to leave unchanged.",
     )
-    audit_trail_enabled: bool | None = Field(
-        default=None, description="Omit to leave unchanged."
-    )
+    audit_trail_enabled: bool = omittable(description="Omit to leave unchanged.")
 
 
 class AuditTrail(Schema):

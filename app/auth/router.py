@@ -1,5 +1,3 @@
-import base64
-import binascii
 from typing import Annotated
 from urllib.parse import unquote
 
@@ -43,6 +41,7 @@ from app.core.crypto import EnvelopeCipher
 from app.core.deps import PasswordHasherDep, SessionDep, SettingsDep
 from app.core.errors import problem_responses
 from app.core.routing import AppRoute
+from app.core.schemas import decode_base64
 from app.settings import service as settings_service
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=AppRoute)
@@ -125,9 +124,9 @@ def _client_credentials(
     basic = None
     if header[:6].lower() == "basic ":
         try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+            decoded = decode_base64(header[6:].strip()).decode()
             raw_id, _, raw_secret = decoded.partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64, non-ASCII, or not UTF-8 once decoded
             raise OAuth2InvalidClient(
                 "Malformed HTTP Basic client credentials.",
                 headers={"WWW-Authenticate": 'Basic realm="signvault"'},

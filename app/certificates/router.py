@@ -1,12 +1,9 @@
-import base64
-import binascii
 import dataclasses
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile, status
 from fastapi.responses import Response
-from pydantic import SecretStr
 
 from app.certificates import service as vault_service
 from app.certificates.deps import (
@@ -40,9 +37,10 @@ from app.certificates.schemas import (
 )
 from app.certificates.vault import pkcs11_location
 from app.core.deps import SessionDep, SettingsDep
-from app.core.errors import InvalidInput, problem_responses
+from app.core.errors import problem_responses
 from app.core.pagination import Page, PageParams, page_of, page_params
 from app.core.routing import AppRoute
+from app.core.schemas import decode_base64
 
 router = APIRouter(
     prefix="/api/v1/certificates", tags=["certificates"], route_class=AppRoute
@@ -94,7 +92,7 @@ def import_certificate_base64(
     cipher: CipherDep,
 ) -> SigningCertificate:
     """Import a PKCS#12 file sent as base64 in JSON."""
-    data = _decode_base64(body.pkcs12_base64, "pkcs12_base64")
+    data = decode_base64(body.pkcs12_base64.get_secret_value())
     return vault_service.import_pkcs12(
         session,
         principal,
@@ -167,7 +165,7 @@ def inspect_certificate_base64(
     _principal: ReadPrincipal, body: InspectBase64, settings: SettingsDep
 ) -> CertificateInspection:
     """The same inspection, for a file sent as base64 in JSON."""
-    data = _decode_base64(body.data_base64, "data_base64")
+    data = decode_base64(body.data_base64.get_secret_value())
     password = body.password.get_secret_value() if body.password else None
     return _inspection(
         vault_service.inspect(
@@ -193,16 +191,6 @@ def _inspection(inspection: vault_service.Inspection) -> CertificateInspection:
             "refusal_detail": refusal.detail if refusal else None,
         }
     )
-
-
-def _decode_base64(value: SecretStr, field: str) -> bytes:
-    try:
-        return base64.b64decode(value.get_secret_value(), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(
-            f"{field} is not valid base64.",
-            invalid_params=[{"name": field, "in": "body", "reason": "not base64"}],
-        ) from None
 
 
 @router.get(

@@ -4,7 +4,7 @@ from datetime import datetime
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from app.certificates.models import CertificateStatus, KeyStore
-from app.core.schemas import RequestSchema, Schema
+from app.core.schemas import RequestSchema, Schema, SecretBase64
 
 
 class Pkcs12Import(RequestSchema):
@@ -14,7 +14,7 @@ class Pkcs12Import(RequestSchema):
         max_length=200,
         description="Display name; default: the subject's CN.",
     )
-    pkcs12_base64: SecretStr = Field(description="The .p12/.pfx file, base64.")
+    pkcs12_base64: SecretBase64 = Field(description="The .p12/.pfx file, base64.")
     password: SecretStr = Field(description="The file's password (not stored).")
 
     model_config = RequestSchema.model_config | {
@@ -160,7 +160,7 @@ class CertificateInspection(Schema):
 
 
 class InspectBase64(RequestSchema):
-    data_base64: SecretStr = Field(
+    data_base64: SecretBase64 = Field(
         description="A .p12/.pfx file, or a certificate (PEM or DER), base64."
     )
     password: SecretStr | None = Field(

@@ -12,6 +12,8 @@ from app.core.errors import InvalidInput
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+# Far beyond any table here, and offset + limit stays inside a 64-bit integer on every database.
+MAX_OFFSET = 1_000_000_000_000
 
 
 class PageParams(BaseModel):
@@ -21,7 +23,9 @@ class PageParams(BaseModel):
 
 
 def page_params(
-    offset: Annotated[int, Query(ge=0, description="Rows to skip.")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip (max 10^12).")
+    ] = 0,
     limit: Annotated[
         int, Query(ge=1, le=MAX_LIMIT, description="Rows to return (max 1000).")
     ] = DEFAULT_LIMIT,

@@ -3,7 +3,7 @@ from datetime import datetime
 
 from pydantic import ConfigDict, Field
 
-from app.core.schemas import RequestSchema, Schema
+from app.core.schemas import RequestSchema, Schema, omittable
 from app.documents.models import DocumentStatus
 
 
@@ -17,7 +17,7 @@ class DocumentUpdate(RequestSchema):
     )
 
     title: str | None = Field(default=None, min_length=1, max_length=300)
-    description: str | None = Field(default=None, max_length=4000)
+    description: str = omittable(max_length=4000)
     external_reference: str | None = Field(default=None, max_length=200)
 
 

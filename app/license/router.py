@@ -1,5 +1,4 @@
 import base64
-import binascii
 import json
 from typing import Annotated, Literal
 
@@ -14,6 +13,7 @@ from app.access.principal import Principal
 from app.core.deps import SessionDep
 from app.core.errors import InvalidInput, problem_responses
 from app.core.routing import AppRoute, is_json_media_type
+from app.core.schemas import decode_base64
 from app.license import service as license_service
 from app.license.schemas import (
     AllowanceRead,
@@ -82,14 +82,14 @@ async def read_license_upload(request: Request) -> bytes:
         return body  # the licence file itself, sent as JSON
     try:
         wrapped = LicenseBase64.model_validate(document)
-        return base64.b64decode(wrapped.license_base64, validate=True)
-    except (ValidationError, binascii.Error):
+    except ValidationError:
         raise InvalidInput(
             "'license_base64' must be the base64 of a licence file, alone in the object.",
             invalid_params=[
                 {"name": "license_base64", "in": "body", "reason": "not base64"}
             ],
         ) from None
+    return decode_base64(wrapped.license_base64)
 
 
 def _license_read(status: LicenseStatus) -> LicenseRead:

@@ -3,7 +3,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from app.core.schemas import RequestSchema, Schema
+from app.core.schemas import Base64Text, RequestSchema, Schema
 from app.license.service import LicenseState
 
 
@@ -113,7 +113,7 @@ class LicenseBase64(RequestSchema):
         json_schema_extra={"examples": [{"license_base64": "ewogICJmb3JtYXQiOiAi…"}]}
     )
 
-    license_base64: str = Field(min_length=1, max_length=128 * 1024)
+    license_base64: Base64Text = Field(min_length=1, max_length=128 * 1024)
 
 
 class LicenseFileBase64(Schema):

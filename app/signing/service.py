@@ -1,7 +1,5 @@
 """Signing stored documents with vault keys: one new version and one signature record per signature."""
 
-import base64
-import binascii
 import functools
 import hashlib
 import json
@@ -27,6 +25,7 @@ from app.certificates.vault import Vault
 from app.core.config import Settings
 from app.core.db import on_rollback
 from app.core.errors import AppError, Forbidden
+from app.core.schemas import decode_base64
 from app.core.storage import BlobStore, StoredBlob, sha256_of
 from app.core.types import utcnow
 from app.documents import service as documents_service
@@ -146,8 +145,8 @@ def _appearance_image(encoded: str | None) -> bytes | None:
             invalid_params=[_IMAGE_PARAM],
         )
     try:
-        image = base64.b64decode(encoded, validate=True)
-    except binascii.Error:
+        image = decode_base64(encoded)
+    except ValueError:
         raise AppearanceImageInvalid(
             "appearance.image_base64 is not valid base64.",
             invalid_params=[_IMAGE_PARAM],
