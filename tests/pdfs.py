@@ -88,3 +88,47 @@ def stamp_lines(form: Any) -> list[str]:
     for reference in form.get("/Resources", {}).get("/XObject", {}).values():
         lines.extend(stamp_lines(reference.get_object()))
     return lines
+
+
+# --- hostile PDFs, written byte by byte (no library would write them) ----------------
+
+LETTER_PAGE = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>"
+
+
+def raw_pdf(objects: list[bytes], *, info: int | None = None) -> bytes:
+    """A PDF of these object bodies, numbered from 1 (object 1 is the catalog), with a true xref."""
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    info_entry = b" /Info %d 0 R" % info if info else b""
+    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        info_entry,
+        xref,
+    )
+    return bytes(out)
+
+
+def nested_arrays(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def pdf_with_pages(
+    pages: list[bytes], *, count: bytes | None = None, catalog_extra: bytes = b""
+) -> bytes:
+    """Catalog (1), one flat page tree (2) declaring `count`, then the page objects (3, 4, ...)."""
+    kids = b" ".join(b"%d 0 R" % (3 + n) for n in range(len(pages)))
+    declared = count if count is not None else b"%d" % len(pages)
+    return raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R" + catalog_extra + b" >>",
+            b"<< /Type /Pages /Kids [" + kids + b"] /Count " + declared + b" >>",
+            *pages,
+        ]
+    )

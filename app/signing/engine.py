@@ -16,7 +16,8 @@ import secrets
 import ssl
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -31,7 +32,7 @@ from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from pyhanko.pdf_utils import misc
+from pyhanko.pdf_utils import generic, misc
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -848,20 +849,60 @@ class PdfFacts:
     reader: PdfFileReader
 
 
+# Bounds on the page tree, checked on upload: pyHanko trusts /Count and recurses per level.
+MAX_PAGES = 10_000
+MAX_PAGE_TREE_DEPTH = 64
+
+
+@contextmanager
+def _reading_pdf(what: str = "The file cannot be read as a PDF") -> Iterator[None]:
+    """Turn what pyHanko raises on a malformed PDF into `pdf_unreadable`.
+
+    pyHanko parses nested arrays and dictionaries recursively: a file nesting
+    thousands deep exhausts the interpreter's recursion limit, which unwinds
+    cleanly as a RecursionError (the thread and its event loop stay usable).
+    """
+    try:
+        yield
+    except EngineError:
+        raise
+    except RecursionError:
+        raise EngineError(
+            "pdf_unreadable",
+            f"{what}: its objects are nested too deeply.",
+        ) from None
+    except (
+        PdfError,
+        KeyError,
+        ValueError,
+        TypeError,
+        IndexError,
+        AttributeError,
+    ) as exc:
+        raise EngineError("pdf_unreadable", f"{what}: {exc}") from None
+
+
 def inspect_pdf(stream: IO[bytes]) -> PdfFacts:
     """Open a PDF the way signing will, to refuse early what cannot be signed.
+
+    Every page object is read (so their nesting is bounded here, not while
+    signing), the page tree is walked without recursion and checked to be a
+    tree of at most MAX_PAGES pages and MAX_PAGE_TREE_DEPTH levels whose /Count
+    is true, and the document information dictionary is read.
 
     Raises:
         EngineError: `pdf_unreadable` or `pdf_encrypted`.
     """
-    try:
+    with _reading_pdf():
         reader = PdfFileReader(stream, strict=False)
         if reader.encrypted:
             raise EngineError(
                 "pdf_encrypted",
                 "The PDF is encrypted; remove the password protection and upload it again.",
             )
-        page_count = int(reader.root["/Pages"]["/Count"])
+        page_count = _walked_page_count(reader)
+        with suppress(KeyError):
+            reader.trailer["/Info"]  # signing updates it: parse it now
         names = [
             name
             for name, _value, _ref in fields.enumerate_sig_fields(
@@ -871,15 +912,67 @@ def inspect_pdf(stream: IO[bytes]) -> PdfFacts:
         signed = any(
             True for _ in fields.enumerate_sig_fields(reader, filled_status=True)
         )
-    except EngineError:
-        raise
-    except (PdfError, KeyError, ValueError, TypeError, IndexError) as exc:
-        raise EngineError(
-            "pdf_unreadable", f"The file cannot be read as a PDF: {exc}"
-        ) from None
     return PdfFacts(
         page_count=page_count, signature_fields=names, signed=signed, reader=reader
     )
+
+
+def _walked_page_count(reader: PdfFileReader) -> int:
+    """The number of pages, counted by walking the page tree with bounds.
+
+    Raises:
+        EngineError: `pdf_unreadable`: no page tree, a /Count that is not a whole
+            number up to MAX_PAGES or that differs from the pages found, a loop,
+            or a tree deeper than MAX_PAGE_TREE_DEPTH.
+    """
+
+    def refused(reason: str) -> EngineError:
+        return EngineError("pdf_unreadable", f"The PDF's page tree {reason}.")
+
+    root_ref = reader.root.raw_get("/Pages")
+    if not isinstance(root_ref, generic.IndirectObject):
+        raise refused("is missing")
+    root = root_ref.reference.get_object()
+    if not isinstance(root, generic.DictionaryObject):
+        raise refused("is not a dictionary")
+    declared = root.get("/Count")
+    if not isinstance(declared, int) or not 0 <= declared <= MAX_PAGES:
+        raise refused(
+            f"declares {str(declared)[:40]} pages; a PDF here has at most {MAX_PAGES}"
+        )
+    seen = {root_ref.reference}
+    nodes = [(root, 1)]
+    pages = 0
+    while nodes:
+        node, depth = nodes.pop()
+        kids = node.get("/Kids")
+        if not isinstance(kids, generic.ArrayObject):
+            raise refused("has a node without a /Kids array")
+        for kid_ref in kids:
+            if not isinstance(kid_ref, generic.IndirectObject):
+                raise refused("has a child that is not an indirect object")
+            if kid_ref.reference in seen:
+                raise refused(
+                    f"refers to object {kid_ref.idnum} twice: it loops back on itself"
+                )
+            seen.add(kid_ref.reference)
+            kid = kid_ref.reference.get_object()
+            if not isinstance(kid, generic.DictionaryObject):
+                raise refused(f"has a child (object {kid_ref.idnum}) that is no page")
+            kind = kid.get("/Type")
+            if kind == "/Pages":
+                if depth == MAX_PAGE_TREE_DEPTH:
+                    raise refused(f"is deeper than {MAX_PAGE_TREE_DEPTH} levels")
+                nodes.append((kid, depth + 1))
+            elif kind == "/Page":
+                pages += 1
+                if pages > declared:
+                    raise refused(f"holds more pages than its /Count of {declared}")
+            else:
+                raise refused(f"has a child (object {kid_ref.idnum}) that is no page")
+    if pages != declared:
+        raise refused(f"declares {declared} pages but holds {pages}")
+    return pages
 
 
 @dataclass(frozen=True, slots=True)
@@ -915,30 +1008,26 @@ def sign_pdf(
             "tsa_not_configured",
             f"PAdES {options.level} needs a timestamp authority: set the TSA URL in the signing settings.",
         )
-    try:
+    with _reading_pdf():
         writer = (
             IncrementalPdfFileWriter.from_reader(source)
             if isinstance(source, PdfFileReader)
             else IncrementalPdfFileWriter(source, strict=False)
         )
-    except (PdfError, ValueError) as exc:
-        raise EngineError(
-            "pdf_unreadable", f"The file cannot be read as a PDF: {exc}"
-        ) from None
-    if writer.prev.encrypted:
-        raise EngineError(
-            "pdf_encrypted",
-            "The PDF is encrypted; remove the password protection and upload it again.",
-        )
-    # One walk of the form: it grows with every signature the file already holds.
-    existing = {
-        name: filled
-        for name, filled, _ref in fields.enumerate_sig_fields(
-            writer.prev, filled_status=None
-        )
-    }
-    field_name = options.field_name or _free_field_name(existing)
-    new_field = _field_spec(writer.prev, existing, field_name, options.appearance)
+        if writer.prev.encrypted:
+            raise EngineError(
+                "pdf_encrypted",
+                "The PDF is encrypted; remove the password protection and upload it again.",
+            )
+        # One walk of the form: it grows with every signature the file already holds.
+        existing = {
+            name: filled
+            for name, filled, _ref in fields.enumerate_sig_fields(
+                writer.prev, filled_status=None
+            )
+        }
+        field_name = options.field_name or _free_field_name(existing)
+        new_field = _field_spec(writer.prev, existing, field_name, options.appearance)
     metadata = signers.PdfSignatureMetadata(
         field_name=field_name,
         md_algorithm=options.md_algorithm,
@@ -998,6 +1087,11 @@ def sign_pdf(
     except PdfError as exc:
         raise EngineError(
             "pdf_unreadable", f"The PDF cannot be signed: {exc}"
+        ) from None
+    except RecursionError:
+        raise EngineError(
+            "pdf_unreadable",
+            "The PDF cannot be signed: its objects are nested too deeply.",
         ) from None
     return SignedOutput(field_name=field_name, signing_time=signing_time)
 
@@ -1247,7 +1341,7 @@ def validate_pdf(
     Raises:
         EngineError: `pdf_unreadable` or `pdf_encrypted`.
     """
-    try:
+    with _reading_pdf():
         reader = PdfFileReader(stream, strict=False)
         if reader.encrypted:
             raise EngineError(
@@ -1255,24 +1349,28 @@ def validate_pdf(
                 "The PDF is encrypted; it cannot be validated without its password.",
             )
         embedded = list(reader.embedded_signatures)
-    except EngineError:
-        raise
-    except (PdfError, KeyError, ValueError, TypeError) as exc:
-        raise EngineError(
-            "pdf_unreadable", f"The file cannot be read as a PDF: {exc}"
-        ) from None
-    dss_context = _dss_context(reader, trust_roots)
-    reports = []
-    for position, signature in enumerate(embedded):
-        later_doc_timestamp = any(
-            other.sig_object_type == "/DocTimeStamp"
-            for other in embedded[position + 1 :]
-        )
-        reports.append(
-            _validate_one(
-                signature, trust_roots, allow_fetching, dss_context, later_doc_timestamp
+    try:
+        dss_context = _dss_context(reader, trust_roots)
+        reports = []
+        for position, signature in enumerate(embedded):
+            later_doc_timestamp = any(
+                other.sig_object_type == "/DocTimeStamp"
+                for other in embedded[position + 1 :]
             )
-        )
+            reports.append(
+                _validate_one(
+                    signature,
+                    trust_roots,
+                    allow_fetching,
+                    dss_context,
+                    later_doc_timestamp,
+                )
+            )
+    except RecursionError:
+        raise EngineError(
+            "pdf_unreadable",
+            "The file cannot be validated: its objects are nested too deeply.",
+        ) from None
     return reports
 
 
