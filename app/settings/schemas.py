@@ -1,5 +1,5 @@
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, HttpUrl, field_validator
 
@@ -8,6 +8,15 @@ from app.core.schemas import RequestSchema
 # The engine's PadesLevel values, spelled out: importing the engine here would
 # load pyHanko into every command of the CLI (tests check both agree).
 SignatureLevel = Literal["B-B", "B-T", "B-LT", "B-LTA"]
+
+
+# A page is at most 14,400 units a side (ISO 32000-1 annex C): a coordinate
+# beyond cannot be on any page, and 1e308 must not reach the PDF writer.
+MAX_COORDINATE = 14_400
+Coordinate = Annotated[
+    float, Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE, allow_inf_nan=False)
+]
+Box = tuple[Coordinate, Coordinate, Coordinate, Coordinate]
 
 
 class PasswordPolicy(RequestSchema):
@@ -145,7 +154,7 @@ class DefaultAppearance(RequestSchema):
         description="Sign visibly when a request gives neither `appearance` nor `field_name`.",
     )
     page: int = Field(default=1, ge=1, description="1-based page of the default stamp.")
-    box: tuple[float, float, float, float] = Field(
+    box: Box = Field(
         default=(36.0, 36.0, 236.0, 96.0),
         description="[x1, y1, x2, y2] in PDF points from the bottom-left corner.",
     )

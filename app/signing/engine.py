@@ -1285,11 +1285,57 @@ def _field_spec(
             "invalid_box",
             "The appearance box must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1.",
         )
+    left, bottom, right, top = _visible_area(reader, appearance.page - 1)
+    if x1 < left or y1 < bottom or x2 > right or y2 > top:
+        raise EngineError(
+            "appearance_box_outside_page",
+            f"The appearance box [{x1:g}, {y1:g}, {x2:g}, {y2:g}] is not inside page "
+            f"{appearance.page}, whose visible area is [{left:g}, {bottom:g}, {right:g}, {top:g}].",
+        )
     return fields.SigFieldSpec(
         sig_field_name=field_name,
         on_page=appearance.page - 1,
         box=(int(x1), int(y1), int(x2), int(y2)),
     )
+
+
+# What viewers assume of a page without a MediaBox: US Letter.
+_DEFAULT_MEDIA_BOX = (0.0, 0.0, 612.0, 792.0)
+
+
+def _visible_area(
+    reader: PdfFileReader, page_index: int
+) -> tuple[float, float, float, float]:
+    """The page's CropBox clipped to its MediaBox (both inheritable), normalised."""
+    page_ref, _resources = reader.find_page_for_modification(page_index)  # type: ignore[no-untyped-call]
+    boxes: dict[str, tuple[float, float, float, float]] = {}
+    node = page_ref.get_object()
+    for _level in range(MAX_PAGE_TREE_DEPTH + 1):  # the page and its ancestors
+        for name in ("/MediaBox", "/CropBox"):
+            if name not in boxes and name in node:
+                boxes[name] = _rectangle(node[name])
+        parent = node.get("/Parent")  # pyHanko's get() does not dereference
+        if isinstance(parent, generic.IndirectObject):
+            parent = parent.reference.get_object()
+        if not isinstance(parent, generic.DictionaryObject) or len(boxes) == 2:
+            break
+        node = parent
+    media = boxes.get("/MediaBox", _DEFAULT_MEDIA_BOX)
+    crop = boxes.get("/CropBox", media)
+    return (
+        max(media[0], crop[0]),
+        max(media[1], crop[1]),
+        min(media[2], crop[2]),
+        min(media[3], crop[3]),
+    )
+
+
+def _rectangle(value: Any) -> tuple[float, float, float, float]:
+    """A PDF rectangle as (left, bottom, right, top), whichever corners it names."""
+    if not isinstance(value, generic.ArrayObject) or len(value) != 4:
+        raise EngineError("pdf_unreadable", "A page box of the PDF is not a rectangle.")
+    a, b, c, d = (float(n) for n in value)
+    return min(a, c), min(b, d), max(a, c), max(b, d)
 
 
 _timestampers: dict[str, timestamps.HTTPTimeStamper] = {}

@@ -36,3 +36,8 @@ class AppearanceImageInvalid(InvalidInput):
 class AppearanceImageTooLarge(InvalidInput):
     code = "appearance_image_too_large"
     title = "Appearance image too large"
+
+
+class AppearanceBoxOutsidePage(SigningRefused):
+    code = "appearance_box_outside_page"
+    title = "Appearance box outside the page"

@@ -4,7 +4,7 @@ from datetime import datetime
 from pydantic import ConfigDict, Field, field_validator
 
 from app.core.schemas import RequestSchema, Schema
-from app.settings.schemas import checked_stamp_text
+from app.settings.schemas import Box, checked_stamp_text
 from app.signing.engine import Certification, PadesLevel
 
 
@@ -43,8 +43,8 @@ class ValidationReport(Schema):
 
 class AppearanceIn(RequestSchema):
     page: int = Field(ge=1, description="1-based page number.")
-    box: tuple[float, float, float, float] = Field(
-        description="[x1, y1, x2, y2] in PDF points from the bottom-left corner."
+    box: Box = Field(
+        description="[x1, y1, x2, y2] in PDF points from the bottom-left corner; inside the page's visible area (CropBox within MediaBox), else 422 `appearance_box_outside_page`."
     )
     text: str | None = Field(
         default=None,

@@ -37,6 +37,7 @@ from app.settings import service as settings_service
 from app.settings.schemas import SigningSettings
 from app.signing import engine, validation
 from app.signing.errors import (
+    AppearanceBoxOutsidePage,
     AppearanceImageInvalid,
     AppearanceImageTooLarge,
     IdempotencyKeyReused,
@@ -650,7 +651,11 @@ def _refusal(exc: engine.EngineError) -> Exception:
         return TimestampUnavailable(str(exc))
     if exc.code == "revocation_unavailable":
         return RevocationUnavailable(str(exc))
-    refused = SigningRefused(str(exc))
+    refused = (
+        AppearanceBoxOutsidePage(str(exc))
+        if exc.code == "appearance_box_outside_page"
+        else SigningRefused(str(exc))
+    )
     refused.extra["reason_code"] = exc.code
     return refused
 
