@@ -18,6 +18,7 @@ from app.access.principal import Principal
 from app.audit import service as audit_service
 from app.auth.models import ApiClient
 from app.core.pagination import PageParams, paginate
+from app.core.types import name_key
 
 SORTABLE = {"created_at": Department.created_at, "name": Department.name}
 
@@ -70,7 +71,7 @@ def list_departments(
 def _check_name_free(
     session: Session, name: str, *, other_than: uuid.UUID | None = None
 ) -> None:
-    statement = select(Department.id).where(func.lower(Department.name) == name.lower())
+    statement = select(Department.id).where(Department.name_key == name_key(name))
     if other_than is not None:
         statement = statement.where(Department.id != other_than)
     if session.scalars(statement).first() is not None:

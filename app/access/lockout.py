@@ -27,7 +27,7 @@ from app.access.models import LoginFailure, User
 from app.audit import service as audit_service
 from app.audit.service import SYSTEM
 from app.core.db import upsert_into
-from app.core.types import utcnow
+from app.core.types import name_key, utcnow
 from app.notifications.outbox import Event, emit
 from app.settings import service as settings_service
 from app.settings.schemas import PasswordPolicy
@@ -41,7 +41,7 @@ FORGET_AFTER = timedelta(days=1)
 
 
 def account_key(username: str) -> str:
-    return username.strip().lower()[:150]
+    return name_key(username)[:150]
 
 
 def source_of(ip: str | None) -> str:

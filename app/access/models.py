@@ -12,10 +12,10 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.core.db import Base, IdMixin, TimestampMixin
-from app.core.types import enum_column_type, utcnow
+from app.core.types import enum_column_type, name_key, utcnow
 
 
 class UserStatus(StrEnum):
@@ -41,24 +41,37 @@ class Department(IdMixin, TimestampMixin, Base):
     __tablename__ = "departments"
 
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    # name_key(name): uniqueness ignores case, the same way on every database.
+    name_key: Mapped[str] = mapped_column(String(800), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
+
+    @validates("name")
+    def _keep_name_key(self, _attribute: str, name: str) -> str:
+        self.name_key = name_key(name)
+        return name
 
 
 class Role(IdMixin, TimestampMixin, Base):
     __tablename__ = "roles"
 
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    name_key: Mapped[str] = mapped_column(String(400), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     is_builtin: Mapped[bool] = mapped_column(default=False)
     entitlements: Mapped[list[str]] = mapped_column(default=list)
+
+    @validates("name")
+    def _keep_name_key(self, _attribute: str, name: str) -> str:
+        self.name_key = name_key(name)
+        return name
 
 
 class User(IdMixin, TimestampMixin, Base):
     __tablename__ = "users"
 
     username: Mapped[str] = mapped_column(String(150))
-    # Lower-cased username: uniqueness and lookup ignore case.
-    username_key: Mapped[str] = mapped_column(String(150), unique=True)
+    # name_key(username): uniqueness and lookup ignore case.
+    username_key: Mapped[str] = mapped_column(String(600), unique=True)
     email: Mapped[str | None] = mapped_column(String(320))
     full_name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str] = mapped_column(String(255))

@@ -20,6 +20,7 @@ from app.access.models import Role, user_roles
 from app.access.principal import Principal
 from app.audit import service as audit_service
 from app.core.pagination import PageParams, paginate
+from app.core.types import name_key
 
 SORTABLE = {"created_at": Role.created_at, "name": Role.name}
 
@@ -52,7 +53,7 @@ def list_roles(
 def _check_name_free(
     session: Session, name: str, *, other_than: uuid.UUID | None = None
 ) -> None:
-    statement = select(Role.id).where(func.lower(Role.name) == name.lower())
+    statement = select(Role.id).where(Role.name_key == name_key(name))
     if other_than is not None:
         statement = statement.where(Role.id != other_than)
     if session.scalars(statement).first() is not None:

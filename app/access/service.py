@@ -44,7 +44,7 @@ from app.core.crypto import EnvelopeCipher
 from app.core.errors import NotFound
 from app.core.pagination import PageParams, paginate
 from app.core.security import PasswordHasher
-from app.core.types import utcnow
+from app.core.types import name_key, utcnow
 from app.license import service as license_service
 from app.license.service import Capacity
 from app.settings import service as settings_service
@@ -92,7 +92,7 @@ def create_user(
             empty database is exempt).
     """
     license_service.check_capacity(session, Capacity.USERS, actor=actor)
-    key = username.strip().lower()
+    key = name_key(username)
     if (
         session.scalars(select(User.id).where(User.username_key == key)).first()
         is not None

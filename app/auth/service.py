@@ -39,7 +39,7 @@ from app.core.crypto import EnvelopeCipher
 from app.core.db import after_transaction
 from app.core.errors import InvalidToken
 from app.core.security import PasswordHasher, new_secret, secret_digest, secret_matches
-from app.core.types import utcnow
+from app.core.types import name_key, utcnow
 from app.settings import service as settings_service
 
 
@@ -62,7 +62,7 @@ def client_actor(client: ApiClient) -> Actor:
 def find_user_by_username(session: Session, username: str) -> User | None:
     return session.scalars(
         select(User)
-        .where(User.username_key == username.strip().lower())
+        .where(User.username_key == name_key(username))
         .options(selectinload(User.roles))
     ).one_or_none()
 

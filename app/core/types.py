@@ -1,5 +1,6 @@
-"""Column types shared by every feature."""
+"""Column types shared by every feature, and the one key of case-insensitive names."""
 
+import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -50,3 +51,13 @@ def enum_column_type(enum: type[StrEnum]) -> Enum:
         length=32,
         values_callable=lambda members: [m.value for m in members],
     )
+
+
+def name_key(name: str) -> str:
+    """The case-insensitive form of a unique name (usernames, departments, roles).
+
+    Unicode case folding in Python, stored in a key column with a unique index:
+    `ÄRZTE` and `ärzte`, `STRASSE` and `straße` collide on every database
+    (SQLite's lower() folds ASCII only).
+    """
+    return unicodedata.normalize("NFC", name.strip()).casefold()

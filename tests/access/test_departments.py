@@ -1,3 +1,6 @@
+import unicodedata
+from typing import Any
+
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -81,3 +84,34 @@ def test_unknown_department_on_a_user_is_404(
         headers=admin_headers,
     )
     assert_problem(response, 404, "department_not_found")
+
+
+def test_names_differing_only_by_non_ascii_case_are_409(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    def create(name: str) -> Any:
+        return client.post(
+            "/api/v1/departments", json={"name": name}, headers=admin_headers
+        )
+
+    assert create("ÄRZTE").status_code == 201
+    decomposed = unicodedata.normalize("NFD", "ärzte")
+    for duplicate in ("ÄRZTE", "ärzte", "Ärzte", decomposed):
+        body = assert_problem(create(duplicate), 409, "name_taken")
+        assert duplicate in body["detail"]
+    # Folding is Unicode's, not lower(): ß and SS are one name.
+    assert create("Straße").status_code == 201
+    assert_problem(create("STRASSE"), 409, "name_taken")
+    other = create("Pflege")
+    assert other.status_code == 201
+    renamed = client.patch(
+        f"/api/v1/departments/{other.json()['id']}",
+        json={"name": "ärzte"},
+        headers=admin_headers,
+    )
+    assert_problem(renamed, 409, "name_taken")
+    names = [
+        d["name"]
+        for d in client.get("/api/v1/departments", headers=admin_headers).json()["data"]
+    ]
+    assert sorted(names) == ["Pflege", "Straße", "ÄRZTE"]
