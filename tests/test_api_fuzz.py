@@ -1,0 +1,163 @@
+"""Schemathesis fuzzes every operation of the ASGI app: no 5xx, every answer as documented.
+
+Three runs, each on its own database (SQLite or PostgreSQL, as the suite runs):
+- the bootstrap administrator calls every operation but those that end or
+  re-secure its own session (SESSION_ENDING);
+- no credentials at all, a few examples per operation;
+- SESSION_ENDING, each example with a fresh administrator of its own, and
+  `{user_id}` aimed at that administrator (disable, lock, delete, reset it).
+
+The seed is fixed and generation derandomized, so a run is repeatable; examples
+are few (`FUZZ_EXAMPLES`) so that the three fit CI (README "Tests").
+"""
+
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import hypothesis
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.config import SchemathesisConfig
+from schemathesis.core.transport import Response
+from schemathesis.generation.case import Case
+from schemathesis.schemas import BaseSchema
+from sqlalchemy import delete
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.access.models import User, UserStatus
+from app.core.security import PasswordHasher
+from app.settings.models import SettingsSection
+from tests.factories import bearer, login, make_user
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+SEED = 17
+FUZZ_EXAMPLES = 10
+ANONYMOUS_EXAMPLES = 2
+
+# Operations that end, lock out or re-secure the caller's own session; the
+# global security settings and password policy belong here too (2FA required
+# of administrators, a rate limit of one a minute, a password already too old).
+SESSION_ENDING = re.compile(
+    r"^(POST /api/v1/auth/(logout|revoke|password|2fa/\w+)"
+    r"|(PUT|PATCH) /api/v1/settings/(security|password-policy)"
+    r"|POST /api/v1/users/\{user_id\}/(disable|lock|reset-password|2fa/disable)"
+    r"|DELETE /api/v1/users/\{user_id\})$"
+)
+
+# Known open: 500s that issue #17 names and another change fixes. Each entry is
+# an operation and the input that still answers 500; the lead deletes an entry
+# once that fix is merged, and the fuzzer then holds it to no 5xx again.
+KNOWN_OPEN: dict[str, Callable[[Case], bool]] = {}
+
+
+def _config(examples: int) -> SchemathesisConfig:
+    return SchemathesisConfig.from_dict(
+        {
+            "seed": SEED,
+            "generation": {
+                "max-examples": examples,
+                "deterministic": True,
+                "database": "none",
+            },
+            # Sequences of calls (links) are out of scope: each operation stands alone.
+            "phases": {"stateful": {"enabled": False}},
+            "warnings": False,
+        }
+    )
+
+
+@pytest.fixture(autouse=True)
+def _nodeid_for_schemathesis(request: pytest.FixtureRequest) -> None:
+    # schemathesis 4.32 (pytest.from_fixture) reads and renames `Function._nodeid`,
+    # which pytest 9.2 no longer has; give it one to read. Drop when schemathesis does.
+    request.node._nodeid = request.node.nodeid
+
+
+@pytest.fixture
+def api_schema(app: FastAPI) -> BaseSchema:
+    return schemathesis.openapi.from_asgi(
+        "/openapi.json", app, config=_config(FUZZ_EXAMPLES)
+    )
+
+
+def _ends_session(ctx: Any) -> bool:
+    return SESSION_ENDING.match(ctx.operation.label) is not None
+
+
+def _known_open(case: Case, response: Response) -> bool:
+    matches = KNOWN_OPEN.get(case.operation.label)
+    return response.status_code >= 500 and matches is not None and matches(case)
+
+
+def call_and_validate(case: Case, headers: dict[str, str]) -> None:
+    response = case.call(headers=headers)
+    if _known_open(case, response):
+        return
+    case.validate_response(response, checks=CHECKS, headers=headers)
+
+
+api = schemathesis.pytest.from_fixture("api_schema")
+
+
+@api.exclude(func=_ends_session).parametrize()
+def test_administrator_gets_documented_answers(
+    case: Case, admin_headers: dict[str, str]
+) -> None:
+    call_and_validate(case, admin_headers)
+
+
+@api.parametrize()
+@hypothesis.settings(max_examples=ANONYMOUS_EXAMPLES)
+def test_anonymous_caller_gets_documented_answers(case: Case) -> None:
+    call_and_validate(case, {})
+
+
+@api.include(func=_ends_session).parametrize()
+def test_session_ending_operations_get_documented_answers(
+    case: Case,
+    client: TestClient,
+    session_factory: sessionmaker[Session],
+    hasher: PasswordHasher,
+) -> None:
+    caller = make_user(
+        session_factory,
+        hasher,
+        username=f"fuzz-{uuid.uuid4().hex[:12]}",
+        roles=("administrator",),
+    )
+    tokens = login(client, caller)
+    if _is_uuid(case.path_parameters.get("user_id")):
+        case.path_parameters["user_id"] = str(caller.user_id)
+    if isinstance(case.body, dict) and isinstance(case.body.get("token"), str):
+        case.body["token"] = tokens["refresh_token"]
+    try:
+        call_and_validate(case, bearer(tokens["access_token"]))
+    finally:
+        # The next example's administrator meets the default policies and finds
+        # a free seat: a disabled user holds none (licence capacity).
+        with session_factory.begin() as session:
+            session.execute(delete(SettingsSection))
+            session.get_one(User, caller.user_id).status = UserStatus.DISABLED
+
+
+def _is_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return value is not None
