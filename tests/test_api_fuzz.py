@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import hypothesis
 import pytest
 import schemathesis
 from fastapi import FastAPI
@@ -59,13 +58,54 @@ SESSION_ENDING = re.compile(
     r"|DELETE /api/v1/users/\{user_id\})$"
 )
 
-# Known open: 500s that issue #17 names and another change fixes. Each entry is
-# an operation and the input that still answers 500; the lead deletes an entry
-# once that fix is merged, and the fuzzer then holds it to no 5xx again.
-KNOWN_OPEN: dict[str, Callable[[Case], bool]] = {}
+# Not fuzzed: sends mail to whatever SMTP host the fuzzer stored, a network call
+# out of the test (tests/notifications cover it against a local SMTP server).
+NOT_FUZZED = re.compile(r"^POST /api/v1/notifications/smtp/test$")
+
+# KNOWN OPEN: inputs that still answer 500 on this code; issue #17 names each,
+# and another change fixes them. Such a 5xx is let through only for the input
+# described. The lead deletes an entry once that fix is merged; the fuzzer then
+# holds those inputs to "no 5xx" again.
+BASE64_FIELDS = ("license_base64", "pkcs12_base64", "data_base64", "image_base64")
 
 
-def _config(examples: int) -> SchemathesisConfig:
+def _offset_beyond_int64(case: Case) -> bool:
+    try:
+        return int(str(case.query.get("offset"))) > 2**63 - 1
+    except ValueError:
+        return False
+
+
+def _non_ascii_base64(case: Case) -> bool:
+    def walk(value: Any) -> bool:
+        if isinstance(value, dict):
+            return any(
+                (key in BASE64_FIELDS and isinstance(item, str) and not item.isascii())
+                or walk(item)
+                for key, item in value.items()
+            )
+        return isinstance(value, list) and any(walk(item) for item in value)
+
+    return walk(case.body)
+
+
+def _null_audit_setting(case: Case) -> bool:
+    return (
+        case.operation.label == "PUT /api/v1/audit-logs/settings"
+        and isinstance(case.body, dict)
+        and "audit_trail_enabled" in case.body
+        and case.body["audit_trail_enabled"] is None
+    )
+
+
+KNOWN_OPEN: tuple[tuple[str, Callable[[Case], bool]], ...] = (
+    ("offset above 2^63-1 on a list", _offset_beyond_int64),
+    ("non-ASCII text in a base64 field", _non_ascii_base64),
+    ("null for a non-nullable settings field", _null_audit_setting),
+)
+
+
+def _config(examples: int, *, coverage: bool = True) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict(
         {
             "seed": SEED,
@@ -75,7 +115,10 @@ def _config(examples: int) -> SchemathesisConfig:
                 "database": "none",
             },
             # Sequences of calls (links) are out of scope: each operation stands alone.
-            "phases": {"stateful": {"enabled": False}},
+            "phases": {
+                "coverage": {"enabled": coverage},
+                "stateful": {"enabled": False},
+            },
             "warnings": False,
         }
     )
@@ -95,13 +138,27 @@ def api_schema(app: FastAPI) -> BaseSchema:
     )
 
 
+@pytest.fixture
+def anonymous_schema(app: FastAPI) -> BaseSchema:
+    # Without credentials nearly every operation answers 401 before reading
+    # its input: a few fuzzed examples each, no coverage phase.
+    return schemathesis.openapi.from_asgi(
+        "/openapi.json", app, config=_config(ANONYMOUS_EXAMPLES, coverage=False)
+    )
+
+
 def _ends_session(ctx: Any) -> bool:
     return SESSION_ENDING.match(ctx.operation.label) is not None
 
 
+def _not_fuzzed(ctx: Any) -> bool:
+    return NOT_FUZZED.match(ctx.operation.label) is not None
+
+
 def _known_open(case: Case, response: Response) -> bool:
-    matches = KNOWN_OPEN.get(case.operation.label)
-    return response.status_code >= 500 and matches is not None and matches(case)
+    return response.status_code == 500 and any(
+        matches(case) for _reason, matches in KNOWN_OPEN
+    )
 
 
 def call_and_validate(case: Case, headers: dict[str, str]) -> None:
@@ -111,7 +168,8 @@ def call_and_validate(case: Case, headers: dict[str, str]) -> None:
     case.validate_response(response, checks=CHECKS, headers=headers)
 
 
-api = schemathesis.pytest.from_fixture("api_schema")
+api = schemathesis.pytest.from_fixture("api_schema").exclude(func=_not_fuzzed)
+anonymous_api = schemathesis.pytest.from_fixture("anonymous_schema")
 
 
 @api.exclude(func=_ends_session).parametrize()
@@ -121,8 +179,7 @@ def test_administrator_gets_documented_answers(
     call_and_validate(case, admin_headers)
 
 
-@api.parametrize()
-@hypothesis.settings(max_examples=ANONYMOUS_EXAMPLES)
+@anonymous_api.parametrize()
 def test_anonymous_caller_gets_documented_answers(case: Case) -> None:
     call_and_validate(case, {})
 

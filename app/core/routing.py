@@ -33,8 +33,12 @@ def is_json_media_type(content_type: str | None) -> bool:
 class AppRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
-        statuses = [400] if self.body_field is not None else []
-        if self.body_field is not None or get_flat_params(self.dependant):
+        # A body read by the handler itself is declared in openapi_extra.
+        takes_body = self.body_field is not None or "requestBody" in (
+            self.openapi_extra or {}
+        )
+        statuses = [400] if takes_body else []
+        if takes_body or get_flat_params(self.dependant):
             statuses.append(422)
         self.responses = _with_problems(self.responses, statuses)
 
