@@ -218,3 +218,20 @@ def _is_uuid(value: Any) -> bool:
     except ValueError:
         return False
     return value is not None
+
+
+def test_openapi_documents_input_problems_on_every_route(app: FastAPI) -> None:
+    """422 (parameters, body) and 400 (an unparseable body) are problem+json wherever they can occur."""
+    document = app.openapi()
+    undocumented = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            takes_body = "requestBody" in operation
+            expected = {"400", "422"} if takes_body else set()
+            if operation.get("parameters"):
+                expected.add("422")
+            for status in expected:
+                content = operation["responses"].get(status, {}).get("content", {})
+                if "application/problem+json" not in content:
+                    undocumented.append(f"{method.upper()} {path} {status}")
+    assert undocumented == []

@@ -34,8 +34,8 @@ from app.core.deps import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import Page, PageParams, page_of, page_params
 from app.core.routing import AppRoute
-from app.documents.responses import content_disposition
 from app.core.types import utcnow
+from app.documents.responses import content_disposition
 
 router = APIRouter(prefix="/api/v1/audit-logs", tags=["audit"], route_class=AppRoute)
 
