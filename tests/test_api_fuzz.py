@@ -8,7 +8,7 @@ Three runs, each on its own database (SQLite or PostgreSQL, as the suite runs):
   `{user_id}` aimed at that administrator (disable, lock, delete, reset it).
 
 The seed is fixed and generation derandomized, so a run is repeatable; examples
-are few (`FUZZ_EXAMPLES`) so that the three fit CI (README "Tests").
+are few (`FUZZ_EXAMPLES`) so that the three fit CI (README "Development").
 """
 
 import re
@@ -45,7 +45,7 @@ CHECKS = [
     response_schema_conformance,
 ]
 SEED = 17
-FUZZ_EXAMPLES = 10
+FUZZ_EXAMPLES = 20
 ANONYMOUS_EXAMPLES = 2
 
 # Operations that end, lock out or re-secure the caller's own session; the
@@ -59,7 +59,8 @@ SESSION_ENDING = re.compile(
 )
 
 # Not fuzzed: sends mail to whatever SMTP host the fuzzer stored, a network call
-# out of the test (tests/notifications cover it against a local SMTP server).
+# out of the test (tests/notifications/test_smtp_settings.py covers it against
+# a local SMTP server).
 NOT_FUZZED = re.compile(r"^POST /api/v1/notifications/smtp/test$")
 
 # KNOWN OPEN: inputs that still answer 500 on this code; issue #17 names each,
