@@ -35,6 +35,7 @@ from app.core.errors import problem_responses
 from app.core.pagination import Page, PageParams, page_of, page_params
 from app.core.routing import AppRoute
 from app.core.types import utcnow
+from app.documents.responses import content_disposition
 
 router = APIRouter(prefix="/api/v1/audit-logs", tags=["audit"], route_class=AppRoute)
 
@@ -294,11 +295,13 @@ def trail_response(
             resource_type=resource_type,
             resource_id=resource_id,
         )
-        name = f"audit-trail-{resource_type}-{resource_id}.pdf".replace('"', "")
+        # The name carries the caller's text: content_disposition keeps a header
+        # that is ASCII whatever it holds (RFC 6266's UTF-8 form beyond).
+        name = f"audit-trail-{resource_type}-{resource_id}.pdf"
         return Response(
             pdf,
             media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            headers={"Content-Disposition": content_disposition(name)},
         )
     found = trail_service.trail(
         session,

@@ -1,4 +1,4 @@
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Form, Request, Response, status
@@ -28,6 +28,7 @@ from app.auth.models import ApiClient
 from app.auth.schemas import (
     LoginRequest,
     MeResponse,
+    OAuth2ErrorResponse,
     PasswordChange,
     RefreshRequest,
     TokenResponse,
@@ -51,7 +52,10 @@ UNAUTHENTICATED_PATHS = frozenset(
     f"{router.prefix}{path}" for path in ("/login", "/token", "/refresh", "/revoke")
 )
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-OAUTH2_ERROR = {"description": "RFC 6749 §5.2 error (`error`, `error_description`)"}
+OAUTH2_ERROR: dict[str, Any] = {
+    "description": "RFC 6749 §5.2 error (`error`, `error_description`)",
+    "model": OAuth2ErrorResponse,
+}
 FORM_FIELD = Annotated[str | None, Form()]
 
 
@@ -300,6 +304,7 @@ def logout(principal: SelfServiceDep, session: SessionDep) -> None:
 
 @router.post(
     "/revoke",
+    response_class=Response,
     responses={
         200: {"description": "Revoked, or nothing to revoke (RFC 7009 §2.2)"},
         400: OAUTH2_ERROR,

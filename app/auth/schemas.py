@@ -7,7 +7,14 @@ from pydantic import AwareDatetime, ConfigDict, Field, SecretStr
 from app.access.entitlements import Entitlement
 from app.access.schemas import RoleRef
 from app.auth.models import ClientStatus
-from app.core.schemas import RequestSchema, Schema
+from app.core.schemas import Problem, RequestSchema, Schema
+
+
+class OAuth2ErrorResponse(Problem):
+    """RFC 6749 §5.2 error body of /token and /revoke (as JSON, the problem fields besides)."""
+
+    error: str = Field(description="RFC 6749 error code, e.g. `invalid_grant`.")
+    error_description: str
 
 
 class LoginRequest(RequestSchema):

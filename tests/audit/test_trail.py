@@ -231,3 +231,22 @@ def test_trail_needs_both_resource_parameters(
         422,
         "validation_failed",
     )
+
+
+def test_pdf_trail_of_a_non_ascii_resource_names_its_file_in_utf8(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    # The file name holds the resource's type and id as given; it once failed as a 500.
+    response = client.get(
+        "/api/v1/audit-logs/trail",
+        params={
+            "resource_type": "dokument",
+            "resource_id": "Ärzte/ý\u2026",
+            "format": "pdf",
+        },
+        headers=admin_headers,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-disposition"] == (
+        "attachment; filename*=utf-8''audit-trail-dokument-%C3%84rzte%2F%C3%BD%E2%80%A6.pdf"
+    )
