@@ -1,12 +1,12 @@
 """The `signvault` command."""
 
+import atexit
 import os
-import shutil
 import signal
 import ssl
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import click
@@ -31,7 +31,12 @@ from app.core import crypto
 from app.core.config import Settings, SettingsError, load_settings
 from app.core.db import make_engine, make_sessionmaker, unit_of_work
 from app.core.errors import AppError
-from app.core.metrics import MULTIPROC_ENV
+from app.core.metrics import (
+    MULTIPROC_ENV,
+    clear_multiprocess_dir,
+    multiprocess_dir,
+    prepare_multiprocess_dir,
+)
 from app.core.migrations import head_revision, upgrade_to_head
 from app.core.security import PasswordHasher
 from app.core.storage import make_private_dir
@@ -346,10 +351,7 @@ def serve(
     except ValueError as exc:
         _fail(f"invalid setting SIGNVAULT_JWT_PRIVATE_KEY: {exc}")
     if workers > 1:
-        metrics_dir = settings.data_dir / "metrics"
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
-        os.environ[MULTIPROC_ENV] = str(metrics_dir.resolve())
+        _share_metrics(settings)
     uvicorn.run(
         "app.main:create_served_app",
         factory=True,
@@ -366,6 +368,29 @@ def serve(
         # killed and restarted in a loop.
         timeout_worker_healthcheck=60,
     )
+
+
+def _share_metrics(settings: Settings) -> None:
+    """Give the workers a folder of their own for the shared metric files; cleared at exit."""
+    metrics_dir = multiprocess_dir(settings)
+    try:
+        prepare_multiprocess_dir(metrics_dir)
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot use the metrics folder (setting SIGNVAULT_METRICS_DIR): {exc}")
+    atexit.register(_remove_metrics_dir, metrics_dir)
+    os.environ[MULTIPROC_ENV] = str(metrics_dir.resolve())
+    if metrics_dir.stat().st_dev == settings.data_dir.stat().st_dev:
+        click.echo(
+            f"signvault: the metric files ({metrics_dir}) share the data dir's filesystem: "
+            "if it fills up, workers die (SIGBUS); set SIGNVAULT_METRICS_DIR to a memory filesystem",
+            err=True,
+        )
+
+
+def _remove_metrics_dir(metrics_dir: Path) -> None:
+    clear_multiprocess_dir(metrics_dir)
+    with suppress(OSError):  # not empty: a folder the operator keeps other files in
+        metrics_dir.rmdir()
 
 
 @main.command()
