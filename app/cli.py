@@ -268,19 +268,53 @@ def rotate_master_key() -> None:
 def _current_master_key(
     settings: Settings, key_file: Path, session: Session
 ) -> crypto.MasterKey:
-    settings_key = (
-        settings.master_key.get_secret_value() if settings.master_key else None
+    """The master key that opens the database's secrets; exits with one line saying why not.
+
+    Generated into the key file when nothing is sealed yet (a first start).
+    """
+    from_env = settings.master_key is not None
+    where = (
+        "SIGNVAULT_MASTER_KEY"
+        if from_env
+        else f"{key_file.resolve()} (SIGNVAULT_MASTER_KEY is not set)"
     )
     try:
-        current = crypto.load_master_key(settings_key, key_file, session)
+        current = crypto.load_master_key(
+            settings.master_key.get_secret_value() if settings.master_key else None,
+            key_file,
+            session,
+        )
     except crypto.MasterKeyError as exc:
-        _fail(f"the master key is not usable: {exc}")
+        _fail(f"the master key is not usable: {exc} (read from {where})")
         raise
-    problem = crypto.master_key_status(session, current)
-    if current is None or problem:
-        _fail(f"the master key is not usable: {problem}")
+    except OSError as exc:
+        _fail(f"the master key is not usable: cannot read {key_file.resolve()}: {exc}")
+        raise
+    if current is None:
+        sealed = crypto.sealed_secrets(session)
+        _fail(
+            f"the master key is missing: the database holds {sum(sealed.values())} secrets "
+            f"sealed under master key {', '.join(sorted(sealed))}, but SIGNVAULT_MASTER_KEY is not set "
+            f"and {key_file.resolve()} does not exist; set the variable or restore that file"
+        )
         raise AssertionError  # unreachable: _fail exits
+    problem = crypto.master_key_status(session, current)
+    if problem:
+        _fail(f"the master key is not usable: {problem} (read from {where})")
     return current
+
+
+def _require_master_key(settings: Settings, engine: Engine) -> None:
+    """Refuse to start without the master key of the database's secrets (not a 503 for ever).
+
+    Checked before migrating: a database this host cannot serve is left as it is.
+    """
+    if not inspect(engine).has_table(crypto.DataKey.__tablename__):
+        return  # a new database: nothing is sealed yet
+    with make_sessionmaker(engine)() as session:
+        _current_master_key(
+            settings, settings.data_dir / crypto.MASTER_KEY_FILE_NAME, session
+        )
 
 
 def _settle_pending_key(key_file: Path, current: crypto.MasterKey) -> None:
@@ -341,6 +375,7 @@ def serve(
 
     settings = _settings()
     with _engine(settings) as engine:
+        _require_master_key(settings, engine)
         _migrate(engine)
         _bootstrap(settings, engine)
         _license_check(settings, engine)
@@ -405,13 +440,9 @@ def worker() -> None:
 
     settings = _settings()
     with _engine(settings) as engine:
+        _require_master_key(settings, engine)
         _migrate(engine)
     api = create_app(settings)
-    if api.state.cipher is None:
-        click.echo(
-            "signvault: no master key loaded: webhook secrets and the SMTP password cannot be opened",
-            err=True,
-        )
     background = background_worker(api)
 
     def _stop(signum: int, _frame: object) -> None:
