@@ -59,7 +59,8 @@ def test_a_wrong_key_in_the_environment_refuses_to_start_the_right_one_serves(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("signvault: the master key is not usable:")
     assert "SIGNVAULT_MASTER_KEY" in lines[0]
-    assert wrong.id in lines[0] and sealed_database.id in lines[0]
+    assert wrong.id in lines[0]
+    assert sealed_database.id in lines[0]
 
     env["SIGNVAULT_MASTER_KEY"] = sealed_database.to_base64()
     with serve(env, tmp_path) as served:  # ready: /ready answered 200

@@ -11,7 +11,6 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +36,8 @@ from tests.system.conftest import assert_insufficient_storage, sign, upload
 MIB = 1024 * 1024
 # What the tests ask /ready to keep free: a filled tmpfs has less, an emptied one more.
 MIN_FREE = 1 * MIB
+MOUNT = shutil.which("mount") or "/bin/mount"
+UMOUNT = shutil.which("umount") or "/bin/umount"
 
 
 @contextmanager
@@ -45,8 +46,8 @@ def small_filesystem(where: Path, size: str) -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("mounting a small filesystem needs root (CI runs as root)")
     where.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
+    mounted = subprocess.run(  # noqa: S603 (fixed arguments)
+        [MOUNT, "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
         capture_output=True,
         text=True,
         check=False,
@@ -57,7 +58,7 @@ def small_filesystem(where: Path, size: str) -> Iterator[Path]:
         yield where
     finally:
         # Lazy: a process of the test may still hold a file open for a moment.
-        subprocess.run(["umount", "-l", str(where)], check=False)
+        subprocess.run([UMOUNT, "-l", str(where)], check=False)  # noqa: S603
 
 
 def fill(folder: Path) -> Path:
@@ -66,11 +67,10 @@ def fill(folder: Path) -> Path:
     with filler.open("wb", buffering=0) as handle:
         for chunk in (MIB, 4096, 1):
             block = b"\0" * chunk
-            try:
+            with pytest.raises(OSError, match="No space left") as full:  # noqa: PT012
                 while True:
                     handle.write(block)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
+            assert full.value.errno == errno.ENOSPC
     return filler
 
 
@@ -189,20 +189,37 @@ def test_a_full_disk_answers_507_and_recovers_without_a_restart(
         assert len(referenced_files(session)) == 3
 
 
-def child_pids(parent: int) -> set[int]:
-    """The live processes whose parent is `parent` (uvicorn's workers under `serve --workers N`)."""
-    children = set()
+def worker_pids(parent: int) -> set[int]:
+    """The live uvicorn workers (spawned processes) of `serve --workers N` whose pid is `parent`."""
+    workers = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            spawned = b"spawn_main" in (entry / "cmdline").read_bytes()
         except OSError:
             continue  # ended meanwhile
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == parent and fields[0] != "Z":
-            children.add(int(entry.name))
-    return children
+        if int(fields[1]) == parent and fields[0] != "Z" and spawned:
+            workers.add(int(entry.name))
+    return workers
+
+
+def admin_token_and_routes(http: httpx.Client) -> tuple[str, list[str]]:
+    """The bootstrap admin's token, and the GET routes without parameters (401 without a token).
+
+    Each route answered is a new label set in the workers' metric files.
+    """
+    token = http.post(
+        "/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+    ).json()["access_token"]
+    paths = http.get("/openapi.json").json()["paths"]
+    routes = [
+        path
+        for path, operations in paths.items()
+        if "{" not in path and "get" in operations
+    ]
+    return token, routes
 
 
 @pytest.mark.skipif(
@@ -222,20 +239,9 @@ def test_workers_survive_requests_on_a_full_disk(tmp_path: Path) -> None:
             serve(env, tmp_path, "--workers", "2") as served,
             httpx.Client(base_url=served.base_url, timeout=30) as http,
         ):
-            workers = child_pids(served.pid)
-            assert len(workers) >= 2
-            token = http.post(
-                "/api/v1/auth/login",
-                json={"username": "admin", "password": ADMIN_PASSWORD},
-            ).json()["access_token"]
-            # Routes without parameters: each answers 401, a new label set in the metrics.
-            routes = [
-                path
-                for path, operations in http.get("/openapi.json")
-                .json()["paths"]
-                .items()
-                if "{" not in path and "get" in operations
-            ]
+            workers = worker_pids(served.pid)
+            assert len(workers) == 2
+            token, routes = admin_token_and_routes(http)
             fill(disk)
 
             # Every label set the workers have not seen yet grows their metric files.
@@ -252,6 +258,6 @@ def test_workers_survive_requests_on_a_full_disk(tmp_path: Path) -> None:
             assert 500 not in answers
             for response in uploads:
                 assert_insufficient_storage(response)
-            assert child_pids(served.pid) == workers, served.log
+            assert worker_pids(served.pid) == workers, served.log
             assert http.get("/ready").status_code == 503
             assert "died" not in served.log
