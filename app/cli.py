@@ -276,7 +276,7 @@ def _current_master_key(
     where = (
         "SIGNVAULT_MASTER_KEY"
         if from_env
-        else f"{key_file.resolve()} (SIGNVAULT_MASTER_KEY is not set)"
+        else f"{key_file.resolve()}; SIGNVAULT_MASTER_KEY is not set"
     )
     try:
         current = crypto.load_master_key(
@@ -292,8 +292,9 @@ def _current_master_key(
         raise
     if current is None:
         sealed = crypto.sealed_secrets(session)
+        count = sum(sealed.values())
         _fail(
-            f"the master key is missing: the database holds {sum(sealed.values())} secrets "
+            f"the master key is missing: the database holds {count} secret{'s' * (count != 1)} "
             f"sealed under master key {', '.join(sorted(sealed))}, but SIGNVAULT_MASTER_KEY is not set "
             f"and {key_file.resolve()} does not exist; set the variable or restore that file"
         )
