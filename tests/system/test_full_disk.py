@@ -224,7 +224,7 @@ def admin_token_and_routes(http: httpx.Client) -> tuple[str, list[str]]:
 
 @pytest.mark.skipif(
     bool(POSTGRES_URL),
-    reason="a full disk under SQLite fills the data dir's every file; PostgreSQL's data lives on its server",
+    reason="SQLite only: the workers' survival does not depend on the database, and PostgreSQL's data is on its server's disk",
 )
 def test_workers_survive_requests_on_a_full_disk(tmp_path: Path) -> None:
     with small_filesystem(tmp_path / "disk", "16m") as disk:
