@@ -1,12 +1,12 @@
 """The `signvault` command."""
 
+import atexit
 import os
-import shutil
 import signal
 import ssl
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import click
@@ -31,7 +31,12 @@ from app.core import crypto
 from app.core.config import Settings, SettingsError, load_settings
 from app.core.db import make_engine, make_sessionmaker, unit_of_work
 from app.core.errors import AppError
-from app.core.metrics import MULTIPROC_ENV
+from app.core.metrics import (
+    MULTIPROC_ENV,
+    clear_multiprocess_dir,
+    multiprocess_dir,
+    prepare_multiprocess_dir,
+)
 from app.core.migrations import head_revision, upgrade_to_head
 from app.core.security import PasswordHasher
 from app.core.storage import make_private_dir
@@ -263,19 +268,54 @@ def rotate_master_key() -> None:
 def _current_master_key(
     settings: Settings, key_file: Path, session: Session
 ) -> crypto.MasterKey:
-    settings_key = (
-        settings.master_key.get_secret_value() if settings.master_key else None
+    """The master key that opens the database's secrets; exits with one line saying why not.
+
+    Generated into the key file when nothing is sealed yet (a first start).
+    """
+    from_env = settings.master_key is not None
+    where = (
+        "SIGNVAULT_MASTER_KEY"
+        if from_env
+        else f"{key_file.resolve()}; SIGNVAULT_MASTER_KEY is not set"
     )
     try:
-        current = crypto.load_master_key(settings_key, key_file, session)
+        current = crypto.load_master_key(
+            settings.master_key.get_secret_value() if settings.master_key else None,
+            key_file,
+            session,
+        )
     except crypto.MasterKeyError as exc:
-        _fail(f"the master key is not usable: {exc}")
+        _fail(f"the master key is not usable: {exc} (read from {where})")
         raise
-    problem = crypto.master_key_status(session, current)
-    if current is None or problem:
-        _fail(f"the master key is not usable: {problem}")
+    except OSError as exc:
+        _fail(f"the master key is not usable: cannot read {key_file.resolve()}: {exc}")
+        raise
+    if current is None:
+        sealed = crypto.sealed_secrets(session)
+        count = sum(sealed.values())
+        _fail(
+            f"the master key is missing: the database holds {count} secret{'s' * (count != 1)} "
+            f"sealed under master key {', '.join(sorted(sealed))}, but SIGNVAULT_MASTER_KEY is not set "
+            f"and {key_file.resolve()} does not exist; set the variable or restore that file"
+        )
         raise AssertionError  # unreachable: _fail exits
+    problem = crypto.master_key_status(session, current)
+    if problem:
+        _fail(f"the master key is not usable: {problem} (read from {where})")
     return current
+
+
+def _require_master_key(settings: Settings, engine: Engine) -> None:
+    """Refuse to start without the master key of the database's secrets (not a 503 for ever).
+
+    Checked before migrating: a database this host cannot serve is left as it is.
+    """
+    if not inspect(engine).has_table(crypto.DataKey.__tablename__):
+        return  # a new database: nothing is sealed yet
+    with make_sessionmaker(engine)() as session:
+        _current_master_key(
+            settings, settings.data_dir / crypto.MASTER_KEY_FILE_NAME, session
+        )
 
 
 def _settle_pending_key(key_file: Path, current: crypto.MasterKey) -> None:
@@ -336,6 +376,7 @@ def serve(
 
     settings = _settings()
     with _engine(settings) as engine:
+        _require_master_key(settings, engine)
         _migrate(engine)
         _bootstrap(settings, engine)
         _license_check(settings, engine)
@@ -346,10 +387,7 @@ def serve(
     except ValueError as exc:
         _fail(f"invalid setting SIGNVAULT_JWT_PRIVATE_KEY: {exc}")
     if workers > 1:
-        metrics_dir = settings.data_dir / "metrics"
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
-        os.environ[MULTIPROC_ENV] = str(metrics_dir.resolve())
+        _share_metrics(settings)
     uvicorn.run(
         "app.main:create_served_app",
         factory=True,
@@ -368,6 +406,29 @@ def serve(
     )
 
 
+def _share_metrics(settings: Settings) -> None:
+    """Give the workers a folder of their own for the shared metric files; cleared at exit."""
+    metrics_dir = multiprocess_dir(settings)
+    try:
+        prepare_multiprocess_dir(metrics_dir)
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot use the metrics folder (setting SIGNVAULT_METRICS_DIR): {exc}")
+    atexit.register(_remove_metrics_dir, metrics_dir)
+    os.environ[MULTIPROC_ENV] = str(metrics_dir.resolve())
+    if metrics_dir.stat().st_dev == settings.data_dir.stat().st_dev:
+        click.echo(
+            f"signvault: the metric files ({metrics_dir}) share the data dir's filesystem: "
+            "if it fills up, workers die (SIGBUS); set SIGNVAULT_METRICS_DIR to a memory filesystem",
+            err=True,
+        )
+
+
+def _remove_metrics_dir(metrics_dir: Path) -> None:
+    clear_multiprocess_dir(metrics_dir)
+    with suppress(OSError):  # not empty: a folder the operator keeps other files in
+        metrics_dir.rmdir()
+
+
 @main.command()
 def worker() -> None:
     """Run the background work until SIGTERM: batches, notification delivery, daily jobs.
@@ -380,13 +441,9 @@ def worker() -> None:
 
     settings = _settings()
     with _engine(settings) as engine:
+        _require_master_key(settings, engine)
         _migrate(engine)
     api = create_app(settings)
-    if api.state.cipher is None:
-        click.echo(
-            "signvault: no master key loaded: webhook secrets and the SMTP password cannot be opened",
-            err=True,
-        )
     background = background_worker(api)
 
     def _stop(signum: int, _frame: object) -> None:

@@ -35,6 +35,7 @@ from app.core.crypto import (
 )
 from app.core.db import make_engine, make_sessionmaker
 from app.core.errors import install_error_handlers
+from app.core.freespace import watched_filesystems
 from app.core.metrics import Metrics, MetricsMiddleware
 from app.core.middleware import (
     BodyLimit,
@@ -76,7 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.effective_database_url,
         sqlite_busy_timeout=settings.sqlite_busy_timeout_seconds,
     )
-    metrics = Metrics()
+    filesystems = watched_filesystems(settings)
+    metrics = Metrics(filesystems)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -107,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.state.cipher = _load_cipher(settings, api.state.sessionmaker)
     api.state.vault = Vault(cipher=api.state.cipher, settings=settings)
     api.state.metrics = metrics
+    api.state.filesystems = filesystems
     api.state.blobs = BlobStore(settings.data_dir / "blobs")
     api.state.trust_roots = load_trust_roots(settings.trust_roots_file)
 

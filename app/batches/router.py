@@ -12,7 +12,7 @@ from app.batches.deps import BATCH_BODY, ReceivedBatch, receive_batch
 from app.batches.models import Batch, BatchStatus
 from app.batches.schemas import BatchRead, BatchSummary
 from app.core.deps import SessionDep, SettingsDep
-from app.core.errors import problem_responses
+from app.core.errors import is_storage_full, problem_responses
 from app.core.pagination import Page, PageParams, page_of, page_params
 from app.core.routing import AppRoute
 from app.documents.deps import BlobsDep
@@ -73,16 +73,21 @@ def create_batch(
         # signed in a transaction of its own, so one failure undoes only its document.
         session.commit()
         factory: sessionmaker[Session] = request.app.state.sessionmaker
-        batches_service.run_batch(
-            factory,
-            batch.id,
-            tools=batches_service.SigningTools(
-                request.app.state.vault,
-                request.app.state.blobs,
-                settings,
-                request.app.state.trust_roots,
-            ),
-        )
+        try:
+            batches_service.run_batch(
+                factory,
+                batch.id,
+                tools=batches_service.SigningTools(
+                    request.app.state.vault,
+                    request.app.state.blobs,
+                    settings,
+                    request.app.state.trust_roots,
+                ),
+            )
+        except Exception as exc:
+            if not is_storage_full(exc):
+                raise
+            # The batch is stored: the background finishes it once space is freed (202).
         with factory() as reader:
             batch = batches_service.get_visible_batch(reader, principal, batch.id)
     else:

@@ -16,12 +16,14 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO, Any
 
 from asn1crypto import x509 as asn1_x509
 from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from app.access.entitlements import Entitlement
@@ -35,7 +37,13 @@ from app.batches.schemas import MAX_BATCH_DOCUMENTS, BatchOptions
 from app.certificates.vault import Vault
 from app.core.config import Settings
 from app.core.db import unit_of_work
-from app.core.errors import AppError, Forbidden, InvalidInput, PayloadTooLarge
+from app.core.errors import (
+    AppError,
+    Forbidden,
+    InvalidInput,
+    PayloadTooLarge,
+    is_storage_full,
+)
 from app.core.pagination import PageParams, paginate
 from app.core.storage import BlobStore, sha256_of
 from app.core.types import utcnow
@@ -394,6 +402,10 @@ def run_batch(
     """Sign a claimed batch's pending items, one transaction each, then complete it.
 
     Returns whether the batch is complete (False: stopped and released first).
+
+    Raises:
+        OSError, OperationalError: the disk is full (`is_storage_full`); the batch
+            is released, its unsigned items pending.
     """
     with unit_of_work(factory) as session:
         pending = session.scalars(
@@ -407,7 +419,16 @@ def run_batch(
         if should_stop():
             _release(factory, batch_id)
             return False
-        _process_item(factory, batch_id, item_id, tools)
+        try:
+            _process_item(factory, batch_id, item_id, tools)
+        except Exception:
+            # A full disk (or the database gone): the item stays pending, the batch
+            # goes back to the queue.
+            with suppress(
+                SQLAlchemyError
+            ):  # a full SQLite: taken over after the claim timeout
+                _release(factory, batch_id)
+            raise
     return _complete(factory, batch_id)
 
 
@@ -452,7 +473,9 @@ def _process_item(
             )
     except AppError as refusal:
         _record_failure(factory, batch_id, item_id, refusal.code, refusal.detail)
-    except Exception:
+    except Exception as exc:
+        if is_storage_full(exc):
+            raise  # not the document's fault: signed again once space is freed
         logger.exception("batch %s: item %s failed unexpectedly", batch_id, item_id)
         _record_failure(
             factory,

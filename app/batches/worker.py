@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.batches import service as batches_service
 from app.certificates.vault import Vault
 from app.core.config import Settings
+from app.core.errors import STORAGE_RETRY_AFTER_SECONDS, is_storage_full
 from app.core.storage import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,14 @@ class BatchProcessorThread:
                     )
                     is not None
                 )
-            except Exception:
+            except Exception as exc:
+                if is_storage_full(exc):
+                    logger.warning(
+                        "batch processing paused for %s s: the disk is full",
+                        STORAGE_RETRY_AFTER_SECONDS,
+                    )
+                    self._stop.wait(STORAGE_RETRY_AFTER_SECONDS)
+                    continue
                 # The database may be briefly unreachable: log, wait, try again.
                 logger.exception("batch processing failed")
                 worked = False

@@ -83,6 +83,15 @@ class Settings(BaseSettings):
         default=True,
         description="Serve /metrics without a token; false: needs `metrics:read`.",
     )
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="Where `serve --workers N` keeps the shared Prometheus files (mmapped: on a full filesystem a worker would die of SIGBUS); default: a folder under `$XDG_RUNTIME_DIR` or `/dev/shm` (memory filesystems), else `<data_dir>/metrics`.",
+    )
+    min_free_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=0,
+        description="`/ready` answers 503 (`storage: low`) when the blob store's or the SQLite database's filesystem has less free space than this; 0: never.",
+    )
     # OWASP's argon2id minimum (19 MiB, 2 passes): a burst of logins holds this
     # memory once per core (PasswordHasher), so it bounds what an anonymous burst costs.
     argon2_time_cost: int = Field(

@@ -266,6 +266,14 @@ def master_key_status(session: Session, master_key: MasterKey | None) -> str | N
     return None
 
 
+def sealed_secrets(session: Session) -> dict[str, int]:
+    """How many data keys each master key wraps, by master key id."""
+    rows = session.execute(
+        select(DataKey.master_key_id, func.count()).group_by(DataKey.master_key_id)
+    )
+    return dict(rows.tuples().all())
+
+
 def _stored_master_ids(session: Session) -> set[str]:
     return set(session.scalars(select(DataKey.master_key_id).distinct()))
 

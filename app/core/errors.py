@@ -1,6 +1,8 @@
 """Domain errors and their one rendering: RFC 9457 problem+json."""
 
+import errno
 import logging
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -140,6 +142,56 @@ class ServiceUnavailable(AppError):
     title = "Service unavailable"
 
 
+# How long a client is asked to wait after a full disk: freeing space takes an operator.
+STORAGE_RETRY_AFTER_SECONDS = 60
+
+
+class InsufficientStorage(AppError):
+    """The blob store's or the database's filesystem is full: nothing was stored."""
+
+    status = 507
+    code = "insufficient_storage"
+    title = "Insufficient storage"
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)})
+        super().__init__(
+            detail
+            or "The server's storage is full; nothing was stored. Try again once space is freed.",
+            **kwargs,
+        )
+
+
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_POSTGRESQL_DISK_FULL = (
+    "53100"  # SQLSTATE disk_full: "could not extend file", temp files
+)
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it was raised from, says a filesystem is full.
+
+    ENOSPC or EDQUOT from the blob store, SQLite's SQLITE_FULL ("database or
+    disk is full"), PostgreSQL's disk_full; through SQLAlchemy's wrapping too.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _DISK_FULL_ERRNOS:
+            return True
+        if isinstance(current, sqlite3.Error) and (
+            getattr(current, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        ):
+            return True
+        if getattr(current, "sqlstate", None) == _POSTGRESQL_DISK_FULL:
+            return True
+        current = (
+            getattr(current, "orig", None) or current.__cause__ or current.__context__
+        )
+    return False
+
+
 def _trace_id() -> str | None:
     context = current_request()
     return context.request_id if context else None
@@ -244,6 +296,15 @@ def _render_http_exception(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _render_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    return unexpected_error_response(exc)
+
+
+def unexpected_error_response(
+    exc: BaseException, *, metrics: Any = None
+) -> JSONResponse:
+    """A 507 for a full disk, else the 500 of an unexpected error (logged with its traceback)."""
+    if is_storage_full(exc):
+        return storage_full_response(exc, metrics=metrics)
     logger.exception("unhandled error (trace_id=%s)", _trace_id(), exc_info=exc)
     return problem_response(
         500,
@@ -253,11 +314,34 @@ def _render_unexpected(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _render_database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    return database_unavailable_response(exc)
+def storage_full_response(exc: BaseException, *, metrics: Any = None) -> JSONResponse:
+    logger.error(
+        "storage full (trace_id=%s): %s: %s",
+        _trace_id(),
+        type(exc).__name__,
+        str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+    )
+    return app_error_response(InsufficientStorage(), metrics=metrics)
 
 
-def database_unavailable_response(exc: Exception) -> JSONResponse:
+def _render_os_error(request: Request, exc: Exception) -> JSONResponse:
+    return unexpected_error_response(
+        exc, metrics=getattr(request.app.state, "metrics", None)
+    )
+
+
+def _render_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return database_unavailable_response(
+        exc, metrics=getattr(request.app.state, "metrics", None)
+    )
+
+
+def database_unavailable_response(
+    exc: Exception, *, metrics: Any = None
+) -> JSONResponse:
+    """A 503 for a database out of reach; a 507 when the database's disk is full."""
+    if is_storage_full(exc):
+        return storage_full_response(exc, metrics=metrics)
     logger.error(
         "database unavailable (trace_id=%s): %s", _trace_id(), type(exc).__name__
     )
@@ -273,6 +357,7 @@ def database_unavailable_response(exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _render_app_error)
     app.add_exception_handler(OperationalError, _render_database_unavailable)
+    app.add_exception_handler(OSError, _render_os_error)
     app.add_exception_handler(RequestValidationError, _render_validation_error)
     app.add_exception_handler(StarletteHTTPException, _render_http_exception)
     app.add_exception_handler(Exception, _render_unexpected)
@@ -290,6 +375,7 @@ _STATUS_DESCRIPTIONS = {
     422: "Invalid input",
     429: "Too many requests",
     503: "Service unavailable",
+    507: "Insufficient storage",
 }
 
 

@@ -1,20 +1,93 @@
 """Prometheus metrics; per-app registry, or multiprocess mode under `serve --workers N`."""
 
+import hashlib
 import os
+import stat
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.config import Settings
+from app.core.freespace import WatchedFilesystems
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Memory filesystems, tried in this order, for the multiprocess files (see multiprocess_dir).
+# The folder made there is checked to be this user's own (prepare_multiprocess_dir).
+_MEMORY_FILESYSTEMS = ("XDG_RUNTIME_DIR", "/dev/shm")  # noqa: S108
+
+
+def multiprocess_dir(settings: Settings) -> Path:
+    """Where `serve --workers N` keeps the workers' shared metric files.
+
+    prometheus_client grows a file with ftruncate and writes to it through
+    mmap: on a full filesystem the write is a SIGBUS, and the worker dies. On a
+    memory filesystem (not the data dir's) a full data disk cannot reach them.
+    One folder per data dir: two installations on a host keep their own.
+    """
+    if settings.metrics_dir is not None:
+        return settings.metrics_dir
+    data_dir = settings.data_dir.resolve()
+    tag = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    for candidate in _MEMORY_FILESYSTEMS:
+        base = Path(os.environ.get(candidate, "") if candidate.isupper() else candidate)
+        if base.is_absolute() and base.is_dir() and os.access(base, os.W_OK | os.X_OK):
+            return base / f"signvault-metrics-{os.geteuid()}-{tag}"
+    return data_dir / "metrics"
+
+
+def prepare_multiprocess_dir(folder: Path) -> None:
+    """Make `folder` (0700) and clear the metric files a previous run left in it.
+
+    Raises:
+        ValueError: it is not a folder of this user (in a shared /dev/shm, someone
+            else's folder or link could read or feed the files).
+        OSError: it cannot be made.
+    """
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = folder.lstat()
+    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.geteuid():
+        raise ValueError(f"{folder} is not a folder owned by this user")
+    folder.chmod(0o700)
+    clear_multiprocess_dir(folder)
+
+
+def clear_multiprocess_dir(folder: Path) -> None:
+    """Remove prometheus_client's files (`<kind>_<pid>.db`), nothing else."""
+    for path in folder.glob("*.db"):
+        path.unlink(missing_ok=True)
+
+
+class FreeSpaceCollector(Collector):
+    """`signvault_storage_free_bytes{store=...}`, read from the filesystems at scrape time."""
+
+    def __init__(self, filesystems: WatchedFilesystems) -> None:
+        self.filesystems = filesystems
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "signvault_storage_free_bytes",
+            "Free bytes on the filesystem of each store (blobs; database when SQLite).",
+            labels=["store"],
+        )
+        for store, free in self.filesystems.free_bytes().items():
+            gauge.add_metric([store], free)
+        yield gauge
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, filesystems: WatchedFilesystems | None = None) -> None:
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         # In multiprocess mode values live in shared files, read by the collector at scrape time.
         self._own_registry = CollectorRegistry()
+        self._free_space = FreeSpaceCollector(filesystems) if filesystems else None
+        if self._free_space and not self.multiprocess:
+            self._own_registry.register(self._free_space)
         target: CollectorRegistry | None = (
             None if self.multiprocess else self._own_registry
         )
@@ -41,6 +114,8 @@ class Metrics:
         if self.multiprocess:
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            if self._free_space:
+                registry.register(self._free_space)
             return generate_latest(registry)
         return generate_latest(self._own_registry)
 

@@ -12,7 +12,10 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.context import RequestContext, reset_current_request, set_current_request
-from app.core.errors import problem_response
+from app.core.errors import (
+    problem_response,
+    unexpected_error_response,
+)
 from app.core.routing import is_json_media_type
 
 logger = logging.getLogger("signvault.http")
@@ -129,17 +132,12 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            logger.exception("unhandled error (trace_id=%s)", request_id)
+        except Exception as exc:
             if started:
+                logger.exception("unhandled error (trace_id=%s)", request_id)
                 raise
-            response = problem_response(
-                500,
-                "internal_error",
-                "Internal server error",
-                "The server failed to handle this request; quote the trace_id when reporting it.",
-            )
-            await response(scope, receive, send_with_id)
+            # A full disk met outside the routes' handlers is a 507 too.
+            await unexpected_error_response(exc)(scope, receive, send_with_id)
         finally:
             reset_current_request(token)
 

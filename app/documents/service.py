@@ -112,8 +112,9 @@ def accept_upload(
             str(exc)
         ) from None
     document_id = uuid.uuid4()
-    stored = blobs.put_file(str(document_id), upload)
+    # Registered first: a write that fails half-way (a full disk) leaves no folder either.
     on_rollback(session, lambda: blobs.delete_namespace(str(document_id)))
+    stored = blobs.put_file(str(document_id), upload)
     return AcceptedUpload(document_id, stored, facts)
 
 

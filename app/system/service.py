@@ -7,13 +7,21 @@ from sqlalchemy.orm import Session
 
 from app.core.crypto import EnvelopeCipher, master_key_status
 from app.core.errors import ServiceUnavailable
+from app.core.freespace import WatchedFilesystems
 from app.core.migrations import head_revision
+from app.system.errors import StorageLow
 
 
 def readiness(
-    session: Session, *, token_keys_loaded: bool, cipher: EnvelopeCipher | None
+    session: Session,
+    *,
+    token_keys_loaded: bool,
+    cipher: EnvelopeCipher | None,
+    filesystems: WatchedFilesystems,
+    min_free_bytes: int,
 ) -> dict[str, str]:
-    """Raises: ServiceUnavailable naming the failed check."""
+    """Raises: ServiceUnavailable naming the failed check (StorageLow for free space)."""
+    _check_free_space(filesystems, min_free_bytes)
     try:
         session.execute(text("SELECT 1"))
         current = MigrationContext.configure(
@@ -33,4 +41,25 @@ def readiness(
     problem = cipher.status(session) if cipher else master_key_status(session, None)
     if problem:
         raise ServiceUnavailable(f"The master key is not usable: {problem}.")
-    return {"database": "ok", "migrations": head, "token_key": "ok", "master_key": "ok"}
+    return {
+        "database": "ok",
+        "migrations": head,
+        "token_key": "ok",
+        "master_key": "ok",
+        "storage": "ok",
+    }
+
+
+def _check_free_space(filesystems: WatchedFilesystems, min_free_bytes: int) -> None:
+    """Raises: StorageLow when a store's filesystem has less than `min_free_bytes` free."""
+    free = filesystems.free_bytes()
+    low = [
+        f"{store} ({filesystems.paths[store]}) has {free[store]} bytes free"
+        for store in sorted(free)
+        if free[store] < min_free_bytes
+    ]
+    if low:
+        raise StorageLow(
+            f"Storage low: {'; '.join(low)}, under SIGNVAULT_MIN_FREE_BYTES={min_free_bytes}.",
+            free_bytes=free,
+        )

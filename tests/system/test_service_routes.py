@@ -21,6 +21,7 @@ def test_ready_reports_each_check(client: TestClient) -> None:
             "migrations": head_revision(),
             "token_key": "ok",
             "master_key": "ok",
+            "storage": "ok",
         },
     }
 
