@@ -6,7 +6,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import click
@@ -323,6 +323,7 @@ def serve(
 ) -> None:
     """Migrate the database, create the first administrator if needed, and serve the API."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
         _fail("--ssl-certfile and --ssl-keyfile go together")
@@ -350,7 +351,7 @@ def serve(
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ[MULTIPROC_ENV] = str(metrics_dir.resolve())
-    uvicorn.run(
+    config = uvicorn.Config(
         "app.main:create_served_app",
         factory=True,
         host=host,
@@ -363,9 +364,20 @@ def serve(
         ssl_keyfile=ssl_keyfile,
         # A worker imports pyHanko and the app before it can answer; on a busy
         # host that takes longer than uvicorn's 5 s default, and it would be
-        # killed and restarted in a loop.
+        # killed and restarted in a loop. A dead worker is replaced at once
+        # whatever this says (app.supervisor).
         timeout_worker_healthcheck=60,
     )
+    from app.supervisor import Supervisor
+
+    server = uvicorn.Server(config)
+    with suppress(KeyboardInterrupt):
+        if workers == 1:
+            server.run()
+        else:
+            Supervisor(config, sockets=[config.bind_socket()]).run()
+    if workers == 1 and not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 @main.command()
