@@ -91,7 +91,9 @@ def test_sweep_removes_old_spool_files_and_unreferenced_blobs_and_nothing_else(
     assert not upload_never_committed.exists()
     assert not upload_never_committed.parent.exists()  # its emptied namespace too
     assert not stale_spool.exists()
-    assert referenced.exists() and in_flight.exists() and live_spool.exists()
+    assert referenced.exists()
+    assert in_flight.exists()
+    assert live_spool.exists()
     download = client.get(
         f"/api/v1/documents/{document['id']}/content", headers=admin_headers
     )
