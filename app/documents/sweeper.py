@@ -176,6 +176,4 @@ def _hold_off_new_versions(session: Session) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return
     session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-    session.execute(
-        text(f"LOCK TABLE {DocumentVersion.__tablename__} IN SHARE MODE")
-    )
+    session.execute(text(f"LOCK TABLE {DocumentVersion.__tablename__} IN SHARE MODE"))
