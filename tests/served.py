@@ -105,9 +105,9 @@ def serve(
             process.wait()
 
 
-def worker_pids(served: Served) -> set[int]:
-    """The pids of the uvicorn worker processes of `serve --workers N` (spawned children)."""
-    children = Path(f"/proc/{served.pid}/task/{served.pid}/children").read_text()
+def worker_pids(pid: int) -> set[int]:
+    """The pids of the uvicorn worker processes of `serve --workers N` (its spawned children)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     workers = set()
     for pid in map(int, children.split()):
         try:

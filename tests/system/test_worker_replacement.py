@@ -28,7 +28,7 @@ def test_a_killed_worker_is_replaced_and_serving_within_5_seconds(
 ) -> None:
     env = signvault_env(tmp_path / "data", database_url)
     with serve(env, tmp_path, "--workers", "2") as served:
-        old = _wait_for(lambda: w if len(w := worker_pids(served)) == 2 else None)
+        old = _wait_for(lambda: w if len(w := worker_pids(served.pid)) == 2 else None)
         victim, survivor = sorted(old)
         stop_burst = threading.Event()
         burst = threading.Thread(
@@ -43,7 +43,7 @@ def test_a_killed_worker_is_replaced_and_serving_within_5_seconds(
             os.kill(victim, signal.SIGKILL)
             killed_at = time.monotonic()
             replacement = _wait_for(
-                lambda: next(iter(worker_pids(served) - old), None),
+                lambda: next(iter(worker_pids(served.pid) - old), None),
                 timeout=REPLACED_WITHIN_SECONDS,
             )
         finally:
