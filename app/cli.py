@@ -363,6 +363,7 @@ def serve(
 ) -> None:
     """Migrate the database, create the first administrator if needed, and serve the API."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
         _fail("--ssl-certfile and --ssl-keyfile go together")
@@ -388,7 +389,7 @@ def serve(
         _fail(f"invalid setting SIGNVAULT_JWT_PRIVATE_KEY: {exc}")
     if workers > 1:
         _share_metrics(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         "app.main:create_served_app",
         factory=True,
         host=host,
@@ -401,9 +402,20 @@ def serve(
         ssl_keyfile=ssl_keyfile,
         # A worker imports pyHanko and the app before it can answer; on a busy
         # host that takes longer than uvicorn's 5 s default, and it would be
-        # killed and restarted in a loop.
+        # killed and restarted in a loop. A dead worker is replaced at once
+        # whatever this says (app.supervisor).
         timeout_worker_healthcheck=60,
     )
+    from app.supervisor import Supervisor
+
+    server = uvicorn.Server(config)
+    with suppress(KeyboardInterrupt):
+        if workers == 1:
+            server.run()
+        else:
+            Supervisor(config, sockets=[config.bind_socket()]).run()
+    if workers == 1 and not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 def _share_metrics(settings: Settings) -> None:

@@ -185,6 +185,7 @@ def background_worker(api: FastAPI) -> BackgroundWorker:
         vault=api.state.vault,
         blobs=api.state.blobs,
         trust_roots=api.state.trust_roots,
+        metrics=api.state.metrics,
     )
 
 

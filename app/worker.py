@@ -4,7 +4,8 @@ Two threads: the batch processor (long work, one document at a time), and
 the notification loop (dispatch, delivery, and the periodic jobs: the daily
 audit retention run and the certificate and licence expiry scans, each
 claiming its day in the database so one runs cluster-wide; the audit anchors,
-decided under a database lock; and, hourly, the content retention purge). All state is in the database: run as many workers as you like.
+decided under a database lock; and, at start and hourly, the content retention
+purge and the blob sweep). All state is in the database: run as many workers as you like.
 """
 
 import functools
@@ -21,7 +22,9 @@ from app.batches.worker import BatchProcessorThread
 from app.certificates.vault import Vault
 from app.core.config import Settings
 from app.core.crypto import EnvelopeCipher
+from app.core.metrics import Metrics
 from app.core.storage import BlobStore
+from app.documents import sweeper
 from app.documents.retention import purge_expired_content
 from app.notifications import scans
 from app.notifications.worker import NotificationLoop, PeriodicJob
@@ -35,7 +38,11 @@ CONTENT_RETENTION_CHECK_SECONDS = 3600
 
 
 def periodic_jobs(
-    blobs: BlobStore, *, settings: Settings, cipher: EnvelopeCipher | None
+    blobs: BlobStore,
+    *,
+    settings: Settings,
+    cipher: EnvelopeCipher | None,
+    metrics: Metrics | None = None,
 ) -> list[PeriodicJob]:
     jobs = [
         PeriodicJob(
@@ -49,6 +56,17 @@ def periodic_jobs(
             "content retention",
             CONTENT_RETENTION_CHECK_SECONDS,
             functools.partial(purge_expired_content, blobs=blobs),
+        ),
+        # What a crash left in the blob store; idempotent, any number may run.
+        PeriodicJob(
+            "blob sweep",
+            sweeper.SWEEP_EVERY_SECONDS,
+            functools.partial(
+                sweeper.sweep,
+                blobs=blobs,
+                grace_seconds=settings.orphan_blob_grace_seconds,
+                metrics=metrics,
+            ),
         ),
     ]
     every_entries = settings.audit_anchor_every_entries
@@ -83,6 +101,7 @@ class BackgroundWorker:
         vault: Vault,
         blobs: BlobStore,
         trust_roots: Sequence[asn1_x509.Certificate],
+        metrics: Metrics | None = None,
     ) -> None:
         self._stop = threading.Event()
         self._batches = BatchProcessorThread(
@@ -96,7 +115,9 @@ class BackgroundWorker:
             factory,
             cipher=cipher,
             settings=settings,
-            periodic_jobs=periodic_jobs(blobs, settings=settings, cipher=cipher),
+            periodic_jobs=periodic_jobs(
+                blobs, settings=settings, cipher=cipher, metrics=metrics
+            ),
         )
         self._notification_thread = threading.Thread(
             target=self.notifications.run,

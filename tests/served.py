@@ -103,3 +103,17 @@ def serve(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def worker_pids(pid: int) -> set[int]:
+    """The pids of the uvicorn worker processes of `serve --workers N` (its spawned children)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    workers = set()
+    for pid in map(int, children.split()):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue  # gone meanwhile
+        if b"spawn_main" in command:
+            workers.add(pid)
+    return workers

@@ -187,6 +187,11 @@ class Settings(BaseSettings):
         ),
         description="Run the background work (batches, notification delivery, daily jobs) in each server process; false when `signvault worker` processes run it.",
     )
+    orphan_blob_grace_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="The blob sweeper removes a blob that no document version refers to only once it is this old: a request that has written its blob commits within seconds.",
+    )
     batch_poll_seconds: float = Field(
         default=1.0,
         gt=0,

@@ -204,6 +204,6 @@ def on_commit(session: Session, action: Callable[[], None]) -> None:
     session.info.setdefault("on_commit", []).append(action)
 
 
-def on_rollback(session: Session, action: Callable[[], None]) -> None:
+def on_rollback(session: Session, action: Callable[[], object]) -> None:
     """Run `action` if the request's transaction rolls back (to undo files written for it)."""
     session.info.setdefault("on_rollback", []).append(action)

@@ -110,6 +110,13 @@ class Metrics:
             registry=target,
         )
 
+        self.swept = Counter(
+            "signvault_blob_sweep_removed_total",
+            "Files the blob sweeper removed: spool_file (a write cut short), orphan_blob (no document version refers to it).",
+            ["kind"],
+            registry=target,
+        )
+
     def exposition(self) -> bytes:
         if self.multiprocess:
             registry = CollectorRegistry()

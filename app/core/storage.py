@@ -52,6 +52,16 @@ class StoredBlob:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class BlobFile:
+    """A blob found on disk, for the sweeper: where it is and when it was written."""
+
+    namespace: str
+    sha256: str
+    size: int
+    modified: float  # seconds since the epoch
+
+
 class BlobStore:
     """Blobs live at `<root>/<namespace>/<sha256>`: one namespace per owner (a document).
 
@@ -117,11 +127,17 @@ class BlobStore:
         """Link the fsynced `source` into place (its own name is removed by its owner)."""
         final = self.path(namespace, blob.sha256)
         folder = final.parent
-        _make_durable_dirs(folder)
-        try:
-            os.link(source, final)
-        except FileExistsError:
-            return blob  # the same content, stored before
+        for last_try in (False, True):
+            try:
+                _make_durable_dirs(folder)
+                os.link(source, final)
+                break
+            except FileExistsError:
+                return blob  # the same content, stored before
+            except FileNotFoundError:
+                # The sweeper removed a folder it had just emptied: make it again.
+                if last_try:
+                    raise
         _fsync_dir(folder)
         return blob
 
@@ -136,12 +152,47 @@ class BlobStore:
     def exists(self, namespace: str, sha256: str) -> bool:
         return self.path(namespace, sha256).exists()
 
-    def delete(self, namespace: str, sha256: str) -> None:
-        self.path(namespace, sha256).unlink(missing_ok=True)
+    def delete(self, namespace: str, sha256: str) -> bool:
+        """Delete one blob; False when it was not there."""
+        try:
+            self.path(namespace, sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def delete_namespace(self, namespace: str) -> None:
         folder = self.path(namespace, "0" * 64).parent
         shutil.rmtree(folder, ignore_errors=True)
+
+    def blob_files(self) -> Iterator[BlobFile]:
+        """Every blob on disk (for the sweeper); what is not a blob's name is skipped."""
+        for prefix in _subfolders(self.root):
+            for folder in _subfolders(prefix):
+                for entry in _entries(folder):
+                    try:
+                        self.path(folder.name, entry.name)
+                        status = entry.stat(follow_symlinks=False)
+                    except (ValueError, FileNotFoundError):
+                        continue  # not a blob, or deleted meanwhile
+                    if stat.S_ISREG(status.st_mode):
+                        yield BlobFile(
+                            folder.name, entry.name, status.st_size, status.st_mtime
+                        )
+
+    def remove_if_empty(self, namespace: str) -> None:
+        """Remove a namespace's folder (and its prefix folder) if nothing is left in it."""
+        folder = self.path(namespace, "0" * 64).parent
+        for empty in (folder, folder.parent):
+            try:
+                empty.rmdir()
+            except OSError:
+                return  # not empty (or gone): a writer keeps it
+
+    def spool_files(self) -> Iterator[tuple[Path, float]]:
+        """The files in the spool folder, each with when it was last written."""
+        for entry in _entries(self._incoming):
+            with suppress(FileNotFoundError):
+                yield Path(entry.path), entry.stat(follow_symlinks=False).st_mtime
 
 
 def sha256_of(handle: IO[bytes]) -> str:
@@ -161,6 +212,20 @@ def _digest(handle: IO[bytes], *, copy_to: IO[bytes] | None = None) -> StoredBlo
         if copy_to is not None:
             copy_to.write(chunk)
     return StoredBlob(digest.hexdigest(), size)
+
+
+def _subfolders(folder: Path) -> Iterator[Path]:
+    for entry in _entries(folder):
+        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+            yield Path(entry.path)
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except FileNotFoundError:
+        return []
 
 
 def _make_durable_dirs(folder: Path) -> None:

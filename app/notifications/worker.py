@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.config import Settings
@@ -28,6 +29,8 @@ MIN_WAIT_SECONDS = 0.05
 # one round dispatches the events of many commits, instead of one round each
 # (a round is a few transactions: at 0.05 s it took ~7 % of a serving process).
 ROUND_INTERVAL_SECONDS = 0.25
+# What a lost or refused database connection raises (not a bug: no traceback).
+_DATABASE_AWAY = (OperationalError, InterfaceError)
 
 
 @dataclass
@@ -38,6 +41,41 @@ class PeriodicJob:
     every_seconds: float
     run: Callable[[sessionmaker[Session]], object]
     next_at: float = field(default=0.0)
+
+
+class Outage:
+    """Logs a database outage in two lines: when `what` first fails, and when it works again.
+
+    A retry loop that logged every failure (with its traceback) wrote one every
+    few seconds for as long as the database was away.
+    """
+
+    def __init__(self, what: str, retrying: str) -> None:
+        self.what = what
+        self.retrying = retrying
+        self._since: float | None = None
+
+    def failed(self, exc: Exception) -> None:
+        if self._since is not None:
+            return
+        self._since = time.monotonic()
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        logger.warning(
+            "%s failed (%s: %s); %s",
+            self.what,
+            type(exc).__name__,
+            first_line,
+            self.retrying,
+        )
+
+    def recovered(self) -> None:
+        if self._since is None:
+            return
+        # A warning like the first line, so that the two are seen together.
+        logger.warning(
+            "%s works again after %.0f s", self.what, time.monotonic() - self._since
+        )
+        self._since = None
 
 
 def worker_id() -> str:
@@ -66,6 +104,9 @@ class NotificationLoop:
         self._jobs = list(periodic_jobs)
         self.worker_id = worker_id()
         self.wake = threading.Event()
+        self._outage = Outage(
+            "notification dispatch", "retrying quietly until the database is back"
+        )
 
     def run(self, stop: threading.Event) -> None:
         outbox.subscribe(self.wake)
@@ -141,10 +182,14 @@ class NotificationLoop:
                 settings=self._settings,
                 limit=DELIVERIES_PER_ROUND,
             )
+        except _DATABASE_AWAY as exc:
+            # The database may be briefly unreachable: wait, try again.
+            self._outage.failed(exc)
+            return False
         except Exception:
-            # The database may be briefly unreachable: log, wait, try again.
             logger.exception("notification dispatch or delivery failed")
             return False
+        self._outage.recovered()
         return dispatched >= queue.DISPATCH_BATCH or delivered >= DELIVERIES_PER_ROUND
 
     def _idle_seconds(self) -> float:
@@ -152,6 +197,9 @@ class NotificationLoop:
         try:
             with self._factory() as session:
                 due = queue.next_due_at(session)
+        except _DATABASE_AWAY as exc:
+            self._outage.failed(exc)
+            return wait
         except Exception:
             logger.exception("could not read the next due delivery")
             return wait
@@ -167,6 +215,8 @@ class NotificationLoop:
             job.next_at = now + job.every_seconds
             try:
                 job.run(self._factory)
+            except _DATABASE_AWAY as exc:
+                self._outage.failed(exc)
             except Exception:
                 logger.exception("periodic job %s failed", job.name)
 
@@ -182,17 +232,16 @@ def listen_for_events(url: URL, wake: threading.Event, stop: threading.Event) ->
     only at its next poll (`SIGNVAULT_NOTIFICATION_POLL_SECONDS`).
     """
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    outage = Outage("listening for notification events", "polling until it reconnects")
     while not stop.is_set():
         try:
             with psycopg.connect(conninfo, autocommit=True) as connection:
                 connection.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
+                outage.recovered()
                 wake.set()  # what was committed while nobody listened
                 while not stop.is_set():
                     for _notice in connection.notifies(timeout=1.0, stop_after=1):
                         wake.set()
-        except psycopg.Error:
-            logger.warning(
-                "listening for notification events failed; polling until it reconnects",
-                exc_info=True,
-            )
+        except psycopg.Error as exc:
+            outage.failed(exc)
             stop.wait(LISTEN_RETRY_SECONDS)

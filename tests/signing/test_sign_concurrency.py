@@ -28,6 +28,7 @@ class SigningServer:
     base_url: str
     headers: dict[str, str]
     certificate_id: str
+    pid: int  # of `signvault serve`, the supervisor of the workers
 
 
 @contextmanager
@@ -67,7 +68,7 @@ def signing_server(tmp_path: Path, database_url: str) -> Iterator[SigningServer]
             headers=headers,
         )
         assert assigned.status_code == 201, assigned.text
-        yield SigningServer(served.base_url, headers, certificate["id"])
+        yield SigningServer(served.base_url, headers, certificate["id"], served.pid)
 
 
 def all_at_once(base_url: str, request: Callable[[httpx.Client], T]) -> list[T]:
