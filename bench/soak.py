@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -86,6 +87,9 @@ AUDIT_SEARCHES = (
     "outcome=failure",
     "actor_id={actor}",
 )
+
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class Unexpected(Exception):
@@ -148,8 +152,9 @@ class Traffic:
     ) -> httpx.Response:
         answer = await self.client.request(method, path, headers=self.headers, **kwargs)
         if answer.status_code != expect:
+            where = UUID.sub("{id}", path.split("?")[0])
             raise Unexpected(
-                f"{method} {path.split('?')[0]}: {answer.status_code} {answer.text[:300]}"
+                f"{method} {where}: {answer.status_code} {answer.text[:300]}"
             )
         return answer
 
@@ -171,7 +176,7 @@ class Traffic:
     async def _sign(self, level: str) -> None:
         document = self.unsigned.popleft()
         await self._call(
-            "POST", f"/api/v1/documents/{document}/sign",
+            "POST", f"/api/v1/documents/{document}/sign", expect=201,
             json={"certificate_id": self.certificate_id, "level": level, "reason": "soak"},
         )  # fmt: skip
         self.signed.append(document)
@@ -652,13 +657,13 @@ async def soak(
                 await asyncio.sleep(0.5)
             if read["status"] != "completed":
                 errors.append(
-                    f"batch {batch}: still {read['status']} 120 s after the soak"
+                    f"batch: {batch} still {read['status']} 120 s after the soak"
                 )
             for item in read["items"]:
                 if item["status"] == "failed":
                     failed_items += 1
                     errors.append(
-                        f"batch {batch} item {item['position']}: {item['error_code']} {item['error_detail']}"
+                        f"batch: {batch} item {item['position']}: {item['error_code']} {item['error_detail']}"
                     )
         return {
             "rate": rate,
@@ -783,9 +788,9 @@ def report(result: dict[str, Any], processes: Processes, out: Any) -> None:
     )
     for line in processes.replaced:
         print(f"worker replaced: {line}")
-    kinds = Counter(error.split(":")[0] for error in errors)
+    kinds = Counter(UUID.sub("{id}", error).split(":")[0] for error in errors)
     for kind, count in kinds.most_common():
-        example = next(e for e in errors if e.startswith(kind))
+        example = next(e for e in errors if UUID.sub("{id}", e).startswith(kind))
         print(f"error x{count}: {example[:300]}")
     for where in ("server", "worker"):
         problems = result[f"{where}_log_problems"]
