@@ -123,8 +123,8 @@ class Traffic:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def pick(self) -> str:
-        return self.rng.choices(list(MIX), weights=list(MIX.values()))[0]
+    def pick(self, rng: random.Random | None = None) -> str:
+        return (rng or self.rng).choices(list(MIX), weights=list(MIX.values()))[0]
 
     async def run(self, op: str) -> str:
         """Send one request of kind `op` (or what stands in for it); returns the kind sent."""
@@ -259,11 +259,14 @@ async def open_loop(
     rate: float,
     minutes: int,
     on_minute: Callable[[int, list[Outcome]], None],
+    seed: int,
 ) -> list[Outcome]:
     """Poisson arrivals at `rate` a second for `minutes`, whatever the answers take.
 
-    A minute is reported once its own requests are answered.
+    Arrivals and kinds come from their own generator: the same seed and rate send
+    the same sequence. A minute is reported once its own requests are answered.
     """
+    schedule = random.Random(seed)
     started = time.monotonic()
     by_minute: list[list[asyncio.Task[Outcome]]] = [[] for _ in range(minutes)]
 
@@ -273,16 +276,18 @@ async def open_loop(
         return outcomes
 
     reports = []
-    arrival = traffic.rng.expovariate(rate)
+    arrival = schedule.expovariate(rate)
     for minute in range(1, minutes + 1):
         while arrival < minute * 60:
             delay = arrival - (time.monotonic() - started)
             if delay > 0:
                 await asyncio.sleep(delay)
             by_minute[minute - 1].append(
-                asyncio.create_task(timed(traffic, traffic.pick(), arrival, started))
+                asyncio.create_task(
+                    timed(traffic, traffic.pick(schedule), arrival, started)
+                )
             )
-            arrival += traffic.rng.expovariate(rate)
+            arrival += schedule.expovariate(rate)
         reports.append(asyncio.create_task(report(minute)))
     return [o for outcomes in await asyncio.gather(*reports) for o in outcomes]
 
@@ -641,7 +646,7 @@ async def soak(
             rows.append(row)
             print(json.dumps(row), file=out, flush=True)
 
-        outcomes = await open_loop(traffic, rate, args.minutes, on_minute)
+        outcomes = await open_loop(traffic, rate, args.minutes, on_minute, args.seed)
         stop.set()
         await sampling
         rows.sort(key=lambda r: r["minute"])
