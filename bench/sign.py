@@ -290,34 +290,61 @@ def served(
                         break
                 except httpx.TransportError:
                     time.sleep(0.2)
-            token = httpx.post(
-                f"{base}/api/v1/auth/login",
-                json={"username": "admin", "password": "Bench-Passw0rd!"},
-            ).json()["access_token"]
-            headers = {"Authorization": f"Bearer {token}"}
-            httpx.post(
-                f"{base}/api/v1/license",
-                content=licence,
-                headers={**headers, "Content-Type": "application/octet-stream"},
-            ).raise_for_status()
-            certificate = httpx.post(
-                f"{base}/api/v1/certificates/base64",
-                json={
-                    "pkcs12_base64": base64.b64encode(p12).decode(),
-                    "password": "pw",
-                },
-                headers=headers,
-            ).json()
-            me = httpx.get(f"{base}/api/v1/auth/me", headers=headers).json()
-            httpx.post(
-                f"{base}/api/v1/certificates/{certificate['id']}/assignments",
-                json={"user_id": me["id"]},
-                headers=headers,
+            headers, certificate_id = admin_with_signer(
+                base, "Bench-Passw0rd!", p12, licence
             )
-            yield Server(base, server.pid, headers, certificate["id"])
+            yield Server(base, server.pid, headers, certificate_id)
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+def admin_with_signer(
+    base: str, password: str, p12: bytes, licence: bytes
+) -> tuple[dict[str, str], str]:
+    """Log in as admin, install the licence, import `p12` (password `pw`) and let admin sign with it.
+
+    Returns admin's headers and the certificate's id.
+    """
+    token = httpx.post(
+        f"{base}/api/v1/auth/login",
+        json={"username": "admin", "password": password},
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    httpx.post(
+        f"{base}/api/v1/license",
+        content=licence,
+        headers={**headers, "Content-Type": "application/octet-stream"},
+    ).raise_for_status()
+    certificate = httpx.post(
+        f"{base}/api/v1/certificates/base64",
+        json={"pkcs12_base64": base64.b64encode(p12).decode(), "password": "pw"},
+        headers=headers,
+    ).json()
+    me = httpx.get(f"{base}/api/v1/auth/me", headers=headers).json()
+    httpx.post(
+        f"{base}/api/v1/certificates/{certificate['id']}/assignments",
+        json={"user_id": me["id"]},
+        headers=headers,
+    ).raise_for_status()
+    return headers, certificate["id"]
+
+
+def unlimited_licence() -> tuple[bytes, str]:
+    """A licence without limits (features batch, ltv, pkcs11) valid for 30 days, and
+    the base64 public key of its issuer (for SIGNVAULT_LICENSE_PUBLIC_KEY)."""
+    issuer = Ed25519PrivateKey.generate()
+    public_key = base64.b64encode(
+        issuer.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+    ).decode()
+    now = datetime.now(UTC)
+    payload = new_payload(
+        licensee="bench", license_id=None, issued_at=now, valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=30),
+        limits=Limits(users=None, certificates=None, signatures_per_month=None, signatures_total=None), features=("batch", "ltv", "pkcs11"),
+    )  # fmt: skip
+    return sign_license(payload, issuer).encode(), public_key
 
 
 def sign_request(base: str, token: str, options: str, pdf: bytes) -> bytes:
@@ -828,18 +855,7 @@ def main() -> None:
     if not args.skip_long_term:
         long_term(args.seconds, stock_certomancer=args.stock_certomancer)
     if not (args.skip_http and args.skip_memory):
-        issuer = Ed25519PrivateKey.generate()
-        public_key = base64.b64encode(
-            issuer.public_key().public_bytes(
-                serialization.Encoding.Raw, serialization.PublicFormat.Raw
-            )
-        ).decode()
-        now = datetime.now(UTC)
-        payload = new_payload(
-            licensee="bench", license_id=None, issued_at=now, valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=30),
-            limits=Limits(users=None, certificates=None, signatures_per_month=None, signatures_total=None), features=("batch", "ltv", "pkcs11"),
-        )  # fmt: skip
-        licence = sign_license(payload, issuer).encode()
+        licence, public_key = unlimited_licence()
         p12 = pkcs12.serialize_key_and_certificates(
             b"b", key, cert, [ca], serialization.BestAvailableEncryption(b"pw")
         )
