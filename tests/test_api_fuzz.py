@@ -13,7 +13,6 @@ are few (`FUZZ_EXAMPLES`) so that the three fit CI (README "Development").
 
 import re
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,7 +26,6 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 from schemathesis.config import SchemathesisConfig
-from schemathesis.core.transport import Response
 from schemathesis.generation.case import Case
 from schemathesis.schemas import BaseSchema
 from sqlalchemy import delete
@@ -62,48 +60,6 @@ SESSION_ENDING = re.compile(
 # out of the test (tests/notifications/test_smtp_settings.py covers it against
 # a local SMTP server).
 NOT_FUZZED = re.compile(r"^POST /api/v1/notifications/smtp/test$")
-
-# KNOWN OPEN: inputs that still answer 500 on this code; issue #17 names each,
-# and another change fixes them. Such a 5xx is let through only for the input
-# described. The lead deletes an entry once that fix is merged; the fuzzer then
-# holds those inputs to "no 5xx" again.
-BASE64_FIELDS = ("license_base64", "pkcs12_base64", "data_base64", "image_base64")
-
-
-def _offset_beyond_int64(case: Case) -> bool:
-    try:
-        return int(str(case.query.get("offset"))) > 2**63 - 1
-    except ValueError:
-        return False
-
-
-def _non_ascii_base64(case: Case) -> bool:
-    def walk(value: Any) -> bool:
-        if isinstance(value, dict):
-            return any(
-                (key in BASE64_FIELDS and isinstance(item, str) and not item.isascii())
-                or walk(item)
-                for key, item in value.items()
-            )
-        return isinstance(value, list) and any(walk(item) for item in value)
-
-    return walk(case.body)
-
-
-def _null_audit_setting(case: Case) -> bool:
-    return (
-        case.operation.label == "PUT /api/v1/audit-logs/settings"
-        and isinstance(case.body, dict)
-        and "audit_trail_enabled" in case.body
-        and case.body["audit_trail_enabled"] is None
-    )
-
-
-KNOWN_OPEN: tuple[tuple[str, Callable[[Case], bool]], ...] = (
-    ("offset above 2^63-1 on a list", _offset_beyond_int64),
-    ("non-ASCII text in a base64 field", _non_ascii_base64),
-    ("null for a non-nullable settings field", _null_audit_setting),
-)
 
 
 def _config(examples: int, *, coverage: bool = True) -> SchemathesisConfig:
@@ -156,16 +112,8 @@ def _not_fuzzed(ctx: Any) -> bool:
     return NOT_FUZZED.match(ctx.operation.label) is not None
 
 
-def _known_open(case: Case, response: Response) -> bool:
-    return response.status_code == 500 and any(
-        matches(case) for _reason, matches in KNOWN_OPEN
-    )
-
-
 def call_and_validate(case: Case, headers: dict[str, str]) -> None:
     response = case.call(headers=headers)
-    if _known_open(case, response):
-        return
     case.validate_response(response, checks=CHECKS, headers=headers)
 
 
