@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.context import current_request
@@ -144,6 +145,21 @@ class ServiceUnavailable(AppError):
 
 # How long a client is asked to wait after a full disk: freeing space takes an operator.
 STORAGE_RETRY_AFTER_SECONDS = 60
+
+
+class ServerBusy(AppError):
+    """Every pooled database connection stayed busy past the pool's timeout: overload, not failure."""
+
+    status = 503
+    code = "server_busy"
+    title = "Server busy"
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": "2"})
+        super().__init__(
+            detail or "Every database connection is in use; try again shortly.",
+            **kwargs,
+        )
 
 
 class InsufficientStorage(AppError):
@@ -354,9 +370,17 @@ def database_unavailable_response(
     )
 
 
+def _render_pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("database connection pool exhausted (trace_id=%s)", _trace_id())
+    return app_error_response(
+        ServerBusy(), metrics=getattr(request.app.state, "metrics", None)
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _render_app_error)
     app.add_exception_handler(OperationalError, _render_database_unavailable)
+    app.add_exception_handler(PoolTimeout, _render_pool_exhausted)
     app.add_exception_handler(OSError, _render_os_error)
     app.add_exception_handler(RequestValidationError, _render_validation_error)
     app.add_exception_handler(StarletteHTTPException, _render_http_exception)

@@ -1,10 +1,13 @@
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Uuid, bindparam, column, select, table, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.db import (
@@ -16,6 +19,7 @@ from app.core.db import (
     unit_of_work,
 )
 from tests.conftest import POSTGRES_URL
+from tests.factories import assert_problem
 
 
 @pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite pragmas")
@@ -150,3 +154,24 @@ def test_an_early_commit_still_runs_the_commit_actions(
         commit_now(session)
         assert ran == []  # not before the unit of work ends
     assert ran == ["committed"]
+
+
+def test_an_exhausted_connection_pool_is_503_server_busy_not_500(
+    client: TestClient, admin_headers: dict[str, str], engine: Engine
+) -> None:
+    pool: Any = engine.pool
+    pool._timeout = 0.2  # the wait a request gets before giving up (30 s in production)
+    held = []
+    try:
+        while True:
+            try:
+                held.append(pool.connect())
+            except PoolTimeoutError:
+                break
+        response = client.get("/api/v1/users", headers=admin_headers)
+        assert_problem(response, 503, "server_busy")
+        assert response.headers["retry-after"] == "2"
+    finally:
+        for connection in held:
+            connection.close()
+    assert client.get("/api/v1/users", headers=admin_headers).status_code == 200
