@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -377,10 +377,23 @@ def _render_pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _render_unstorable_value(request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value the request carried (PostgreSQL: a NUL
+    # character in text); the transaction was rolled back, nothing was stored.
+    logger.info("database refused a request value (trace_id=%s): %s", _trace_id(), exc)
+    return app_error_response(
+        InvalidInput(
+            "A value in the request cannot be stored or searched (a NUL character, or a number out of range)."
+        ),
+        metrics=getattr(request.app.state, "metrics", None),
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _render_app_error)
     app.add_exception_handler(OperationalError, _render_database_unavailable)
     app.add_exception_handler(PoolTimeout, _render_pool_exhausted)
+    app.add_exception_handler(DataError, _render_unstorable_value)
     app.add_exception_handler(OSError, _render_os_error)
     app.add_exception_handler(RequestValidationError, _render_validation_error)
     app.add_exception_handler(StarletteHTTPException, _render_http_exception)

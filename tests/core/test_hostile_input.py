@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.core.pagination import MAX_OFFSET
+from tests.conftest import POSTGRES_URL
 from tests.factories import Credentials, assert_problem
 from tests.pdfs import make_pdf
 
@@ -130,3 +131,18 @@ def test_null_for_a_field_that_cannot_be_null_is_422(
     # Leaving the field out still leaves it unchanged.
     assert method(url, json={}, headers=admin_headers).status_code == 200
     assert client.get(url, headers=admin_headers).json()[field] == before[field]
+
+
+def test_a_nul_character_in_a_search_is_never_a_500(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    # PostgreSQL refuses NUL in text (a DataError, found by the fuzz test); SQLite searches for it.
+    response = client.get("/api/v1/users?q=a%00b", headers=admin_headers)
+    if POSTGRES_URL:
+        assert_problem(response, 422, "validation_failed")
+    else:
+        assert response.status_code == 200, response.text
+    created = client.post(
+        "/api/v1/departments", json={"name": "a\u0000b"}, headers=admin_headers
+    )
+    assert created.status_code in (201, 422), created.text
