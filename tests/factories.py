@@ -1,5 +1,6 @@
 """Typed factories and helpers shared by the tests."""
 
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from app.access.models import Department, Role
 from app.audit.models import AuditEvent
 from app.audit.service import SYSTEM
 from app.core.security import PasswordHasher
+from app.settings.models import SettingsSection
 
 
 @dataclass(frozen=True)
@@ -115,3 +117,17 @@ def mint_token(app: FastAPI, user_id: uuid.UUID) -> dict[str, str]:
         sub=str(user_id), kind="user", sid=None, scope=None
     )
     return bearer(token)
+
+
+def set_rate_limits(session_factory: sessionmaker[Session], **limits: int) -> None:
+    """Store `limits` in the `security` section, then wait for a rate-limit window
+    with at least 20 s left.
+
+    Windows are fixed wall-clock minutes: a test's requests that straddled a
+    minute boundary would be counted in two windows and never reach the limit.
+    """
+    with session_factory.begin() as session:
+        session.merge(SettingsSection(name="security", value=limits))
+    left = 60 - time.time() % 60
+    if left < 20:
+        time.sleep(left + 0.05)

@@ -11,14 +11,8 @@ from app.access import throttle
 from app.access.models import RateLimitWindow
 from app.core.config import Settings
 from app.main import create_app
-from app.settings.models import SettingsSection
 from app.settings.schemas import SecuritySettings
-from tests.factories import Credentials, assert_problem, login
-
-
-def limit(session_factory: sessionmaker[Session], **values: int) -> None:
-    with session_factory.begin() as session:
-        session.merge(SettingsSection(name="security", value=values))
+from tests.factories import Credentials, assert_problem, login, set_rate_limits
 
 
 def test_requests_over_the_limit_are_429_with_retry_after(
@@ -26,7 +20,7 @@ def test_requests_over_the_limit_are_429_with_retry_after(
     admin_headers: dict[str, str],
     session_factory: sessionmaker[Session],
 ) -> None:
-    limit(session_factory, rate_limit_per_minute=3)
+    set_rate_limits(session_factory, rate_limit_per_minute=3)
     for _ in range(3):
         assert client.get("/api/v1/auth/me", headers=admin_headers).status_code == 200
     response = client.get("/api/v1/auth/me", headers=admin_headers)
@@ -40,7 +34,7 @@ def test_limit_zero_is_off(
     admin_headers: dict[str, str],
     session_factory: sessionmaker[Session],
 ) -> None:
-    limit(session_factory, rate_limit_per_minute=0)
+    set_rate_limits(session_factory, rate_limit_per_minute=0)
     for _ in range(5):
         assert client.get("/api/v1/auth/me", headers=admin_headers).status_code == 200
     with session_factory() as session:
@@ -53,7 +47,7 @@ def test_limit_zero_is_off(
 def test_login_attempts_are_throttled_per_ip(
     client: TestClient, admin: Credentials, session_factory: sessionmaker[Session]
 ) -> None:
-    limit(session_factory, login_attempts_per_minute_per_ip=2)
+    set_rate_limits(session_factory, login_attempts_per_minute_per_ip=2)
     login(client, admin)
     bad = client.post("/api/v1/auth/login", json={"username": "x", "password": "y"})
     assert bad.status_code == 401
@@ -85,7 +79,7 @@ def test_the_window_is_shared_by_app_instances(
     admin_headers: dict[str, str],
     session_factory: sessionmaker[Session],
 ) -> None:
-    limit(session_factory, rate_limit_per_minute=4)
+    set_rate_limits(session_factory, rate_limit_per_minute=4)
     other = TestClient(second_app)
     statuses = [
         (client if i % 2 else other)
@@ -116,7 +110,7 @@ def test_refused_requests_count_too(
     admin_headers: dict[str, str],
     session_factory: sessionmaker[Session],
 ) -> None:
-    limit(session_factory, rate_limit_per_minute=2)
+    set_rate_limits(session_factory, rate_limit_per_minute=2)
     for _ in range(4):
         client.get("/api/v1/clients/not-a-uuid", headers=admin_headers)
     with session_factory() as session:

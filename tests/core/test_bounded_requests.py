@@ -18,9 +18,8 @@ from app.auth.router import UNAUTHENTICATED_PATHS
 from app.core.errors import MAX_INVALID_PARAMS
 from app.core.schemas import RequestSchema
 from app.core.security import PasswordHasher, max_concurrent_hashes
-from app.settings.models import SettingsSection
 from tests.core.test_route_walk import PUBLIC
-from tests.factories import assert_problem
+from tests.factories import assert_problem, set_rate_limits
 
 
 def _many_keys(count: int) -> bytes:
@@ -194,12 +193,7 @@ def test_every_list_in_a_request_body_has_a_maximum_length(app: FastAPI) -> None
 
 
 def _limit_unauthenticated(factory: sessionmaker[Session], per_minute: int) -> None:
-    with factory.begin() as session:
-        session.merge(
-            SettingsSection(
-                name="security", value={"login_attempts_per_minute_per_ip": per_minute}
-            )
-        )
+    set_rate_limits(factory, login_attempts_per_minute_per_ip=per_minute)
 
 
 def test_every_public_post_route_is_throttled(app: FastAPI) -> None:

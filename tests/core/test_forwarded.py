@@ -26,8 +26,7 @@ from app.audit.models import AuditEvent
 from app.core.config import Settings, SettingsError, load_settings
 from app.core.middleware import PEER_KEY, ForwardedMiddleware
 from app.main import create_app
-from app.settings.models import SettingsSection
-from tests.factories import Credentials, assert_problem, audit_events
+from tests.factories import Credentials, assert_problem, audit_events, set_rate_limits
 from tests.served import serve, signvault_env
 
 ADMIN_PASSWORD = "Chosen-Passw0rd"
@@ -137,12 +136,7 @@ def proxied_app(settings: Settings) -> Iterator[FastAPI]:
 def test_untrusted_peer_cannot_rotate_past_the_login_throttle(
     app: FastAPI, session_factory: sessionmaker[Session]
 ) -> None:
-    with session_factory.begin() as session:
-        session.add(
-            SettingsSection(
-                name="security", value={"login_attempts_per_minute_per_ip": 2}
-            )
-        )
+    set_rate_limits(session_factory, login_attempts_per_minute_per_ip=2)
     caller = TestClient(app, client=("198.51.100.9", 1))
     statuses = [
         bad_login(caller, **{"X-Forwarded-For": f"192.0.2.{n}"}).status_code
@@ -158,12 +152,7 @@ def test_a_trusted_proxy_forwards_the_client_and_the_audit_keeps_both(
     admin: Credentials,
     session_factory: sessionmaker[Session],
 ) -> None:
-    with session_factory.begin() as session:
-        session.add(
-            SettingsSection(
-                name="security", value={"login_attempts_per_minute_per_ip": 2}
-            )
-        )
+    set_rate_limits(session_factory, login_attempts_per_minute_per_ip=2)
     proxy = TestClient(proxied_app, client=(PROXY, 1))
     # Two clients behind one proxy each get their own login budget.
     for client_ip in ("203.0.113.1", "203.0.113.2"):
