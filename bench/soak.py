@@ -62,6 +62,7 @@ from bench.sign import (  # noqa: E402
 from tests.served import BIN_DIR, serve, signvault_env  # noqa: E402
 
 ADMIN_PASSWORD = "Bench-Soak-Passw0rd!"
+CONNECTIONS = 64
 BATCH_FILES = (
     12  # above SIGNVAULT_BATCH_SYNC_MAX (10): answered 202, signed by the worker
 )
@@ -118,6 +119,14 @@ class Traffic:
     unsigned: deque[str] = field(default_factory=deque)
     signed: deque[str] = field(default_factory=lambda: deque(maxlen=500))
     batches: list[str] = field(default_factory=list)
+    # Requests in flight, at most the client's connections. httpx's pool scans its
+    # waiting requests on every release: with thousands queued inside it (a server
+    # falling behind for a moment) the bench client itself spent a core and fell
+    # further behind, which looked like a request left unanswered. An asyncio
+    # semaphore queues the rest in constant time.
+    in_flight: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(CONNECTIONS)
+    )
 
     @property
     def headers(self) -> dict[str, str]:
@@ -227,15 +236,23 @@ class Traffic:
         self.batches.append(answer.json()["id"])
 
 
+REQUEST_DEADLINE_SECONDS = 180.0  # from the scheduled arrival, queueing included
+
+
 async def timed(
     traffic: Traffic, op: str, scheduled: float, started_at: float
 ) -> Outcome:
     error = None
     try:
-        op = await traffic.run(op)
+        # httpx's own timeouts bound each phase of a request, not the whole: this
+        # bounds the whole, so a request that never ends is an error, not a hang.
+        async with asyncio.timeout(REQUEST_DEADLINE_SECONDS), traffic.in_flight:
+            op = await traffic.run(op)
     except Unexpected as exc:
         error = str(exc)
-    except httpx.HTTPError as exc:
+    except TimeoutError:
+        error = f"{op}: no answer in {REQUEST_DEADLINE_SECONDS:.0f} s"
+    except Exception as exc:  # an error of the soak's, not only of the transport
         error = f"{op}: {type(exc).__name__} {exc}"
     latency = (time.monotonic() - started_at - scheduled) * 1000
     return Outcome(op, scheduled, latency, error)
@@ -289,6 +306,12 @@ async def open_loop(
             )
             arrival += schedule.expovariate(rate)
         reports.append(asyncio.create_task(report(minute)))
+        waiting = {
+            earlier + 1: unanswered
+            for earlier in range(minute)
+            if (unanswered := sum(not t.done() for t in by_minute[earlier]))
+        }
+        print(f"# {minute} min sent; unanswered by minute: {waiting}", flush=True)
     return [o for outcomes in await asyncio.gather(*reports) for o in outcomes]
 
 
@@ -377,11 +400,15 @@ class Processes:
     replaced: list[str] = field(default_factory=list)
 
     def uvicorn_workers(self) -> list[int]:
-        return [
-            pid
-            for pid in children(self.supervisor)
-            if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
-        ]
+        found = []
+        for pid in children(self.supervisor):
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue  # exited since the listing
+            if b"resource_tracker" not in command:
+                found.append(pid)
+        return found
 
     def name_all(self) -> None:
         self.names = {self.supervisor: "supervisor", self.worker: "worker"}
@@ -595,7 +622,7 @@ async def soak(
     # A new connection per request: on kept-alive ones the pool sends most requests
     # down its first connections, which pins them to one uvicorn worker (first try:
     # one worker at 44 % CPU, the other at 3 %). Client connections are counted apart.
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=0)
     timeout = httpx.Timeout(120, pool=300)
     async with httpx.AsyncClient(
         base_url=base,
