@@ -31,15 +31,13 @@ import os
 import random
 import re
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +57,7 @@ from bench.sign import (  # noqa: E402
     pki_in_a_process,
     unlimited_licence,
 )
-from tests.served import BIN_DIR, serve, signvault_env  # noqa: E402
+from tests.served import separate_worker, serve, signvault_env  # noqa: E402
 
 ADMIN_PASSWORD = "Bench-Soak-Passw0rd!"
 CONNECTIONS = 64
@@ -473,34 +471,6 @@ def drop_postgres_database(url: str) -> None:
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
     admin.dispose()
-
-
-@contextmanager
-def separate_worker(
-    env: dict[str, str], workdir: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    log_path = workdir / "worker.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [str(BIN_DIR / "signvault"), "worker"], env=env, cwd=workdir,
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while "running" not in log_path.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"signvault worker did not start:\n{log_path.read_text()}"
-                )
-            time.sleep(0.2)
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def problems_in_log(path: Path) -> list[str]:

@@ -1,6 +1,7 @@
 """Run `signvault serve` as a real process on 127.0.0.1, as an operator would."""
 
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -117,3 +118,32 @@ def worker_pids(pid: int) -> set[int]:
         if b"spawn_main" in command:
             workers.add(pid)
     return workers
+
+
+@contextmanager
+def separate_worker(
+    env: dict[str, str], workdir: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`signvault worker` as a process of its own, for servers that run no background jobs."""
+    log_path = workdir / "worker.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(  # noqa: S603 (our own console script)
+            [str(BIN_DIR / "signvault"), "worker"], env=env, cwd=workdir,
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "running" not in log_path.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"signvault worker did not start:\n{log_path.read_text()}"
+                )
+            time.sleep(0.2)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
