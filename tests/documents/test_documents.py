@@ -393,3 +393,87 @@ def test_content_purged_after_the_document_was_read_is_410_purged_not_missing(
                 sha256=document["sha256"],
             )
     assert audit_events(session_factory, "document.content_missing") == []
+
+
+@pytest.mark.parametrize(
+    ("header", "first", "last"),
+    [
+        ("bytes=0-0", 0, 0),
+        ("bytes=10-99", 10, 99),
+        ("bytes=100-", 100, None),
+        ("bytes=-25", -25, None),
+        ("bytes=5-999999999", 5, None),  # past the end: up to the end
+        ("bytes=-999999999", 0, None),  # a suffix longer than the content: all of it
+    ],
+)
+def test_a_byte_range_is_206_with_its_content_range(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    header: str,
+    first: int,
+    last: int | None,
+) -> None:
+    pdf = make_pdf(pages=2)
+    document = upload(client, admin_headers, pdf).json()
+
+    response = client.get(
+        f"{DOCS}/{document['id']}/content", headers={**admin_headers, "Range": header}
+    )
+
+    expected = pdf[first : None if last is None else last + 1]
+    start = first % len(pdf) if first < 0 else first
+    assert response.status_code == 206, response.text
+    assert response.content == expected
+    assert response.headers["content-length"] == str(len(expected))
+    assert response.headers["content-range"] == (
+        f"bytes {start}-{start + len(expected) - 1}/{len(pdf)}"
+    )
+    assert response.headers["etag"] == f'"{document["sha256"]}"'
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["bytes=0-1,5-9", "items=0-5", "bytes=9-2", "bytes=-", "bytes=a-b"],
+)
+def test_a_range_that_is_not_one_byte_range_is_ignored(
+    client: TestClient, admin_headers: dict[str, str], header: str
+) -> None:
+    pdf = make_pdf()
+    document = upload(client, admin_headers, pdf).json()
+
+    response = client.get(
+        f"{DOCS}/{document['id']}/content", headers={**admin_headers, "Range": header}
+    )
+
+    assert (response.status_code, response.content) == (200, pdf)
+    assert response.headers["accept-ranges"] == "bytes"
+
+
+def test_a_range_of_another_version_by_if_range_is_sent_whole(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    pdf = make_pdf()
+    document = upload(client, admin_headers, pdf).json()
+    url = f"{DOCS}/{document['id']}/content"
+    headers = {**admin_headers, "Range": "bytes=0-9"}
+
+    other = client.get(url, headers={**headers, "If-Range": '"' + "0" * 64 + '"'})
+    same = client.get(url, headers={**headers, "If-Range": f'"{document["sha256"]}"'})
+
+    assert (other.status_code, other.content) == (200, pdf)
+    assert (same.status_code, same.content) == (206, pdf[:10])
+
+
+@pytest.mark.parametrize("header", ["bytes=100000000-", "bytes=-0"])
+def test_an_unsatisfiable_range_is_416_naming_the_size(
+    client: TestClient, admin_headers: dict[str, str], header: str
+) -> None:
+    pdf = make_pdf()
+    document = upload(client, admin_headers, pdf).json()
+
+    response = client.get(
+        f"{DOCS}/{document['id']}/content", headers={**admin_headers, "Range": header}
+    )
+
+    assert_problem(response, 416, "range_not_satisfiable")
+    assert response.headers["content-range"] == f"bytes */{len(pdf)}"

@@ -40,6 +40,7 @@ MULTIPART_BYTES = 8 * 1024 * 1024
 TRANSFER_THREADS = 2
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 _DELETE_BATCH = 1000  # DeleteObjects' limit
+LIST_PAGE_SIZE = 1000  # list_objects_v2's most
 
 T = TypeVar("T")
 
@@ -239,7 +240,13 @@ class S3BlobStore:
     def _list(self, prefix: str) -> Iterator[dict[str, Any]]:
         """Every object under `prefix`, page by page (list_objects_v2 gives 1,000 at most)."""
         paginator = self.client.get_paginator("list_objects_v2")
-        pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix))
+        pages = iter(
+            paginator.paginate(
+                Bucket=self.bucket,
+                Prefix=prefix,
+                PaginationConfig={"PageSize": LIST_PAGE_SIZE},
+            )
+        )
         while True:
             page = self._call(f"list {prefix}", lambda: next(pages, None))
             if page is None:
