@@ -1,7 +1,7 @@
 """Blobs as objects in an S3-compatible bucket: `<prefix>/<ns[:2]>/<ns>/<sha256>`.
 
-Content is spooled to the local disk, hashed, then uploaded (multipart above
-`MULTIPART_BYTES`, one part in memory at a time per thread); a completed
+Content is spooled to the local disk, hashed, then uploaded from that file
+(multipart above `MULTIPART_BYTES`, parts read from disk as sent); a completed
 upload is durable in the store before the caller's transaction commits the
 row that names it. Reads stream the object's body in chunks. Every failure to
 reach the store, or a refusal of this server's credentials, becomes
@@ -119,6 +119,8 @@ class S3BlobStore:
             multipart_threshold=MULTIPART_BYTES,
             multipart_chunksize=MULTIPART_BYTES,
             max_concurrency=TRANSFER_THREADS,
+            # Downloads: what waits to be written to the local file (16 x 256 KiB).
+            max_io_queue=16,
         )
 
     def key(self, namespace: str, sha256: str) -> str:
@@ -133,15 +135,28 @@ class S3BlobStore:
         return self._spool.spool()
 
     def put_file(self, namespace: str, handle: IO[bytes]) -> StoredBlob:
-        """Hash the file, then upload it; returns once the store has the whole object."""
+        """Hash the file, then upload it; returns once the store has the whole object.
+
+        The upload reads its parts from a file on disk as it sends them; content
+        that is not in a spool file of this store (a parsed multipart part) is
+        copied into one first, hashed on the way.
+        """
         handle.seek(0)
-        blob = digest_of(handle)
-        handle.seek(0)
+        if self._spool.holds(handle):
+            handle.flush()
+            blob = digest_of(handle)
+            return self._upload(namespace, blob, handle.name)
+        with self.spool() as local:
+            blob = digest_of(handle, copy_to=local)
+            local.flush()
+            return self._upload(namespace, blob, local.name)
+
+    def _upload(self, namespace: str, blob: StoredBlob, filename: str) -> StoredBlob:
         key = self.key(namespace, blob.sha256)
         self._call(
             f"store {key}",
-            lambda: self.client.upload_fileobj(
-                handle,
+            lambda: self.client.upload_file(
+                filename,
                 self.bucket,
                 key,
                 ExtraArgs={**self._extra, "ContentType": "application/octet-stream"},
