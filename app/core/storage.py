@@ -223,6 +223,7 @@ class LocalSpool:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        make_private_dir(folder.parent)  # the blobs folder, with no blobs on S3
         make_private_dir(folder)
 
     @contextmanager
