@@ -26,6 +26,7 @@ from app.audit import anchors
 from app.auth.router import UNAUTHENTICATED_PATHS
 from app.auth.tokens import TokenKeys
 from app.certificates.vault import Vault
+from app.core.blobstores import blob_store_for
 from app.core.config import Settings, load_settings
 from app.core.crypto import (
     MASTER_KEY_FILE_NAME,
@@ -45,7 +46,7 @@ from app.core.middleware import (
 )
 from app.core.schemas import Problem
 from app.core.security import PasswordHasher
-from app.core.storage import BlobStore, make_private_dir
+from app.core.storage import make_private_dir
 from app.license import service as license_service
 from app.signing.engine import MAX_IMAGE_BYTES
 from app.signing.validation import load_trust_roots
@@ -110,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.state.vault = Vault(cipher=api.state.cipher, settings=settings)
     api.state.metrics = metrics
     api.state.filesystems = filesystems
-    api.state.blobs = BlobStore(settings.data_dir / "blobs")
+    api.state.blobs = blob_store_for(settings)
     api.state.trust_roots = load_trust_roots(settings.trust_roots_file)
 
     install_error_handlers(api)

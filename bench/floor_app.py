@@ -35,8 +35,8 @@ from fastapi.responses import Response
 from sqlalchemy import ForeignKey, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from app.core.blobstores import FilesystemBlobStore
 from app.core.db import make_engine, make_sessionmaker
-from app.core.storage import BlobStore
 from app.signing.engine import CachedKeySigner, SignOptions, sign_pdf
 
 _key, _cert, _chain = pkcs12.load_key_and_certificates(
@@ -128,7 +128,7 @@ if "BENCH_FLOOR_DATA" in os.environ:
     )
     _Base.metadata.create_all(_engine)
     _sessions = make_sessionmaker(_engine)
-    _blobs = BlobStore(_data / "blobs")
+    _blobs = FilesystemBlobStore(_data / "blobs")
     with _sessions() as _setup:
         _setup.add(_Caller(token=os.environ["BENCH_FLOOR_TOKEN"], name="bench"))
         _setup.commit()

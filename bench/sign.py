@@ -1,6 +1,6 @@
 """Signing throughput and memory: raw RSA, pyHanko stock and tuned, the engine (B-B to B-LT), the HTTP path.
 
-    python bench/sign.py [--seconds 3] [--http-seconds 10] [--clients 8] [--sizes 10,100]
+    python bench/sign.py [--seconds 3] [--http-seconds 10] [--clients 8] [--sizes 10,100] [--blob-store s3]
 
 Same 20 KB one-page PDF and RSA-2048 key everywhere; PAdES B-B; bytes in, bytes out.
 Every variant's first output is validated with pyHanko before it is timed.
@@ -831,6 +831,12 @@ def main() -> None:
     parser.add_argument(
         "--sizes", default="10,100", help="PDF sizes (MB) for the memory rows"
     )
+    parser.add_argument(
+        "--blob-store",
+        choices=("filesystem", "s3"),
+        default="filesystem",
+        help="where the memory rows' server keeps documents: s3 starts SeaweedFS on loopback",
+    )
     parser.add_argument("--serve-pki", help=argparse.SUPPRESS)
     parser.add_argument(
         "--stock-certomancer",
@@ -886,15 +892,40 @@ def main() -> None:
         )
     if not args.skip_memory:
         sizes = [int(size) for size in args.sizes.split(",")]
-        with served(
-            1,
-            p12,
-            licence,
-            public_key,
-            args.database_url,
-            SIGNVAULT_MAX_UPLOAD_BYTES=str(2 * max(sizes) * 1024 * 1024),
-        ) as server:
+        with (
+            blob_store(args.blob_store) as store_settings,
+            served(
+                1,
+                p12,
+                licence,
+                public_key,
+                args.database_url,
+                SIGNVAULT_MAX_UPLOAD_BYTES=str(2 * max(sizes) * 1024 * 1024),
+                **store_settings,
+            ) as server,
+        ):
+            print(f"memory rows: documents on {args.blob_store}")
             large_documents(server, sizes, ca)
+
+
+@contextmanager
+def blob_store(kind: str) -> Iterator[dict[str, str]]:
+    """The server's blob store settings; for s3, a SeaweedFS (tests/s3server.py) and a bucket."""
+    if kind == "filesystem":
+        yield {}
+        return
+    from tests.s3server import SeaweedServer
+
+    with tempfile.TemporaryDirectory() as work:
+        s3 = SeaweedServer(Path(work))
+        try:
+            yield {
+                "SIGNVAULT_BLOB_STORE": f"s3://{s3.new_bucket()}/bench",
+                "SIGNVAULT_S3_ENDPOINT_URL": s3.endpoint_url,
+                **s3.aws_environment(),
+            }
+        finally:
+            s3.stop()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ Every test gets a database of its own, copied from one migrated template
 real commit path runs, failures recorded in their own transaction stay
 recorded, and several connections can race as they do in production.
 `SIGNVAULT_TEST_DATABASE_URL` selects PostgreSQL; SQLite otherwise.
+`SIGNVAULT_TEST_BLOB_STORE=s3` keeps every app's documents in a real S3
+server (SeaweedFS on loopback, one per test process, a bucket per module and
+a prefix per test); the filesystem otherwise.
 """
 
 import os
@@ -12,6 +15,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -27,13 +31,20 @@ from app.core.migrations import upgrade_to_head
 from app.core.security import PasswordHasher
 from app.main import create_app
 from tests.factories import Credentials, bearer, login
+from tests.s3server import SeaweedServer
 
 POSTGRES_URL = os.environ.get("SIGNVAULT_TEST_DATABASE_URL")
+ON_S3 = os.environ.get("SIGNVAULT_TEST_BLOB_STORE", "filesystem") == "s3"
 ADMIN_PASSWORD = "Admin-Passw0rd!"
 
 
 def pytest_report_header() -> str:
-    return f"database: {'PostgreSQL ' + make_url(POSTGRES_URL).render_as_string(hide_password=True) if POSTGRES_URL else 'SQLite'}"
+    database = (
+        "PostgreSQL " + make_url(POSTGRES_URL).render_as_string(hide_password=True)
+        if POSTGRES_URL
+        else "SQLite"
+    )
+    return f"database: {database}; blob store: {'S3 (SeaweedFS)' if ON_S3 else 'filesystem'}"
 
 
 class DatabaseFactory:
@@ -106,8 +117,47 @@ def database_url(database_factory: DatabaseFactory) -> Iterator[str]:
     database_factory.drop(url)
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """One SeaweedFS per test process; its identity is what the apps find in the AWS variables."""
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"))
+    environment = pytest.MonkeyPatch()
+    for name, value in server.aws_environment().items():
+        environment.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        environment.delenv(name, raising=False)
+    yield server
+    environment.undo()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_bucket(s3_server: SeaweedServer) -> str:
+    return s3_server.new_bucket()
+
+
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def s3_store(s3_server: SeaweedServer, s3_bucket: str) -> dict[str, Any]:
+    """Settings for an S3 blob store of this test's own: the module's bucket, a fresh prefix."""
+    return {
+        "blob_store": f"s3://{s3_bucket}/t-{uuid.uuid4().hex[:12]}",
+        "s3_endpoint_url": s3_server.endpoint_url,
+    }
+
+
+@pytest.fixture
+def blob_store_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The blob store every test app uses: S3 with SIGNVAULT_TEST_BLOB_STORE=s3, else files."""
+    if ON_S3:
+        store: dict[str, Any] = request.getfixturevalue("s3_store")
+        return store
+    return {"blob_store": None}
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, database_url: str, blob_store_settings: dict[str, Any]
+) -> Settings:
     return Settings(
         _env_file=None,
         data_dir=tmp_path / "data",
@@ -123,6 +173,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         # tests/audit/test_anchors.py turns them on.
         audit_anchor_every_entries=0,
         audit_anchor_every_minutes=0,
+        **blob_store_settings,
     )
 
 

@@ -131,3 +131,8 @@ def set_rate_limits(session_factory: sessionmaker[Session], **limits: int) -> No
     left = 60 - time.time() % 60
     if left < 20:
         time.sleep(left + 0.05)
+
+
+def stored_blobs(app: Any) -> set[tuple[str, str]]:
+    """(namespace, sha256) of every blob in the app's store, whichever backend it is."""
+    return {(blob.namespace, blob.sha256) for blob in app.state.blobs.blob_files()}

@@ -15,6 +15,7 @@ from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import is_storage_full, problem_responses
 from app.core.pagination import Page, PageParams, page_of, page_params
 from app.core.routing import AppRoute
+from app.core.storage import BlobStoreUnavailable
 from app.documents.deps import BlobsDep
 
 router = APIRouter(prefix="/api/v1/batches", tags=["signing"], route_class=AppRoute)
@@ -85,9 +86,10 @@ def create_batch(
                 ),
             )
         except Exception as exc:
-            if not is_storage_full(exc):
+            if not (is_storage_full(exc) or isinstance(exc, BlobStoreUnavailable)):
                 raise
-            # The batch is stored: the background finishes it once space is freed (202).
+            # The batch is stored: the background finishes it once space is freed
+            # or the object store answers again (202).
         with factory() as reader:
             batch = batches_service.get_visible_batch(reader, principal, batch.id)
     else:

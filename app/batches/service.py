@@ -45,7 +45,7 @@ from app.core.errors import (
     is_storage_full,
 )
 from app.core.pagination import PageParams, paginate
-from app.core.storage import BlobStore, sha256_of
+from app.core.storage import BlobStore, BlobStoreUnavailable, sha256_of
 from app.core.types import utcnow
 from app.documents import service as documents_service
 from app.documents.errors import EmptyUpload, NotAPdf, PdfEncrypted, PdfUnreadable
@@ -406,6 +406,7 @@ def run_batch(
     Raises:
         OSError, OperationalError: the disk is full (`is_storage_full`); the batch
             is released, its unsigned items pending.
+        BlobStoreUnavailable: the object store cannot be reached; the same.
     """
     with unit_of_work(factory) as session:
         pending = session.scalars(
@@ -471,6 +472,8 @@ def _process_item(
                 .where(Batch.id == batch_id)
                 .values(succeeded=Batch.succeeded + 1, heartbeat_at=now)
             )
+    except BlobStoreUnavailable:
+        raise  # not the document's fault: signed once the store answers again
     except AppError as refusal:
         _record_failure(factory, batch_id, item_id, refusal.code, refusal.detail)
     except Exception as exc:

@@ -11,7 +11,11 @@ from app.batches import service as batches_service
 from app.certificates.vault import Vault
 from app.core.config import Settings
 from app.core.errors import STORAGE_RETRY_AFTER_SECONDS, is_storage_full
-from app.core.storage import BlobStore
+from app.core.storage import (
+    BLOB_STORE_RETRY_AFTER_SECONDS,
+    BlobStore,
+    BlobStoreUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +75,13 @@ class BatchProcessorThread:
                         STORAGE_RETRY_AFTER_SECONDS,
                     )
                     self._stop.wait(STORAGE_RETRY_AFTER_SECONDS)
+                    continue
+                if isinstance(exc, BlobStoreUnavailable):
+                    logger.warning(
+                        "batch processing paused for %s s: the blob store is unavailable",
+                        BLOB_STORE_RETRY_AFTER_SECONDS,
+                    )
+                    self._stop.wait(BLOB_STORE_RETRY_AFTER_SECONDS)
                     continue
                 # The database may be briefly unreachable: log, wait, try again.
                 logger.exception("batch processing failed")

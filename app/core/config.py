@@ -192,6 +192,19 @@ class Settings(BaseSettings):
         ge=0,
         description="The blob sweeper removes a blob that no document version refers to only once it is this old: a request that has written its blob commits within seconds.",
     )
+    blob_store: str | None = Field(
+        default=None,
+        pattern=r"^s3://[^/]+(/.*)?$",
+        description="Where document content is kept: `s3://bucket/prefix` for S3-compatible object storage (region and credentials from the standard AWS variables and config files); unset: files in `<data_dir>/blobs`. The upload spool stays in `<data_dir>/blobs/.incoming` either way.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="The S3 endpoint of a server other than AWS (MinIO, Ceph, SeaweedFS), e.g. `http://minio:9000`.",
+    )
+    s3_server_side_encryption: str | None = Field(
+        default=None,
+        description="`ServerSideEncryption` asked of the object store for every stored object: `AES256` or `aws:kms`; unset: the bucket's default.",
+    )
     batch_poll_seconds: float = Field(
         default=1.0,
         gt=0,

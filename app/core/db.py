@@ -1,5 +1,6 @@
 """Engine, sessions and the declarative base."""
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +16,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from app.core.storage import create_private_file, make_private_dir, make_private_files
 from app.core.types import UTCDateTime, utcnow
+
+logger = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -166,7 +169,12 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
             with factory.begin() as own:
                 work(own)
         for action in on_commit_work if committed else on_rollback_work:
-            action()
+            try:
+                action()
+            except Exception:
+                # Deleting files after the outcome (the object store unreachable):
+                # the outcome stands, and the blob sweeper removes what is left.
+                logger.exception("clean-up after the transaction failed")
 
 
 _COMMITTED = "committed_early"

@@ -409,6 +409,7 @@ _STATUS_DESCRIPTIONS = {
     410: "Gone",
     413: "Request body too large",
     415: "Unsupported media type",
+    416: "Range not satisfiable",
     422: "Invalid input",
     429: "Too many requests",
     503: "Service unavailable",

@@ -1,17 +1,28 @@
-"""Content-addressed blob store on the filesystem: written atomically, addressed by SHA-256."""
+"""The blob store: document content, content-addressed by SHA-256 in one namespace per document.
+
+`BlobStore` is the one interface every caller uses; `app.core.blobstores` has
+its two backends, the filesystem (the embedded default) and S3-compatible
+object storage, and picks one from the settings. Both spool incoming content
+to a private folder on the local disk first and store it durably before
+anything in the database names it.
+"""
 
 import hashlib
 import os
-import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from types import TracebackType
+from typing import IO, Any, Protocol, Self
+
+from app.core.errors import AppError
 
 _CHUNK = 1024 * 1024
+# How long a client is asked to wait when the object store cannot be reached.
+BLOB_STORE_RETRY_AFTER_SECONDS = 10
 
 
 def make_private_dir(folder: Path) -> None:
@@ -54,7 +65,7 @@ class StoredBlob:
 
 @dataclass(frozen=True, slots=True)
 class BlobFile:
-    """A blob found on disk, for the sweeper: where it is and when it was written."""
+    """A stored blob, for the sweeper and backups: whose it is and when it was written."""
 
     namespace: str
     sha256: str
@@ -62,35 +73,168 @@ class BlobFile:
     modified: float  # seconds since the epoch
 
 
-class BlobStore:
-    """Blobs live at `<root>/<namespace>/<sha256>`: one namespace per owner (a document).
+class BlobNotFound(FileNotFoundError):
+    """No blob under that namespace and SHA-256 (a FileNotFoundError, as the filesystem's own)."""
 
-    Namespaces keep deletion simple and race-free: deleting a document removes
-    its folder, and no other document can share one of its files.
+
+class BlobStoreUnavailable(AppError):
+    """The object store cannot be reached or refuses this server (credentials, permissions, 5xx)."""
+
+    status = 503
+    code = "blob_store_unavailable"
+    title = "Blob store unavailable"
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "headers", {"Retry-After": str(BLOB_STORE_RETRY_AFTER_SECONDS)}
+        )
+        super().__init__(
+            detail
+            or "The document store cannot be reached right now; nothing was changed. Try again shortly.",
+            **kwargs,
+        )
+
+
+class BlobStream:
+    """The bytes of one blob from `start` through `end`, read in order; `size` is the whole blob's.
+
+    Reads stop at `end` even when the underlying stream (an open file) goes on.
     """
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        make_private_dir(root)
-        self._incoming = root / ".incoming"
-        self._incoming.mkdir(mode=0o700, exist_ok=True)
+    def __init__(self, raw: Any, *, size: int, start: int = 0, end: int | None = None):
+        self._raw = raw
+        self.size = size
+        self.start = start
+        self.end = size - 1 if end is None else end
+        self._left = max(0, self.end - start + 1)
 
-    def path(self, namespace: str, sha256: str) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-            raise ValueError("not a SHA-256 hex digest")
-        if not namespace or not all(c.isalnum() or c == "-" for c in namespace):
-            raise ValueError("namespace must be alphanumeric")
-        return self.root / namespace[:2] / namespace / sha256
+    @property
+    def length(self) -> int:
+        return max(0, self.end - self.start + 1)
+
+    def read(self, amount: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        wanted = self._left if amount is None or amount < 0 else min(amount, self._left)
+        data: bytes = self._raw.read(wanted)
+        self._left -= len(data)
+        return data
+
+    def chunks(self, size: int = _CHUNK) -> Iterator[bytes]:
+        while chunk := self.read(size):
+            yield chunk
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class BlobStore(Protocol):
+    """Where document content lives: `<namespace>/<sha256>`, one namespace per document.
+
+    Namespaces keep deletion simple and race-free: deleting a document removes
+    its namespace, and no other document can share one of its blobs.
+    """
+
+    def spool(self) -> AbstractContextManager[IO[bytes]]:
+        """A private temporary file on the local disk, removed on exit; `put_file` stores it."""
+        ...
+
+    def put_file(self, namespace: str, handle: IO[bytes]) -> StoredBlob:
+        """Store a readable file's content durably before anything refers to it."""
+        ...
+
+    def put_bytes(self, namespace: str, data: bytes) -> StoredBlob: ...
+
+    def open(
+        self, namespace: str, sha256: str, *, start: int = 0, end: int | None = None
+    ) -> BlobStream:
+        """The blob's bytes from `start` through `end` (inclusive), streamed.
+
+        Raises:
+            BlobNotFound: no such blob.
+            BlobStoreUnavailable: the store cannot be reached.
+        """
+        ...
+
+    def open_seekable(
+        self, namespace: str, sha256: str
+    ) -> AbstractContextManager[IO[bytes]]:
+        """The blob as a seekable local file (a PDF parser reads it out of order).
+
+        Raises:
+            BlobNotFound, BlobStoreUnavailable: as `open`.
+        """
+        ...
+
+    def exists(self, namespace: str, sha256: str) -> bool: ...
+
+    def delete(self, namespace: str, sha256: str) -> bool:
+        """Delete one blob; False when it was not there."""
+        ...
+
+    def delete_namespace(self, namespace: str) -> None: ...
+
+    def blob_files(self) -> Iterator[BlobFile]:
+        """Every stored blob; what is not a blob's name is skipped."""
+        ...
+
+    def remove_if_empty(self, namespace: str) -> None:
+        """Let go of an emptied namespace (its folders, on the filesystem)."""
+        ...
+
+    def spool_files(self) -> Iterator[tuple[Path, float]]:
+        """The files in the spool folder, each with when it was last written."""
+        ...
+
+    def check(self) -> None:
+        """For `/ready`. Raises: BlobStoreUnavailable when the store cannot be used."""
+        ...
+
+
+def check_address(namespace: str, sha256: str) -> None:
+    """Raises: ValueError unless `sha256` is a hex digest and `namespace` alphanumeric (with '-')."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ValueError("not a SHA-256 hex digest")
+    if not namespace or not all(c.isalnum() or c == "-" for c in namespace):
+        raise ValueError("namespace must be alphanumeric")
+
+
+def is_blob_address(namespace: str, sha256: str) -> bool:
+    try:
+        check_address(namespace, sha256)
+    except ValueError:
+        return False
+    return True
+
+
+class LocalSpool:
+    """The private folder on the local disk where content waits before it is stored."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        make_private_dir(folder.parent)  # the blobs folder, with no blobs on S3
+        make_private_dir(folder)
 
     @contextmanager
-    def spool(self) -> Iterator[IO[bytes]]:
-        """A private temporary file in the store's filesystem: `put_file` links it into place.
+    def spool(self, prefix: str = "spool-") -> Iterator[IO[bytes]]:
+        """A private temporary file in the folder, removed on exit.
 
         A plain file object, not `NamedTemporaryFile`'s wrapper: that wrapper
         builds a function object for every call, and pyHanko writes its output in
         hundreds of small calls.
         """
-        fd, name = tempfile.mkstemp(dir=self._incoming, prefix="spool-")
+        fd, name = tempfile.mkstemp(dir=self.folder, prefix=prefix)
         os.close(fd)
         try:
             with open(name, "w+b") as handle:
@@ -98,112 +242,34 @@ class BlobStore:
         finally:
             Path(name).unlink(missing_ok=True)
 
-    def put_file(self, namespace: str, handle: IO[bytes]) -> StoredBlob:
-        """Store the content of a readable file, durably, before anything refers to it.
-
-        The content is fsynced under a temporary name, then linked into place and
-        the directory fsynced (and its parent, when the namespace is new). A spool
-        of this store is not copied: it is linked.
-        """
-        handle.seek(0)
+    def holds(self, handle: IO[bytes]) -> bool:
         name = getattr(handle, "name", None)
-        if isinstance(name, str) and Path(name).parent == self._incoming:
-            handle.flush()
-            blob = _digest(handle)
-            os.fsync(handle.fileno())
-            return self._place(namespace, blob, Path(name))
-        fd, temp_name = tempfile.mkstemp(dir=self._incoming, prefix="put-")
-        temp = Path(temp_name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                blob = _digest(handle, copy_to=out)
-                out.flush()
-                os.fsync(out.fileno())
-            return self._place(namespace, blob, temp)
-        finally:
-            temp.unlink(missing_ok=True)
+        return isinstance(name, str) and Path(name).parent == self.folder
 
-    def _place(self, namespace: str, blob: StoredBlob, source: Path) -> StoredBlob:
-        """Link the fsynced `source` into place (its own name is removed by its owner)."""
-        final = self.path(namespace, blob.sha256)
-        folder = final.parent
-        for last_try in (False, True):
-            try:
-                _make_durable_dirs(folder)
-                os.link(source, final)
-                break
-            except FileExistsError:
-                return blob  # the same content, stored before
-            except FileNotFoundError:
-                # The sweeper removed a folder it had just emptied: make it again.
-                if last_try:
-                    raise
-        _fsync_dir(folder)
-        return blob
-
-    def put_bytes(self, namespace: str, data: bytes) -> StoredBlob:
-        with self.spool() as handle:
-            handle.write(data)
-            return self.put_file(namespace, handle)
-
-    def open(self, namespace: str, sha256: str) -> IO[bytes]:
-        return self.path(namespace, sha256).open("rb")
-
-    def exists(self, namespace: str, sha256: str) -> bool:
-        return self.path(namespace, sha256).exists()
-
-    def delete(self, namespace: str, sha256: str) -> bool:
-        """Delete one blob; False when it was not there."""
-        try:
-            self.path(namespace, sha256).unlink()
-        except FileNotFoundError:
-            return False
-        return True
-
-    def delete_namespace(self, namespace: str) -> None:
-        folder = self.path(namespace, "0" * 64).parent
-        shutil.rmtree(folder, ignore_errors=True)
-
-    def blob_files(self) -> Iterator[BlobFile]:
-        """Every blob on disk (for the sweeper); what is not a blob's name is skipped."""
-        for prefix in _subfolders(self.root):
-            for folder in _subfolders(prefix):
-                for entry in _entries(folder):
-                    try:
-                        self.path(folder.name, entry.name)
-                        status = entry.stat(follow_symlinks=False)
-                    except (ValueError, FileNotFoundError):
-                        continue  # not a blob, or deleted meanwhile
-                    if stat.S_ISREG(status.st_mode):
-                        yield BlobFile(
-                            folder.name, entry.name, status.st_size, status.st_mtime
-                        )
-
-    def remove_if_empty(self, namespace: str) -> None:
-        """Remove a namespace's folder (and its prefix folder) if nothing is left in it."""
-        folder = self.path(namespace, "0" * 64).parent
-        for empty in (folder, folder.parent):
-            try:
-                empty.rmdir()
-            except OSError:
-                return  # not empty (or gone): a writer keeps it
-
-    def spool_files(self) -> Iterator[tuple[Path, float]]:
-        """The files in the spool folder, each with when it was last written."""
-        for entry in _entries(self._incoming):
+    def files(self) -> Iterator[tuple[Path, float]]:
+        for entry in entries_of(self.folder):
             with suppress(FileNotFoundError):
                 yield Path(entry.path), entry.stat(follow_symlinks=False).st_mtime
+
+
+def entries_of(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except FileNotFoundError:
+        return []
 
 
 def sha256_of(handle: IO[bytes]) -> str:
     """The SHA-256 of a readable file's whole content; it is left at its start."""
     handle.seek(0)
-    digest = _digest(handle).sha256
+    digest = digest_of(handle).sha256
     handle.seek(0)
     return digest
 
 
-def _digest(handle: IO[bytes], *, copy_to: IO[bytes] | None = None) -> StoredBlob:
+def digest_of(handle: IO[bytes], *, copy_to: IO[bytes] | None = None) -> StoredBlob:
+    """SHA-256 and size of what is left to read in `handle` (copied to `copy_to` on the way)."""
     digest = hashlib.sha256()
     size = 0
     while chunk := handle.read(_CHUNK):
@@ -212,35 +278,3 @@ def _digest(handle: IO[bytes], *, copy_to: IO[bytes] | None = None) -> StoredBlo
         if copy_to is not None:
             copy_to.write(chunk)
     return StoredBlob(digest.hexdigest(), size)
-
-
-def _subfolders(folder: Path) -> Iterator[Path]:
-    for entry in _entries(folder):
-        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
-            yield Path(entry.path)
-
-
-def _entries(folder: Path) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(folder) as entries:
-            return list(entries)
-    except FileNotFoundError:
-        return []
-
-
-def _make_durable_dirs(folder: Path) -> None:
-    """Create `folder` and missing parents; each new entry is fsynced in its parent."""
-    if folder.is_dir():
-        return
-    _make_durable_dirs(folder.parent)
-    # Made meanwhile by another writer? Its fsync may not have happened yet: do it too.
-    folder.mkdir(mode=0o700, exist_ok=True)
-    _fsync_dir(folder.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -38,6 +38,14 @@ class ContentPurged(AppError):
     title = "Document content purged"
 
 
+class ContentMissing(AppError):
+    """A version's content is gone from the blob store (deleted behind the server's back)."""
+
+    status = 410
+    code = "content_missing"
+    title = "Document content missing"
+
+
 class DocumentTooLarge(PayloadTooLarge):
     code = "document_too_large"
     title = "Document too large"
@@ -47,3 +55,9 @@ class EmptyUpload(AppError):
     status = 400
     code = "empty_upload"
     title = "No file uploaded"
+
+
+class RangeNotSatisfiable(AppError):
+    status = 416
+    code = "range_not_satisfiable"
+    title = "Range not satisfiable"

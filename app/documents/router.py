@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from app.access.entitlements import Entitlement
@@ -17,7 +17,7 @@ from app.core.routing import AppRoute
 from app.documents import service as documents_service
 from app.documents.deps import UPLOAD_BODY, BlobsDep, ReceivedUpload, receive_upload
 from app.documents.models import Document, DocumentStatus
-from app.documents.responses import pdf_response
+from app.documents.responses import pdf_response, requested_range
 from app.documents.schemas import DocumentRead, DocumentUpdate, DocumentVersionRead
 from app.settings import service as settings_service
 
@@ -41,7 +41,7 @@ VisibleDocument = Annotated[Document, Depends(load_document)]
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=DocumentRead,
-    responses=problem_responses(400, 401, 403, 413, 415, 422),
+    responses=problem_responses(400, 401, 403, 413, 415, 422, 503),
     openapi_extra=UPLOAD_BODY,
 )
 def upload_document(
@@ -157,7 +157,11 @@ def list_document_versions(session: SessionDep, document: VisibleDocument) -> An
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/pdf": {}}, "description": "The PDF bytes"},
-        **problem_responses(401, 403, 404, 410),
+        206: {
+            "content": {"application/pdf": {}},
+            "description": "The byte range asked for with `Range`",
+        },
+        **problem_responses(401, 403, 404, 410, 416, 503),
     },
 )
 def download_document(
@@ -169,20 +173,49 @@ def download_document(
         str,
         Query(description="`original`, `latest` or a version number.", max_length=20),
     ] = "latest",
+    byte_range: Annotated[
+        str | None,
+        Header(
+            alias="Range",
+            max_length=200,
+            description="One byte range: `bytes=a-b`, `bytes=a-` or `bytes=-n` (206).",
+        ),
+    ] = None,
+    if_range: Annotated[
+        str | None,
+        Header(
+            alias="If-Range",
+            max_length=200,
+            description="The ETag the range applies to; another version is sent whole.",
+        ),
+    ] = None,
 ) -> StreamingResponse:
-    """The PDF bytes of the latest (default), the original, or a numbered version."""
+    """The PDF bytes of the latest (default), the original, or a numbered version; one byte range with `Range`."""
     documents_service.require_content(document)
     chosen = documents_service.find_version(session, document, version)
+    etag = f'"{chosen.sha256}"'
+    span = requested_range(byte_range, size=chosen.size, if_range=if_range, etag=etag)
     documents_service.record_download(
         session, principal, document=document, version=chosen
     )
     filename = f"{document.title[:100] or 'document'}-v{chosen.number}.pdf".replace(
         '"', ""
     )
+    content = documents_service.open_content(
+        session,
+        principal,
+        blobs=blobs,
+        document_id=document.id,
+        sha256=chosen.sha256,
+        version=chosen.number,
+        start=span[0] if span else 0,
+        end=span[1] if span else None,
+    )
     return pdf_response(
-        documents_service.open_content(blobs, document.id, chosen.sha256),
+        content,
         filename=filename,
-        headers={"ETag": f'"{chosen.sha256}"', "X-Content-SHA256": chosen.sha256},
+        headers={"ETag": etag, "X-Content-SHA256": chosen.sha256},
+        partial=span is not None,
     )
 
 

@@ -2,7 +2,8 @@
 
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
@@ -14,9 +15,11 @@ from app.access.policy import visible_documents
 from app.access.principal import Principal
 from app.audit import service as audit_service
 from app.core.db import on_commit, on_rollback
+from app.core.errors import AppError
 from app.core.pagination import PageParams, paginate
-from app.core.storage import BlobStore, StoredBlob
+from app.core.storage import BlobNotFound, BlobStore, BlobStream, StoredBlob
 from app.documents.errors import (
+    ContentMissing,
     ContentPurged,
     DocumentNotFound,
     DocumentTooLarge,
@@ -293,17 +296,87 @@ def require_content(document: Document) -> None:
         raise ContentPurged(PURGED_DETAIL)
 
 
-def open_content(blobs: BlobStore, document_id: uuid.UUID, sha256: str) -> IO[bytes]:
-    """The stored bytes of one version, opened now.
+def open_content(
+    session: Session,
+    principal: Principal,
+    *,
+    blobs: BlobStore,
+    document_id: uuid.UUID,
+    sha256: str,
+    version: int | None = None,
+    start: int = 0,
+    end: int | None = None,
+) -> BlobStream:
+    """The stored bytes of one version (from `start` through `end`), opened now.
 
-    An open file stays readable when the retention purge deletes it meanwhile,
-    so a response under way is never cut short; a purge that came first is a
-    ContentPurged (410), even when this request read the document before it.
+    A file opened stays readable when the retention purge deletes it meanwhile,
+    so a response under way is never cut short.
+
+    Raises:
+        ContentPurged: the retention purge deleted it, even after this request read the document (410).
+        ContentMissing: gone from the blob store while a version names it; audited (410).
+        BlobStoreUnavailable: the object store cannot be reached (503).
     """
     try:
-        return blobs.open(str(document_id), sha256)
-    except FileNotFoundError:
-        raise ContentPurged(PURGED_DETAIL) from None
+        return blobs.open(str(document_id), sha256, start=start, end=end)
+    except BlobNotFound:
+        raise content_gone(
+            session, principal, document_id=document_id, sha256=sha256, version=version
+        ) from None
+
+
+@contextmanager
+def seekable_content(
+    session: Session,
+    principal: Principal,
+    *,
+    blobs: BlobStore,
+    document_id: uuid.UUID,
+    sha256: str,
+) -> Iterator[IO[bytes]]:
+    """One version's bytes as a seekable file (for a PDF parser). Raises: as `open_content`."""
+    with ExitStack() as files:
+        try:
+            content = files.enter_context(blobs.open_seekable(str(document_id), sha256))
+        except BlobNotFound:
+            raise content_gone(
+                session, principal, document_id=document_id, sha256=sha256
+            ) from None
+        yield content
+
+
+def content_gone(
+    session: Session,
+    principal: Principal,
+    *,
+    document_id: uuid.UUID,
+    sha256: str,
+    version: int | None = None,
+) -> AppError:
+    """The error for content a version names that the blob store does not have.
+
+    ContentPurged when the retention purge deleted it (committed after this
+    request read the document: asked again outside its transaction); else
+    ContentMissing, with a `document.content_missing` audit entry that outlives
+    the failing request.
+    """
+    with Session(session.get_bind()) as fresh:
+        status = fresh.scalar(select(Document.status).where(Document.id == document_id))
+    if status == DocumentStatus.PURGED:
+        return ContentPurged(PURGED_DETAIL)
+    which = f"version {version}" if version is not None else "a version"
+    audit_service.record_isolated(
+        session,
+        actor=principal.actor,
+        action="document.content_missing",
+        resource_type="document",
+        resource_id=document_id,
+        details={"version": version, "sha256": sha256},
+    )
+    return ContentMissing(
+        f"The content of document {document_id} ({which}, SHA-256 {sha256}) is missing "
+        "from the blob store; an administrator has to restore it from a backup."
+    )
 
 
 def record_download(

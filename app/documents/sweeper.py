@@ -1,6 +1,6 @@
 """The blob sweeper: removes what a crashed process left in the blob store.
 
-A request writes a PDF's blob (through a spool file in `blobs/.incoming`)
+A request writes a PDF's blob (through a local spool file in `blobs/.incoming`)
 before its transaction commits the version that refers to it, and deletes it
 again if the transaction rolls back. A process killed in between (`kill -9`,
 the OOM killer, a power cut) leaves the blob, or the spool file, behind. The
@@ -63,9 +63,14 @@ def sweep(
     blobs: BlobStore,
     grace_seconds: float,
     metrics: "Metrics | None" = None,
+    now: float | None = None,
 ) -> SweepResult:
-    """One sweep; counted in `metrics` and reported in one log line."""
-    now = time.time()
+    """One sweep; counted in `metrics` and reported in one log line.
+
+    Works on either blob store: the times are the files' modification times,
+    or the objects' LastModified (whole seconds) in a bucket listed page by page.
+    """
+    now = time.time() if now is None else now
     result = SweepResult(
         spool_files=remove_stale_spool_files(
             blobs, written_before=now - SPOOL_MAX_AGE_SECONDS

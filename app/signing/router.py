@@ -1,5 +1,4 @@
 import json
-import os
 import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -61,7 +60,7 @@ def verify_upload(
 
 @router.post(
     "/documents/{document_id}/verify",
-    responses=problem_responses(401, 403, 404, 410),
+    responses=problem_responses(401, 403, 404, 410, 503),
 )
 def verify_document(
     document_id: uuid.UUID,
@@ -74,8 +73,12 @@ def verify_document(
     """Validate the signatures of a stored document's latest version."""
     document = documents_service.get_visible_document(session, principal, document_id)
     documents_service.require_content(document)
-    with documents_service.open_content(
-        blobs, document.id, document.latest_sha256
+    with documents_service.seekable_content(
+        session,
+        principal,
+        blobs=blobs,
+        document_id=document.id,
+        sha256=document.latest_sha256,
     ) as content:
         return validation.validate_upload(
             session,
@@ -249,9 +252,13 @@ def sign_upload(
         "X-Content-SHA256": signature.sha256_after,
     }
     content = documents_service.open_content(
-        blobs, signature.document_id, signature.sha256_after
+        session,
+        principal,
+        blobs=blobs,
+        document_id=signature.document_id,
+        sha256=signature.sha256_after,
     )
-    if os.fstat(content.fileno()).st_size > IN_MEMORY_ANSWER_BYTES:
+    if content.length > IN_MEMORY_ANSWER_BYTES:
         return pdf_response(content, filename="signed.pdf", headers=headers)
     # Read here, in the worker thread: a streamed answer's thread-pool hops
     # cost more than reading a small file.

@@ -503,7 +503,15 @@ def _sign_blob(
         source = (
             opened
             if opened is not None
-            else files.enter_context(blobs.open(namespace, before))
+            else files.enter_context(
+                documents_service.seekable_content(
+                    session,
+                    principal,
+                    blobs=blobs,
+                    document_id=uuid.UUID(namespace),
+                    sha256=before,
+                )
+            )
         )
         target = files.enter_context(blobs.spool())
         try:

@@ -31,12 +31,13 @@ def read_health() -> HealthStatus:
 
 @router.get("/ready", responses=problem_responses(503))
 def read_readiness(request: Request, session: SessionDep) -> ReadinessStatus:
-    """Readiness: free space above the minimum, database reachable, migrations current, keys loaded; 503 problem otherwise."""
+    """Readiness: free space above the minimum, blob store and database reachable, migrations current, keys loaded; 503 problem otherwise."""
     checks = system_service.readiness(
         session,
         token_keys_loaded=hasattr(request.app.state, "token_keys"),
         cipher=request.app.state.cipher,
         filesystems=request.app.state.filesystems,
+        blobs=request.app.state.blobs,
         min_free_bytes=request.app.state.settings.min_free_bytes,
     )
     return ReadinessStatus(status="ready", checks=checks)

@@ -9,6 +9,7 @@ from app.core.crypto import EnvelopeCipher, master_key_status
 from app.core.errors import ServiceUnavailable
 from app.core.freespace import WatchedFilesystems
 from app.core.migrations import head_revision
+from app.core.storage import BlobStore
 from app.system.errors import StorageLow
 
 
@@ -19,9 +20,11 @@ def readiness(
     cipher: EnvelopeCipher | None,
     filesystems: WatchedFilesystems,
     min_free_bytes: int,
+    blobs: BlobStore,
 ) -> dict[str, str]:
-    """Raises: ServiceUnavailable naming the failed check (StorageLow for free space)."""
+    """Raises: ServiceUnavailable naming the failed check (StorageLow for free space, BlobStoreUnavailable)."""
     _check_free_space(filesystems, min_free_bytes)
+    blobs.check()
     try:
         session.execute(text("SELECT 1"))
         current = MigrationContext.configure(

@@ -1,7 +1,7 @@
 """/api/v1/documents: upload, list, read, download, update, delete."""
 
 import hashlib
-from pathlib import Path
+import uuid
 from typing import Any
 
 import pytest
@@ -11,9 +11,20 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.access.models import Department, User
+from app.auth import service as auth_service
 from app.core.security import PasswordHasher
-from app.documents.models import Document
-from tests.factories import assert_problem, audit_events, bearer, login, make_user
+from app.documents import service as documents_service
+from app.documents.errors import ContentPurged
+from app.documents.models import Document, DocumentStatus
+from tests.factories import (
+    Credentials,
+    assert_problem,
+    audit_events,
+    bearer,
+    login,
+    make_user,
+    stored_blobs,
+)
 from tests.pdfs import make_pdf
 
 DOCS = "/api/v1/documents"
@@ -33,11 +44,6 @@ def upload(
 def count_documents(session_factory: sessionmaker[Session]) -> int:
     with session_factory() as session:
         return session.scalar(select(func.count()).select_from(Document)) or 0
-
-
-def stored_files(app: FastAPI) -> list[Path]:
-    root: Path = app.state.blobs.root
-    return [p for p in root.rglob("*") if p.is_file() and ".incoming" not in p.parts]
 
 
 def test_multipart_upload_stores_the_pdf(
@@ -110,7 +116,7 @@ def test_refused_uploads_store_nothing(
 ) -> None:
     assert_problem(upload(client, admin_headers, payload), status, code)
     assert count_documents(session_factory) == 0
-    assert stored_files(app) == []
+    assert stored_blobs(app) == set()
 
 
 def test_oversize_upload_is_413_and_stores_nothing(
@@ -287,12 +293,12 @@ def test_delete_removes_content_for_good_and_keeps_the_audit(
     session_factory: sessionmaker[Session],
 ) -> None:
     document = upload(client, admin_headers, make_pdf()).json()
-    assert len(stored_files(app)) == 1
+    assert len(stored_blobs(app)) == 1
     assert (
         client.delete(f"{DOCS}/{document['id']}", headers=admin_headers).status_code
         == 204
     )
-    assert stored_files(app) == []
+    assert stored_blobs(app) == set()
     assert_problem(
         client.get(f"{DOCS}/{document['id']}", headers=admin_headers),
         404,
@@ -330,16 +336,144 @@ def test_download_names_a_non_ascii_title_and_states_its_length(
     )
 
 
-def test_content_deleted_after_the_document_was_read_is_410_not_500(
-    client: TestClient, app: FastAPI, admin_headers: dict[str, str]
+def test_content_deleted_behind_the_servers_back_is_410_content_missing_and_audited(
+    client: TestClient,
+    app: FastAPI,
+    admin_headers: dict[str, str],
+    session_factory: sessionmaker[Session],
+) -> None:
+    document = upload(client, admin_headers, make_pdf()).json()
+    app.state.blobs.delete_namespace(document["id"])  # not through SignVault
+
+    download = client.get(f"{DOCS}/{document['id']}/content", headers=admin_headers)
+    body = assert_problem(download, 410, "content_missing")
+    assert document["id"] in body["detail"]
+    assert "version 1" in body["detail"]
+    assert_problem(
+        client.post(f"{DOCS}/{document['id']}/verify", headers=admin_headers),
+        410,
+        "content_missing",
+    )
+    missing = audit_events(
+        session_factory, "document.content_missing", resource_id=document["id"]
+    )
+    assert [(e.outcome, e.details["sha256"]) for e in missing] == [
+        ("failure", document["sha256"]),
+        ("failure", document["sha256"]),
+    ]
+    assert missing[0].details["version"] == 1
+    # The refused download is not recorded as a download.
+    assert audit_events(session_factory, "document.downloaded") == []
+
+
+def test_content_purged_after_the_document_was_read_is_410_purged_not_missing(
+    client: TestClient,
+    app: FastAPI,
+    admin_headers: dict[str, str],
+    session_factory: sessionmaker[Session],
+    admin: Credentials,
 ) -> None:
     """The retention purge may delete the files between a request's read and its open."""
     document = upload(client, admin_headers, make_pdf()).json()
-    for path in stored_files(app):
-        path.unlink()
+    with session_factory() as session:
+        principal = auth_service.background_principal(
+            session, kind="user", principal_id=admin.user_id, scope=None, job="test"
+        )
+        read = session.get_one(Document, uuid.UUID(document["id"]))
+        with session_factory.begin() as purge:
+            purge.get_one(Document, read.id).status = DocumentStatus.PURGED
+        app.state.blobs.delete_namespace(document["id"])
 
-    for response in (
-        client.get(f"{DOCS}/{document['id']}/content", headers=admin_headers),
-        client.post(f"{DOCS}/{document['id']}/verify", headers=admin_headers),
-    ):
-        assert_problem(response, 410, "document_content_purged")
+        with pytest.raises(ContentPurged):
+            documents_service.open_content(
+                session,
+                principal,
+                blobs=app.state.blobs,
+                document_id=read.id,
+                sha256=document["sha256"],
+            )
+    assert audit_events(session_factory, "document.content_missing") == []
+
+
+@pytest.mark.parametrize(
+    ("header", "first", "last"),
+    [
+        ("bytes=0-0", 0, 0),
+        ("bytes=10-99", 10, 99),
+        ("bytes=100-", 100, None),
+        ("bytes=-25", -25, None),
+        ("bytes=5-999999999", 5, None),  # past the end: up to the end
+        ("bytes=-999999999", 0, None),  # a suffix longer than the content: all of it
+    ],
+)
+def test_a_byte_range_is_206_with_its_content_range(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    header: str,
+    first: int,
+    last: int | None,
+) -> None:
+    pdf = make_pdf(pages=2)
+    document = upload(client, admin_headers, pdf).json()
+
+    response = client.get(
+        f"{DOCS}/{document['id']}/content", headers={**admin_headers, "Range": header}
+    )
+
+    expected = pdf[first : None if last is None else last + 1]
+    start = first % len(pdf) if first < 0 else first
+    assert response.status_code == 206, response.text
+    assert response.content == expected
+    assert response.headers["content-length"] == str(len(expected))
+    assert response.headers["content-range"] == (
+        f"bytes {start}-{start + len(expected) - 1}/{len(pdf)}"
+    )
+    assert response.headers["etag"] == f'"{document["sha256"]}"'
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["bytes=0-1,5-9", "items=0-5", "bytes=9-2", "bytes=-", "bytes=a-b"],
+)
+def test_a_range_that_is_not_one_byte_range_is_ignored(
+    client: TestClient, admin_headers: dict[str, str], header: str
+) -> None:
+    pdf = make_pdf()
+    document = upload(client, admin_headers, pdf).json()
+
+    response = client.get(
+        f"{DOCS}/{document['id']}/content", headers={**admin_headers, "Range": header}
+    )
+
+    assert (response.status_code, response.content) == (200, pdf)
+    assert response.headers["accept-ranges"] == "bytes"
+
+
+def test_a_range_of_another_version_by_if_range_is_sent_whole(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    pdf = make_pdf()
+    document = upload(client, admin_headers, pdf).json()
+    url = f"{DOCS}/{document['id']}/content"
+    headers = {**admin_headers, "Range": "bytes=0-9"}
+
+    other = client.get(url, headers={**headers, "If-Range": '"' + "0" * 64 + '"'})
+    same = client.get(url, headers={**headers, "If-Range": f'"{document["sha256"]}"'})
+
+    assert (other.status_code, other.content) == (200, pdf)
+    assert (same.status_code, same.content) == (206, pdf[:10])
+
+
+@pytest.mark.parametrize("header", ["bytes=100000000-", "bytes=-0"])
+def test_an_unsatisfiable_range_is_416_naming_the_size(
+    client: TestClient, admin_headers: dict[str, str], header: str
+) -> None:
+    pdf = make_pdf()
+    document = upload(client, admin_headers, pdf).json()
+
+    response = client.get(
+        f"{DOCS}/{document['id']}/content", headers={**admin_headers, "Range": header}
+    )
+
+    assert_problem(response, 416, "range_not_satisfiable")
+    assert response.headers["content-range"] == f"bytes */{len(pdf)}"

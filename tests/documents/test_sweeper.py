@@ -1,6 +1,13 @@
-"""The blob sweeper: stale spool files and unreferenced blobs go, referenced and recent ones stay."""
+"""The blob sweeper: stale spool files and unreferenced blobs go, referenced and recent ones stay.
+
+Through the blob store's interface, so on either backend (SIGNVAULT_TEST_BLOB_STORE);
+tests/documents/test_s3_store.py sweeps a bucket in every run. An object's
+LastModified cannot be set back, so "old" here is "written before a cutoff
+the test waits past", not a changed time.
+"""
 
 import logging
+import math
 import os
 import threading
 import time
@@ -12,8 +19,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.blobstores import FilesystemBlobStore
 from app.core.config import Settings
-from app.core.storage import BlobStore
+from app.core.storage import BlobStore, StoredBlob
 from app.documents import sweeper
 from app.documents.models import DocumentVersion
 from app.main import create_app
@@ -36,32 +44,40 @@ def age(path: Path, seconds: float) -> Path:
     return path
 
 
-def orphan(blobs: BlobStore, namespace: str, content: bytes, *, age_s: float) -> Path:
-    stored = blobs.put_bytes(namespace, content)
-    return age(blobs.path(namespace, stored.sha256), age_s)
+def a_whole_second_later() -> float:
+    """Wait past the next whole second and return it: what was written before is older.
+
+    Object stores keep LastModified in whole seconds; the margin covers the
+    filesystem's coarse clock.
+    """
+    boundary = math.floor(time.time()) + 1
+    while time.time() < boundary + 0.05:
+        time.sleep(0.02)
+    return float(boundary)
 
 
-def spool_file(blobs: BlobStore, *, age_s: float) -> Path:
-    path = blobs.root / ".incoming" / f"spool-{uuid.uuid4().hex[:8]}"
+def spool_file(settings: Settings, *, age_s: float) -> Path:
+    path = settings.data_dir / "blobs" / ".incoming" / f"spool-{uuid.uuid4().hex[:8]}"
     path.write_bytes(b"%PDF-1.7 cut short")
     return age(path, age_s)
 
 
 def add_version(
-    session: Session, document_id: str, path: Path, number: int = 2
+    session: Session, document_id: str, blob: StoredBlob, number: int = 2
 ) -> None:
     session.add(
         DocumentVersion(
             document_id=uuid.UUID(document_id),
             number=number,
-            sha256=path.name,
-            size=path.stat().st_size,
+            sha256=blob.sha256,
+            size=blob.size,
         )
     )
 
 
 def test_sweep_removes_old_spool_files_and_unreferenced_blobs_and_nothing_else(
     app: FastAPI,
+    settings: Settings,
     client: TestClient,
     admin_headers: dict[str, str],
     session_factory: sessionmaker[Session],
@@ -69,13 +85,15 @@ def test_sweep_removes_old_spool_files_and_unreferenced_blobs_and_nothing_else(
 ) -> None:
     blobs: BlobStore = app.state.blobs
     document = upload(client, admin_headers, make_pdf()).json()
-    referenced = age(blobs.path(document["id"], document["sha256"]), 2 * HOUR)
     # A signed output whose transaction never committed, and a whole upload that never did.
-    signed_never_committed = orphan(blobs, document["id"], b"signed", age_s=2 * HOUR)
-    upload_never_committed = orphan(blobs, str(uuid.uuid4()), b"upload", age_s=2 * HOUR)
-    in_flight = orphan(blobs, str(uuid.uuid4()), b"committing now", age_s=60)
-    stale_spool = spool_file(blobs, age_s=2 * HOUR)
-    live_spool = spool_file(blobs, age_s=60)
+    signed_never_committed = blobs.put_bytes(document["id"], b"signed")
+    never_committed_id = str(uuid.uuid4())
+    upload_never_committed = blobs.put_bytes(never_committed_id, b"upload")
+    cutoff = a_whole_second_later()
+    in_flight_id = str(uuid.uuid4())
+    in_flight = blobs.put_bytes(in_flight_id, b"committing now")
+    stale_spool = spool_file(settings, age_s=2 * HOUR)
+    live_spool = spool_file(settings, age_s=0)  # after the cutoff, as in_flight
 
     with caplog.at_level(logging.INFO, logger=sweeper.logger.name):
         result = sweeper.sweep(
@@ -83,16 +101,18 @@ def test_sweep_removes_old_spool_files_and_unreferenced_blobs_and_nothing_else(
             blobs=blobs,
             grace_seconds=HOUR,
             metrics=app.state.metrics,
+            now=cutoff + HOUR,
         )
 
     assert (result.spool_files, result.orphan_blobs, result.kept) == (1, 2, 0)
     assert result.orphan_bytes == len(b"signed") + len(b"upload")
-    assert not signed_never_committed.exists()
-    assert not upload_never_committed.exists()
-    assert not upload_never_committed.parent.exists()  # its emptied namespace too
+    assert not blobs.exists(document["id"], signed_never_committed.sha256)
+    assert not blobs.exists(never_committed_id, upload_never_committed.sha256)
+    if isinstance(blobs, FilesystemBlobStore):  # its emptied namespace folder too
+        assert not (blobs.root / never_committed_id[:2] / never_committed_id).exists()
     assert not stale_spool.exists()
-    assert referenced.exists()
-    assert in_flight.exists()
+    assert blobs.exists(document["id"], document["sha256"])
+    assert blobs.exists(in_flight_id, in_flight.sha256)
     assert live_spool.exists()
     download = client.get(
         f"/api/v1/documents/{document['id']}/content", headers=admin_headers
@@ -116,12 +136,12 @@ def test_a_version_committed_between_listing_and_removal_keeps_its_blob(
 ) -> None:
     blobs: BlobStore = app.state.blobs
     document = upload(client, admin_headers, make_pdf()).json()
-    signed = orphan(blobs, document["id"], b"signed, committing", age_s=0)
+    signed = blobs.put_bytes(document["id"], b"signed, committing")
     # No grace period: only the re-check before removal protects the blob.
     candidates = sweeper.find_orphans(
         session_factory, blobs, written_before=time.time() + 1
     )
-    assert signed.name in {c.sha256 for c in candidates}
+    assert signed.sha256 in {c.sha256 for c in candidates}
 
     with session_factory.begin() as session:
         add_version(session, document["id"], signed)
@@ -129,7 +149,7 @@ def test_a_version_committed_between_listing_and_removal_keeps_its_blob(
     sweeper.remove_orphans(session_factory, blobs, candidates, result)
 
     assert (result.kept, result.orphan_blobs) == (1, 0)
-    assert signed.exists()
+    assert blobs.exists(document["id"], signed.sha256)
 
 
 def test_removal_waits_for_a_transaction_that_has_written_its_version(
@@ -140,7 +160,7 @@ def test_removal_waits_for_a_transaction_that_has_written_its_version(
 ) -> None:
     blobs: BlobStore = app.state.blobs
     document = upload(client, admin_headers, make_pdf()).json()
-    signed = orphan(blobs, document["id"], b"signed, committing", age_s=0)
+    signed = blobs.put_bytes(document["id"], b"signed, committing")
     candidates = sweeper.find_orphans(
         session_factory, blobs, written_before=time.time() + 1
     )
@@ -158,18 +178,25 @@ def test_removal_waits_for_a_transaction_that_has_written_its_version(
     removal.join(timeout=30)
 
     assert (result.kept, result.orphan_blobs) == (1, 0)
-    assert signed.exists()
+    assert blobs.exists(document["id"], signed.sha256)
 
 
 def test_the_background_worker_sweeps_at_start(settings: Settings) -> None:
-    app = create_app(settings.model_copy(update={"background_in_process": True}))
+    app = create_app(
+        settings.model_copy(
+            update={"background_in_process": True, "orphan_blob_grace_seconds": 0}
+        )
+    )
     try:
-        left = orphan(app.state.blobs, str(uuid.uuid4()), b"left", age_s=2 * HOUR)
+        blobs: BlobStore = app.state.blobs
+        namespace = str(uuid.uuid4())
+        left = blobs.put_bytes(namespace, b"left")
+        a_whole_second_later()
         with TestClient(app) as client:
             deadline = time.monotonic() + 20
-            while left.exists() and time.monotonic() < deadline:
+            while blobs.exists(namespace, left.sha256) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert not left.exists()
+            assert not blobs.exists(namespace, left.sha256)
             metrics = client.get("/metrics").text
         assert 'signvault_blob_sweep_removed_total{kind="orphan_blob"} 1.0' in metrics
     finally:

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.blobstores import FilesystemBlobStore
 from app.core.db import make_engine, make_sessionmaker
-from app.core.storage import BlobStore
 from app.documents import sweeper
 from app.documents.models import Document, DocumentStatus, DocumentVersion
 from app.signing.models import Signature
@@ -45,7 +45,7 @@ def test_kill_9_mid_sign_burst_leaves_nothing_once_swept(
             server, documents, database_url, tmp_path / "data" / "blobs"
         )
 
-    blobs = BlobStore(tmp_path / "data" / "blobs")
+    blobs = FilesystemBlobStore(tmp_path / "data" / "blobs")
     engine = make_engine(database_url)
     factory = make_sessionmaker(engine)
     try:
@@ -138,7 +138,7 @@ def _burst_and_kill(
 
 def _mid_sign(supervisor: int, database_url: str, blob_root: Path) -> int:
     """A worker writing a spool file while some signed PDF is stored and not yet committed."""
-    blobs = BlobStore(blob_root)
+    blobs = FilesystemBlobStore(blob_root)
     engine = make_engine(database_url)
     deadline = time.monotonic() + 30
     try:
@@ -168,7 +168,7 @@ def _writing_a_spool_file(supervisor: int, incoming: Path) -> int | None:
 
 
 def _unreferenced(
-    factory: sessionmaker[Session], blobs: BlobStore
+    factory: sessionmaker[Session], blobs: FilesystemBlobStore
 ) -> list[sweeper.BlobFile]:
     with factory() as session:
         referenced = {
@@ -181,7 +181,7 @@ def _unreferenced(
 
 
 def _assert_signed_with_records_or_untouched(
-    factory: sessionmaker[Session], blobs: BlobStore, uploaded: list[str]
+    factory: sessionmaker[Session], blobs: FilesystemBlobStore, uploaded: list[str]
 ) -> None:
     with factory() as session:
         documents = session.scalars(select(Document)).all()

@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +29,7 @@ from tests.factories import (
     bearer,
     login,
     make_user,
+    stored_blobs,
 )
 from tests.keys import asn1_of
 from tests.license.conftest import issuer, make_license, public_key_text
@@ -871,11 +871,6 @@ def licensed(
     return install
 
 
-def stored_files(app: FastAPI) -> set[Path]:
-    root: Path = app.state.blobs.root
-    return {p for p in root.rglob("*") if p.is_file() and ".incoming" not in p.parts}
-
-
 def test_signing_over_the_licence_limit_is_refused_and_stores_nothing(
     client: TestClient,
     app: FastAPI,
@@ -893,7 +888,7 @@ def test_signing_over_the_licence_limit_is_refused_and_stores_nothing(
         ).status_code
         == 201
     )
-    files = stored_files(app)
+    files = stored_blobs(app)
     refused = client.post(
         f"{DOCS}/{second['id']}/sign",
         json={"certificate_id": alice.certificate_id},
@@ -902,7 +897,7 @@ def test_signing_over_the_licence_limit_is_refused_and_stores_nothing(
     assert_problem(refused, 403, "license_limit_reached")
     now = client.get(f"{DOCS}/{second['id']}", headers=alice.headers).json()
     assert (now["version_count"], now["sha256"]) == (1, second["sha256"])
-    assert stored_files(app) == files
+    assert stored_blobs(app) == files
     assert count_signatures(session_factory) == 1
 
 

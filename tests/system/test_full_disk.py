@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.blobstores import FilesystemBlobStore
 from app.core.config import Settings
-from app.core.storage import BlobStore
 from app.documents.models import Document, DocumentVersion
 from app.signing.models import Signature
 from tests.conftest import ADMIN_PASSWORD, POSTGRES_URL
@@ -98,8 +98,16 @@ def disk(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def settings(settings: Settings, disk: Path, database_url: str) -> Settings:
-    """The data dir on the small disk; a SQLite database too (PostgreSQL keeps its own disk)."""
-    update: dict[str, Any] = {"data_dir": disk / "data", "min_free_bytes": MIN_FREE}
+    """The data dir on the small disk; a SQLite database too (PostgreSQL keeps its own disk).
+
+    The filesystem blob store, whatever SIGNVAULT_TEST_BLOB_STORE says: these
+    tests fill the disk that blobs are written to and read the store's files.
+    """
+    update: dict[str, Any] = {
+        "data_dir": disk / "data",
+        "min_free_bytes": MIN_FREE,
+        "blob_store": None,
+    }
     if not POSTGRES_URL:
         database = disk / "signvault.db"
         shutil.copyfile(database_url.removeprefix("sqlite:///"), database)
@@ -107,7 +115,7 @@ def settings(settings: Settings, disk: Path, database_url: str) -> Settings:
     return settings.model_copy(update=update)
 
 
-def stored_files(blobs: BlobStore) -> set[str]:
+def stored_files(blobs: FilesystemBlobStore) -> set[str]:
     """Every file under the store (`.incoming` spool files included), relative to it."""
     return {
         str(path.relative_to(blobs.root))
@@ -134,7 +142,7 @@ def test_a_full_disk_answers_507_and_recovers_without_a_restart(
     settings: Settings,
     disk: Path,
 ) -> None:
-    blobs: BlobStore = client.app.state.blobs  # type: ignore[attr-defined]
+    blobs: FilesystemBlobStore = client.app.state.blobs  # type: ignore[attr-defined]
     before = upload(client, alice.headers)
     assert before.status_code == 201, before.text
     document_id = before.json()["id"]

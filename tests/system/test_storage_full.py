@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import psycopg.errors
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
@@ -22,7 +23,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.access.models import Department
 from app.batches import worker as batch_worker
 from app.core.errors import is_storage_full
-from app.core.storage import BlobStore
 from app.documents.models import Document
 from app.signing.models import Signature
 from tests.conftest import POSTGRES_URL
@@ -103,6 +103,7 @@ def test_a_full_disk_is_recognised_through_its_wrappings(
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT], ids=["ENOSPC", "EDQUOT"])
 def test_a_full_blob_store_answers_507_on_upload_and_sign(
+    app: FastAPI,
     client: TestClient,
     alice: Signer,
     session_factory: sessionmaker[Session],
@@ -114,7 +115,7 @@ def test_a_full_blob_store_answers_507_on_upload_and_sign(
     def full(*_args: Any, **_kwargs: Any) -> None:
         raise disk_full_os_error(code)
 
-    monkeypatch.setattr(BlobStore, "put_file", full)
+    monkeypatch.setattr(app.state.blobs, "put_file", full)
 
     assert_insufficient_storage(upload(client, alice.headers))
     assert_insufficient_storage(sign(client, alice, document_id))
@@ -157,18 +158,19 @@ def test_a_full_database_disk_answers_507_and_stores_nothing(
 
 
 def test_a_batch_on_a_full_disk_waits_and_is_signed_once_space_is_freed(
+    app: FastAPI,
     client: TestClient,
     alice: Signer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     document_id = upload(client, alice.headers).json()["id"]
     monkeypatch.setattr(batch_worker, "STORAGE_RETRY_AFTER_SECONDS", 0.2)
-    put_file = BlobStore.put_file
+    put_file = app.state.blobs.put_file
 
     def full(*_args: Any, **_kwargs: Any) -> None:
         raise disk_full_os_error()
 
-    monkeypatch.setattr(BlobStore, "put_file", full)
+    monkeypatch.setattr(app.state.blobs, "put_file", full)
 
     response = client.post(
         "/api/v1/batches",
@@ -180,7 +182,7 @@ def test_a_batch_on_a_full_disk_waits_and_is_signed_once_space_is_freed(
     assert response.status_code == 202, response.text
     item = response.json()["items"][0]
     assert item["status"] == "pending", item
-    monkeypatch.setattr(BlobStore, "put_file", put_file)
+    monkeypatch.setattr(app.state.blobs, "put_file", put_file)
     deadline = time.monotonic() + 30
     while True:
         batch = client.get(response.headers["location"], headers=alice.headers).json()
