@@ -88,31 +88,38 @@ def _ensure(
     settings: Settings,
     configured: ec.EllipticCurvePrivateKey | None,
 ) -> None:
-    known = set(session.scalars(select(TokenSigningKey.kid)))
+    # Read without a lock: a process that raced ahead makes this one's insert
+    # collide on the generation, and the caller looks again.
+    newest = _newest(session)
     if configured is not None:
+        known = set(session.scalars(select(TokenSigningKey.kid)))
         # Imported once: a later rotation replaces it for good, even if the variable stays.
         if key_id(configured.public_key()) not in known:
-            add_key(session, cipher, settings, configured, source=KeySourceKind.SETTING)
+            add_key(
+                session,
+                cipher,
+                settings,
+                configured,
+                replacing=newest,
+                source=KeySourceKind.SETTING,
+            )
         return
-    if known:
+    if newest is not None:
         return
     legacy = settings.data_dir / LEGACY_KEY_FILE_NAME
-    if legacy.exists():
-        add_key(
-            session,
-            cipher,
-            settings,
-            load_private_key(legacy.read_bytes()),
-            source=KeySourceKind.LEGACY_FILE,
-        )
-    else:
-        add_key(
-            session,
-            cipher,
-            settings,
-            ec.generate_private_key(ec.SECP256R1()),
-            source=KeySourceKind.GENERATED,
-        )
+    first = (
+        (load_private_key(legacy.read_bytes()), KeySourceKind.LEGACY_FILE)
+        if legacy.exists()
+        else (ec.generate_private_key(ec.SECP256R1()), KeySourceKind.GENERATED)
+    )
+    add_key(session, cipher, settings, first[0], replacing=None, source=first[1])
+
+
+def _newest(session: Session, *, lock: bool = False) -> TokenSigningKey | None:
+    statement = (
+        select(TokenSigningKey).order_by(TokenSigningKey.generation.desc()).limit(1)
+    )
+    return session.scalars(statement.with_for_update() if lock else statement).first()
 
 
 def rotate(
@@ -136,6 +143,7 @@ def rotate(
         cipher,
         settings,
         ec.generate_private_key(ec.SECP256R1()),
+        replacing=_newest(session, lock=True),
         source=KeySourceKind.ROTATED,
         retire_previous=retire_previous,
         now=now,
@@ -148,47 +156,48 @@ def add_key(
     settings: Settings,
     key: ec.EllipticCurvePrivateKey,
     *,
+    replacing: TokenSigningKey | None,
     source: KeySourceKind,
     retire_previous: bool = False,
     now: datetime | None = None,
 ) -> Rotation:
-    """Make `key` the signing key (the next generation); audited when it supersedes one.
+    """Make `key` the signing key, the generation after `replacing`; audited when it replaces one.
 
-    The superseded key's private half is destroyed now (it never signs again);
+    The replaced key's private half is destroyed now (it never signs again);
     its public half verifies until the longest access-token lifetime in force
     (server setting or `security` section) has passed, plus a leeway.
+
+    Raises:
+        IntegrityError (at flush): another process stored that generation first.
+        MasterKeyError: the cipher's master key is not the database's.
     """
     now = now or utcnow()
-    current = session.scalars(
-        select(TokenSigningKey)
-        .order_by(TokenSigningKey.generation.desc())
-        .limit(1)
-        .with_for_update()
-    ).first()
-    if current is not None:
-        section_ttl = settings_service.security(session).access_token_ttl_seconds
-        lifetime = timedelta(
-            seconds=max(settings.access_token_ttl_seconds, section_ttl or 0)
-        )
-        current.superseded_at = now
-        current.retire_at = now if retire_previous else now + lifetime + RETIRE_LEEWAY
-        if current.sealed_private_key is not None:
-            destroy_sealed(session, current.sealed_private_key)
-            current.sealed_private_key = None
     private_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    # Sealed first: a cipher under another master key fails before anything changes.
+    sealed = cipher.seal(session, private_pem, purpose=KEY_PURPOSE)
+    if replacing is not None:
+        section_ttl = settings_service.security(session).access_token_ttl_seconds
+        lifetime = timedelta(
+            seconds=max(settings.access_token_ttl_seconds, section_ttl or 0)
+        )
+        replacing.superseded_at = now
+        replacing.retire_at = now if retire_previous else now + lifetime + RETIRE_LEEWAY
+        if replacing.sealed_private_key is not None:
+            destroy_sealed(session, replacing.sealed_private_key)
+            replacing.sealed_private_key = None
     row = TokenSigningKey(
         kid=key_id(key.public_key()),
-        generation=current.generation + 1 if current is not None else 1,
+        generation=replacing.generation + 1 if replacing is not None else 1,
         public_key_pem=key.public_key()
         .public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         .decode(),
-        sealed_private_key=cipher.seal(session, private_pem, purpose=KEY_PURPOSE),
+        sealed_private_key=sealed,
         source=source.value,
         created_at=now,
     )
@@ -196,10 +205,10 @@ def add_key(
     session.flush()
     rotation = Rotation(
         row.kid,
-        current.kid if current is not None else None,
-        current.retire_at if current is not None else None,
+        replacing.kid if replacing is not None else None,
+        replacing.retire_at if replacing is not None else None,
     )
-    if current is not None:
+    if replacing is not None:
         audit_service.record(
             session,
             actor=SYSTEM,
@@ -210,9 +219,9 @@ def add_key(
                 "kid": row.kid,
                 "generation": row.generation,
                 "source": source.value,
-                "previous_kid": current.kid,
-                "previous_retire_at": current.retire_at.isoformat()
-                if current.retire_at
+                "previous_kid": replacing.kid,
+                "previous_retire_at": replacing.retire_at.isoformat()
+                if replacing.retire_at
                 else None,
             },
         )
