@@ -349,12 +349,9 @@ def _cipher(
 
 
 def _ensure_token_key(settings: Settings, engine: Engine) -> None:
+    factory = make_sessionmaker(engine)
     try:
-        signing_keys.ensure_signing_key(
-            make_sessionmaker(engine),
-            _cipher(settings, make_sessionmaker(engine)),
-            settings,
-        )
+        signing_keys.ensure_signing_key(factory, _cipher(settings, factory), settings)
     except ValueError as exc:
         _fail(f"invalid setting SIGNVAULT_JWT_PRIVATE_KEY: {exc}")
 

@@ -296,7 +296,6 @@ class KeyRing:
         self._keyset: KeySet | None = None
         self._checked_at = 0.0
         self._lock = threading.Lock()
-        self.reads = 0  # looks at the database, for tests and measurements
 
     def __call__(self, *, fresh: bool = False) -> KeySet:
         keyset = self._keyset
@@ -313,16 +312,21 @@ class KeyRing:
 
     def _refresh(self) -> KeySet:
         with self._factory() as session:
-            self.reads += 1
             generation = latest_generation(session)
             if generation is None and self._cipher is not None:
                 session.close()
                 ensure_signing_key(self._factory, self._cipher, self._settings)
                 generation = latest_generation(session)
-            if self._keyset is None or generation != self._keyset.generation:
-                self._keyset = load_keyset(session, self._cipher)
+            keyset = self._keyset
+            # Without a signing key (its key could not be opened), try again each time.
+            if (
+                keyset is None
+                or keyset.signing_key is None
+                or generation != keyset.generation
+            ):
+                keyset = self._keyset = load_keyset(session, self._cipher)
         self._checked_at = time.monotonic()
-        return self._keyset
+        return keyset
 
 
 def token_keys(
