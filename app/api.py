@@ -6,6 +6,7 @@ from app.access.router import departments_router, roles_router, users_router
 from app.audit.router import router as audit_router
 from app.auth.clients_router import router as clients_router
 from app.auth.router import router as auth_router
+from app.auth.router import well_known_router
 from app.batches.router import router as batches_router
 from app.certificates.router import clients_router as certificate_clients_router
 from app.certificates.router import router as certificates_router
@@ -23,6 +24,7 @@ from app.system.router import router as system_router
 def include_routers(app: FastAPI) -> None:
     app.include_router(system_router)
     app.include_router(auth_router)
+    app.include_router(well_known_router)
     app.include_router(clients_router)
     app.include_router(license_router)
     app.include_router(users_router)

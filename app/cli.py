@@ -13,8 +13,13 @@ import click
 from pydantic import ValidationError
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.orm import Session, sessionmaker
 
 import app
 from app.access import service as access_service
@@ -26,7 +31,7 @@ from app.audit.chain import ChainBreak
 from app.audit.errors import AuditAnchorInvalid
 from app.audit.export import ExportFormatError, verify_jsonl
 from app.audit.service import SYSTEM
-from app.auth.tokens import TokenKeys
+from app.auth import signing_keys
 from app.core import crypto
 from app.core.config import Settings, SettingsError, load_settings
 from app.core.db import make_engine, make_sessionmaker, unit_of_work
@@ -196,15 +201,16 @@ def rotate_master_key() -> None:
     With a key file, the new key is written beside the old one before anything
     is wrapped by it, and replaces it only after the commit; the old key stays
     as a retired file. Running processes follow without a restart. With
-    SIGNVAULT_MASTER_KEY, the new key is printed once: set it and restart.
+    SIGNVAULT_MASTER_KEY or SIGNVAULT_MASTER_KEY_FILE (a secret, never written
+    here), the new key is printed once: put it there and restart.
     """
     # Imported here, not at the top: uvicorn's spawned workers re-import this
     # module before answering health checks, and the vault pulls in pyHanko.
     from app.certificates import service as vault_service
 
     settings = _settings(create=False)
-    from_env = settings.master_key is not None
-    key_file = settings.data_dir / crypto.MASTER_KEY_FILE_NAME
+    from_env = settings.master_key is not None or settings.master_key_file is not None
+    key_file = crypto.data_dir_key_file(settings)
     with _existing_database(settings) as engine:
         factory = make_sessionmaker(engine)
         with factory() as session:
@@ -250,9 +256,14 @@ def rotate_master_key() -> None:
             )
             return
     if from_env:
+        target = (
+            f"the secret SIGNVAULT_MASTER_KEY_FILE names ({settings.master_key_file})"
+            if settings.master_key_file is not None
+            else "SIGNVAULT_MASTER_KEY"
+        )
         click.echo(
             f"signvault: re-wrapped {count} data keys under master key {new.id}; "
-            "the new key is printed above, once: set SIGNVAULT_MASTER_KEY to it and restart every process",
+            f"the new key is printed above, once: set {target} to it and restart every process",
             err=True,
         )
         return
@@ -272,18 +283,16 @@ def _current_master_key(
 
     Generated into the key file when nothing is sealed yet (a first start).
     """
-    from_env = settings.master_key is not None
+    configured = _configured_master_key(settings)
     where = (
-        "SIGNVAULT_MASTER_KEY"
-        if from_env
+        f"SIGNVAULT_MASTER_KEY_FILE {settings.master_key_file}"
+        if settings.master_key_file is not None
+        else "SIGNVAULT_MASTER_KEY"
+        if configured is not None
         else f"{key_file.resolve()}; SIGNVAULT_MASTER_KEY is not set"
     )
     try:
-        current = crypto.load_master_key(
-            settings.master_key.get_secret_value() if settings.master_key else None,
-            key_file,
-            session,
-        )
+        current = crypto.load_master_key(configured, key_file, session)
     except crypto.MasterKeyError as exc:
         _fail(f"the master key is not usable: {exc} (read from {where})")
         raise
@@ -305,17 +314,87 @@ def _current_master_key(
     return current
 
 
+def _configured_master_key(settings: Settings) -> crypto.MasterKey | None:
+    """SIGNVAULT_MASTER_KEY's or SIGNVAULT_MASTER_KEY_FILE's key; exits with one line if unusable."""
+    try:
+        return crypto.configured_master_key(settings)
+    except crypto.MasterKeyError as exc:
+        _fail(f"the master key is not usable: {exc}")
+        raise
+
+
 def _require_master_key(settings: Settings, engine: Engine) -> None:
     """Refuse to start without the master key of the database's secrets (not a 503 for ever).
 
     Checked before migrating: a database this host cannot serve is left as it is.
     """
+    _configured_master_key(settings)
     if not inspect(engine).has_table(crypto.DataKey.__tablename__):
         return  # a new database: nothing is sealed yet
     with make_sessionmaker(engine)() as session:
-        _current_master_key(
-            settings, settings.data_dir / crypto.MASTER_KEY_FILE_NAME, session
+        _current_master_key(settings, crypto.data_dir_key_file(settings), session)
+
+
+def _cipher(
+    settings: Settings, factory: sessionmaker[Session]
+) -> crypto.EnvelopeCipher:
+    """The envelope cipher under the database's master key; exits with one line if there is none."""
+    with factory() as session:
+        master_key = _current_master_key(
+            settings, crypto.data_dir_key_file(settings), session
         )
+    return crypto.EnvelopeCipher(
+        master_key, key_file=crypto.rereadable_key_file(settings)
+    )
+
+
+def _ensure_token_key(settings: Settings, engine: Engine) -> None:
+    factory = make_sessionmaker(engine)
+    try:
+        signing_keys.ensure_signing_key(factory, _cipher(settings, factory), settings)
+    except ValueError as exc:
+        _fail(f"invalid setting SIGNVAULT_JWT_PRIVATE_KEY: {exc}")
+
+
+@main.command("rotate-token-key")
+@click.option(
+    "--retire-previous",
+    is_flag=True,
+    help="The previous key stops verifying at once (it leaked): every token it signed is refused.",
+)
+def rotate_token_key(retire_previous: bool) -> None:
+    """Make a new key sign access tokens, on every host within a second.
+
+    The previous key's private half is destroyed; its public half keeps
+    verifying the tokens it signed until they have expired (the access-token
+    lifetime, plus a few seconds), unless --retire-previous.
+    """
+    settings = _settings(create=False)
+    with _existing_database(settings) as engine:
+        factory = make_sessionmaker(engine)
+        cipher = _cipher(settings, factory)
+        try:
+            with factory.begin() as session:
+                rotation = signing_keys.rotate(
+                    session, cipher, settings, retire_previous=retire_previous
+                )
+        except IntegrityError:
+            _fail("another rotation committed at the same time; nothing changed here")
+            return
+    retired = (
+        "stopped verifying now"
+        if retire_previous
+        else f"verifies until {rotation.previous_retire_at:%Y-%m-%dT%H:%M:%SZ}"
+    )
+    click.echo(
+        f"signvault: token key {rotation.kid} signs new access tokens"
+        + (
+            f"; the previous key {rotation.previous_kid} {retired}"
+            if rotation.previous_kid
+            else ""
+        ),
+        err=True,
+    )
 
 
 def _settle_pending_key(key_file: Path, current: crypto.MasterKey) -> None:
@@ -381,12 +460,7 @@ def serve(
         _migrate(engine)
         _bootstrap(settings, engine)
         _license_check(settings, engine)
-    try:
-        TokenKeys.from_settings(
-            settings
-        )  # created once here, before workers race for it
-    except ValueError as exc:
-        _fail(f"invalid setting SIGNVAULT_JWT_PRIVATE_KEY: {exc}")
+        _ensure_token_key(settings, engine)  # once here, before workers race for it
     if workers > 1:
         _share_metrics(settings)
     config = uvicorn.Config(
@@ -613,15 +687,10 @@ def _read_anchor_file(path: Path) -> str:
 def audit_anchor(output: Path | None) -> None:
     """Sign the chain head now with the system seal; print the anchor (one JSON line)."""
     settings = _settings(create=False)
-    key_file = settings.data_dir / crypto.MASTER_KEY_FILE_NAME
     anchors.install_log_handler()
     with _existing_database(settings) as engine:
         factory = make_sessionmaker(engine)
-        with factory() as session:
-            master_key = _current_master_key(settings, key_file, session)
-        cipher = crypto.EnvelopeCipher(
-            master_key, key_file=None if settings.master_key else key_file
-        )
+        cipher = _cipher(settings, factory)
         try:
             with unit_of_work(factory) as session:
                 anchor = anchors.make_anchor(

@@ -23,16 +23,18 @@ import app
 from app.access.throttle import UnauthenticatedThrottleMiddleware
 from app.api import include_routers
 from app.audit import anchors
+from app.auth import signing_keys
 from app.auth.router import UNAUTHENTICATED_PATHS
-from app.auth.tokens import TokenKeys
 from app.certificates.vault import Vault
 from app.core.blobstores import blob_store_for
 from app.core.config import Settings, load_settings
 from app.core.crypto import (
-    MASTER_KEY_FILE_NAME,
     EnvelopeCipher,
+    configured_master_key,
+    data_dir_key_file,
     load_master_key,
     read_master_key_file,
+    rereadable_key_file,
 )
 from app.core.db import make_engine, make_sessionmaker
 from app.core.errors import install_error_handlers
@@ -106,8 +108,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.state.password_hasher = PasswordHasher(
         time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
     )
-    api.state.token_keys = TokenKeys.from_settings(settings)
     api.state.cipher = _load_cipher(settings, api.state.sessionmaker)
+    api.state.token_keys = signing_keys.token_keys(
+        api.state.sessionmaker, api.state.cipher, settings
+    )
     api.state.vault = Vault(cipher=api.state.cipher, settings=settings)
     api.state.metrics = metrics
     api.state.filesystems = filesystems
@@ -193,23 +197,23 @@ def background_worker(api: FastAPI) -> BackgroundWorker:
 def _load_cipher(
     settings: Settings, factory: sessionmaker[Session]
 ) -> EnvelopeCipher | None:
-    """The envelope cipher, or None when the master key is missing (then /ready says so)."""
-    settings_key = (
-        settings.master_key.get_secret_value() if settings.master_key else None
-    )
+    """The envelope cipher, or None when the master key is missing (then /ready says so).
+
+    Raises:
+        MasterKeyError: the configured key or secret file is unusable (`serve` says so first).
+    """
+    configured = configured_master_key(settings)
+    key_file = data_dir_key_file(settings)
     try:
         with factory() as session:
-            master_key = load_master_key(
-                settings_key, settings.data_dir / MASTER_KEY_FILE_NAME, session
-            )
+            master_key = load_master_key(configured, key_file, session)
     except SQLAlchemyError:
         # Database not reachable or not migrated yet: /ready reports that; retry on next start.
-        master_key = read_master_key_file(settings.data_dir / MASTER_KEY_FILE_NAME)
+        master_key = configured or read_master_key_file(key_file)
     if master_key is None:
         return None
-    # A key file can be re-read after a rotation; a key from the environment cannot.
-    key_file = None if settings_key else settings.data_dir / MASTER_KEY_FILE_NAME
-    return EnvelopeCipher(master_key, key_file=key_file)
+    # A key file (the data dir's, or a mounted secret) is re-read after a rotation.
+    return EnvelopeCipher(master_key, key_file=rereadable_key_file(settings))
 
 
 def _install_docs(api: FastAPI) -> None:

@@ -15,7 +15,13 @@ from app.audit.models import (
     AuditSettings,
     SystemSeal,
 )
-from app.auth.models import ApiClient, AuthSession, RefreshToken, RevokedAccessToken
+from app.auth.models import (
+    ApiClient,
+    AuthSession,
+    RefreshToken,
+    RevokedAccessToken,
+    TokenSigningKey,
+)
 from app.batches.models import Batch, BatchItem
 from app.certificates.models import (
     CertificateAssignment,
@@ -74,6 +80,7 @@ __all__ = [
     "SigningCertificate",
     "SigningProfile",
     "SystemSeal",
+    "TokenSigningKey",
     "User",
     "VaultState",
     "user_roles",

@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.access.models import User
@@ -83,3 +83,25 @@ class RevokedAccessToken(Base):
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     revoked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TokenSigningKey(Base):
+    """An EC P-256 key that signs (the newest generation) or still verifies access tokens.
+
+    Shared by every process and host through the database. A superseded key's
+    private half is destroyed at once (it never signs again); its public half
+    verifies until `retire_at`, when the last token it signed has expired. The
+    row stays, so a key once retired is never imported again.
+    """
+
+    __tablename__ = "token_signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The newest generation signs; a unique number makes racing creators collide.
+    generation: Mapped[int] = mapped_column(Integer, unique=True)
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    sealed_private_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    source: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    superseded_at: Mapped[datetime | None]
+    retire_at: Mapped[datetime | None]

@@ -26,6 +26,8 @@ from app.auth.errors import (
 )
 from app.auth.models import ApiClient
 from app.auth.schemas import (
+    JsonWebKey,
+    JsonWebKeySet,
     LoginRequest,
     MeResponse,
     OAuth2ErrorResponse,
@@ -46,6 +48,9 @@ from app.core.schemas import decode_base64
 from app.settings import service as settings_service
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=AppRoute)
+well_known_router = APIRouter(tags=["auth"], route_class=AppRoute)
+# Short: a verifier that cached the set meets a rotated key's tokens for at most this long.
+JWKS_MAX_AGE_SECONDS = 60
 
 # The routes that take no token: throttled per client address before their bodies are read.
 UNAUTHENTICATED_PATHS = frozenset(
@@ -429,4 +434,13 @@ def disable_two_factor(
     """Turn off your two-factor authentication, proven with a current code."""
     totp_service.disable(
         session, _cipher(request), principal.actor, user=user, code=body.code
+    )
+
+
+@well_known_router.get("/.well-known/jwks.json")
+def read_jwks(request: Request, response: Response) -> JsonWebKeySet:
+    """The public keys that verify access tokens (RFC 7517 JWK set); public, cacheable for a minute."""
+    response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE_SECONDS}"
+    return JsonWebKeySet(
+        keys=[JsonWebKey.model_validate(jwk) for jwk in _keys(request).public_jwks()]
     )

@@ -198,3 +198,21 @@ class ClientCreated(ClientRead):
 class ClientSecret(Schema):
     client_id: str
     client_secret: str = Field(description="Shown once: only a hash is stored.")
+
+
+class JsonWebKey(Schema):
+    """An RFC 7517 public key that verifies access tokens (EC P-256, ES256)."""
+
+    kty: Literal["EC"]
+    crv: Literal["P-256"]
+    x: str = Field(description="base64url of the point's x coordinate")
+    y: str = Field(description="base64url of the point's y coordinate")
+    kid: str = Field(description="The `kid` in the header of the tokens it verifies")
+    use: Literal["sig"]
+    alg: Literal["ES256"]
+
+
+class JsonWebKeySet(Schema):
+    """RFC 7517 §5: the keys that verify access tokens now, the signing key first."""
+
+    keys: list[JsonWebKey]

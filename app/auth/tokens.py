@@ -1,27 +1,28 @@
-"""JWT access tokens: ES256 with a `kid`, algorithm pinned on verification."""
+"""JWT access tokens: ES256 with a `kid`, algorithm pinned on verification.
+
+The keys come from a `KeySource` (app.auth.signing_keys: the database, shared by
+every host); a token names its key by `kid`, and any key still verifying checks it.
+"""
 
 import base64
 import hashlib
-import os
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
 
-from app.core.config import Settings
-from app.core.errors import InvalidToken
-from app.core.storage import make_private_dir
+from app.core.errors import InvalidToken, ServiceUnavailable
 from app.core.types import utcnow
 
 ALGORITHM = "ES256"
-KEY_FILE_NAME = "jwt-signing-key.pem"
 # Verified tokens remembered per process (an ES256 check and the JWT parsing cost ~0.3 ms).
 VERIFIED_TOKENS_KEPT = 4096
 
@@ -37,50 +38,141 @@ class AccessClaims:
     scope: frozenset[str] | None
 
 
+@dataclass(frozen=True, slots=True)
+class VerifyingKey:
+    public_key: ec.EllipticCurvePublicKey
+    retire_at: datetime | None  # None: verifies for as long as it is the newest key
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """The token keys as a process last read them: the one that signs, and all that verify."""
+
+    generation: int
+    signing_kid: str | None
+    signing_key: ec.EllipticCurvePrivateKey | None
+    verifying: Mapping[str, VerifyingKey]
+    # Why there is no signing key (the master key is missing, say), for the 503.
+    signing_problem: str = "no token signing key exists yet"
+
+    @classmethod
+    def of(cls, private_key: ec.EllipticCurvePrivateKey) -> "KeySet":
+        """One key that signs and verifies, held in memory only."""
+        check_curve(private_key)
+        kid = key_id(private_key.public_key())
+        return cls(
+            0, kid, private_key, {kid: VerifyingKey(private_key.public_key(), None)}
+        )
+
+    def public_key(
+        self, kid: object, now: datetime
+    ) -> ec.EllipticCurvePublicKey | None:
+        """The key `kid` names, if it verifies at `now`."""
+        found = self.verifying.get(kid) if isinstance(kid, str) else None
+        if found is None or (found.retire_at is not None and found.retire_at <= now):
+            return None
+        return found.public_key
+
+
+class KeySource(Protocol):
+    """Hands out the current `KeySet`; `fresh`: read the shared store now, not the copy."""
+
+    def __call__(self, *, fresh: bool = False) -> KeySet: ...
+
+
+def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    """The `kid`: the first 12 bytes of the SHA-256 of the public key's DER, base64url."""
+    public_der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return (
+        base64.urlsafe_b64encode(hashlib.sha256(public_der).digest()[:12])
+        .decode()
+        .rstrip("=")
+    )
+
+
+def check_curve(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> None:
+    if not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError("the JWT key must be an EC P-256 key")
+
+
+def load_private_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
+    """Raises: ValueError (not a PEM EC P-256 private key)."""
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("the JWT key must be an EC P-256 private key")
+    check_curve(key)
+    return key
+
+
 class TokenKeys:
-    """The key that signs access tokens, and the rules they are checked by."""
+    """Issues and checks access tokens with the keys a `KeySource` hands out."""
 
     def __init__(
         self,
-        private_key: ec.EllipticCurvePrivateKey,
+        keys: KeySource,
         *,
         issuer: str,
         audience: str,
         ttl_seconds: int,
     ) -> None:
-        if not isinstance(private_key.curve, ec.SECP256R1):
-            raise ValueError("the JWT key must be an EC P-256 key")
-        self._private_key = private_key
-        self._public_key = private_key.public_key()
-        public_der = self._public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        self.kid = (
-            base64.urlsafe_b64encode(hashlib.sha256(public_der).digest()[:12])
-            .decode()
-            .rstrip("=")
-        )
+        self._keys = keys
         self.issuer = issuer
         self.audience = audience
         self.ttl = timedelta(seconds=ttl_seconds)
         self._verified: OrderedDict[str, AccessClaims] = OrderedDict()
         self._verified_lock = threading.Lock()
+        self._generation: int | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "TokenKeys":
-        if settings.jwt_private_key is not None:
-            pem = settings.jwt_private_key.get_secret_value().encode()
-        else:
-            pem = load_or_create_key_file(settings.data_dir / KEY_FILE_NAME)
-        key = serialization.load_pem_private_key(pem, password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError("the JWT key must be an EC P-256 private key")
-        return cls(
-            key,
-            issuer=settings.issuer,
-            audience=settings.audience,
-            ttl_seconds=settings.access_token_ttl_seconds,
-        )
+    def single(
+        cls,
+        private_key: ec.EllipticCurvePrivateKey,
+        *,
+        issuer: str,
+        audience: str,
+        ttl_seconds: int,
+    ) -> "TokenKeys":
+        """Keys of one in-memory private key (no database)."""
+        keyset = KeySet.of(private_key)
+
+        def source(*, fresh: bool = False) -> KeySet:
+            return keyset
+
+        return cls(source, issuer=issuer, audience=audience, ttl_seconds=ttl_seconds)
+
+    @property
+    def kid(self) -> str | None:
+        """The key id new tokens are signed with."""
+        return self._current().signing_kid
+
+    def signing_ready(self) -> str | None:
+        """None when new tokens can be signed; otherwise why not."""
+        keyset = self._current()
+        return None if keyset.signing_key is not None else keyset.signing_problem
+
+    def public_jwks(self) -> list[dict[str, str]]:
+        """The verifying keys as RFC 7517 JWKs, newest first."""
+        keyset, now = self._current(), utcnow()
+        found = []
+        for kid in keyset.verifying:
+            public_key = keyset.public_key(kid, now)
+            if public_key is not None:
+                jwk = ECAlgorithm.to_jwk(public_key, as_dict=True)
+                found.append(
+                    {**jwk, "kid": kid, "use": "sig", "alg": ALGORITHM}  # RFC 7518 §3.1
+                )
+        return found
+
+    def _current(self, *, fresh: bool = False) -> KeySet:
+        keyset = self._keys(fresh=fresh)
+        if keyset.generation != self._generation:
+            # A rotation (or a retired key) anywhere: tokens are checked anew.
+            with self._verified_lock:
+                self._verified.clear()
+                self._generation = keyset.generation
+        return keyset
 
     def issue(
         self,
@@ -115,8 +207,16 @@ class TokenKeys:
             payload["sid"] = sid
         if scope is not None:
             payload["scope"] = " ".join(sorted(scope))
+        keyset = self._current()
+        if keyset.signing_key is None:
+            raise ServiceUnavailable(
+                f"Access tokens cannot be signed now: {keyset.signing_problem}."
+            )
         token = jwt.encode(
-            payload, self._private_key, algorithm=ALGORITHM, headers={"kid": self.kid}
+            payload,
+            keyset.signing_key,
+            algorithm=ALGORITHM,
+            headers={"kid": keyset.signing_kid},
         )
         return token, claims
 
@@ -130,6 +230,7 @@ class TokenKeys:
         Raises:
             InvalidToken: any check fails; the detail says which.
         """
+        self._current()  # drops remembered tokens when the keys changed
         claims = self._verified.get(token)
         if claims is None:
             claims = self._verify(token, leeway_seconds)
@@ -148,12 +249,17 @@ class TokenKeys:
             raise InvalidToken("The access token is not a well-formed JWT.") from None
         if header.get("alg") != ALGORITHM:
             raise InvalidToken(f"The access token must be signed with {ALGORITHM}.")
-        if header.get("kid") != self.kid:
+        kid, now = header.get("kid"), utcnow()
+        public_key = self._current().public_key(kid, now)
+        if public_key is None:
+            # Maybe a key rotated on another host this instant: read the store.
+            public_key = self._current(fresh=True).public_key(kid, now)
+        if public_key is None:
             raise InvalidToken("The access token was signed by an unknown key.")
         try:
             payload = jwt.decode(
                 token,
-                self._public_key,
+                public_key,
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,
@@ -183,30 +289,3 @@ class TokenKeys:
             sid=payload.get("sid"),
             scope=frozenset(scope.split()) if isinstance(scope, str) else None,
         )
-
-
-def load_or_create_key_file(path: Path) -> bytes:
-    """Read the PEM key file, or create it (0600) if absent; safe when workers race to create it."""
-    if path.exists():
-        return path.read_bytes()
-    make_private_dir(path.parent)
-    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    # Written whole to a private temp file, then linked into place: a racing
-    # worker either wins the link or reads the complete winner.
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(temp, path)
-    except FileExistsError:
-        return path.read_bytes()
-    finally:
-        temp.unlink(missing_ok=True)
-    return pem

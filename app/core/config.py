@@ -10,6 +10,7 @@ from pydantic import (
     IPvAnyNetwork,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -61,11 +62,15 @@ class Settings(BaseSettings):
     )
     jwt_private_key: SecretStr | None = Field(
         default=None,
-        description="PEM EC P-256 private key that signs tokens; default: `<data_dir>/jwt-signing-key.pem`, generated on first start.",
+        description="PEM EC P-256 private key to sign tokens with: imported into the database (once) as the signing key; default: a key generated in the database on first start (or an older release's `<data_dir>/jwt-signing-key.pem`, imported). `signvault rotate-token-key` replaces it.",
     )
     master_key: SecretStr | None = Field(
         default=None,
         description="Base64 of the 32-byte master key that wraps stored secrets' keys; default: `<data_dir>/master.key`, generated (0600) on first start.",
+    )
+    master_key_file: Path | None = Field(
+        default=None,
+        description="A file holding the master key in base64 (a Docker or Kubernetes secret), instead of SIGNVAULT_MASTER_KEY; read only, never written.",
     )
     max_upload_bytes: int = Field(
         default=50 * 1024 * 1024, ge=1024, description="Largest accepted request body."
@@ -282,6 +287,17 @@ class Settings(BaseSettings):
     def split_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("master_key_file")
+    @classmethod
+    def one_master_key_source(
+        cls, value: Path | None, info: ValidationInfo
+    ) -> Path | None:
+        if value is not None and info.data.get("master_key") is not None:
+            raise ValueError(
+                "SIGNVAULT_MASTER_KEY and SIGNVAULT_MASTER_KEY_FILE are both set; set one"
+            )
         return value
 
     @field_validator("license_public_key")

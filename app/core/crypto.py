@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import LargeBinary, String, func, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from app.core.config import Settings
 from app.core.db import Base
 from app.core.storage import make_private_dir
 from app.core.types import utcnow
@@ -346,19 +347,62 @@ def _parse(blob: bytes) -> tuple[uuid.UUID, bytes, bytes]:
     return uuid.UUID(bytes=body[:16]), body[16 : 16 + _NONCE], body[16 + _NONCE :]
 
 
+def configured_master_key(settings: Settings) -> MasterKey | None:
+    """The key SIGNVAULT_MASTER_KEY or SIGNVAULT_MASTER_KEY_FILE gives; None when neither is set.
+
+    Raises:
+        MasterKeyError: both are set, or the one set is unusable; the message names it.
+    """
+    value, path = settings.master_key, settings.master_key_file
+    if value is not None and path is not None:
+        raise MasterKeyError(
+            "SIGNVAULT_MASTER_KEY and SIGNVAULT_MASTER_KEY_FILE are both set; set one"
+        )
+    if value is not None:
+        try:
+            return MasterKey.from_base64(value.get_secret_value())
+        except MasterKeyError as exc:
+            raise MasterKeyError(f"SIGNVAULT_MASTER_KEY: {exc}") from None
+    if path is None:
+        return None
+    where = f"the master key file {path} (SIGNVAULT_MASTER_KEY_FILE)"
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise MasterKeyError(f"{where} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not base64 text"
+        raise MasterKeyError(f"cannot read {where}: {reason}") from None
+    try:
+        return MasterKey.from_base64(text)
+    except MasterKeyError as exc:
+        raise MasterKeyError(f"{where} is malformed: {exc}") from None
+
+
+def data_dir_key_file(settings: Settings) -> Path:
+    return settings.data_dir / MASTER_KEY_FILE_NAME
+
+
+def rereadable_key_file(settings: Settings) -> Path | None:
+    """The file a process re-reads to follow a rotation: the secret file or the data dir's; None for the variable."""
+    if settings.master_key is not None:
+        return None
+    return settings.master_key_file or data_dir_key_file(settings)
+
+
 def load_master_key(
-    settings_key: str | None, key_file: Path, session: Session
+    configured: MasterKey | None, key_file: Path, session: Session
 ) -> MasterKey | None:
-    """The master key from settings, else the key file, else a new key file if nothing is sealed yet.
+    """The configured master key, else the key file, else a new key file if nothing is sealed yet.
 
     Never generates a key while sealed secrets exist: a lost key file must be
     restored, not silently replaced.
 
     Raises:
-        MasterKeyError: the configured key or key file is malformed.
+        MasterKeyError: the key file is malformed.
     """
-    if settings_key:
-        return MasterKey.from_base64(settings_key)
+    if configured is not None:
+        return configured
     existing = read_master_key_file(key_file)
     if existing is not None:
         stored = _stored_master_ids(session)

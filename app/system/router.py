@@ -34,7 +34,7 @@ def read_readiness(request: Request, session: SessionDep) -> ReadinessStatus:
     """Readiness: free space above the minimum, blob store and database reachable, migrations current, keys loaded; 503 problem otherwise."""
     checks = system_service.readiness(
         session,
-        token_keys_loaded=hasattr(request.app.state, "token_keys"),
+        token_keys=request.app.state.token_keys,
         cipher=request.app.state.cipher,
         filesystems=request.app.state.filesystems,
         blobs=request.app.state.blobs,

@@ -5,6 +5,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app.auth.tokens import TokenKeys
 from app.core.crypto import EnvelopeCipher, master_key_status
 from app.core.errors import ServiceUnavailable
 from app.core.freespace import WatchedFilesystems
@@ -16,7 +17,7 @@ from app.system.errors import StorageLow
 def readiness(
     session: Session,
     *,
-    token_keys_loaded: bool,
+    token_keys: TokenKeys,
     cipher: EnvelopeCipher | None,
     filesystems: WatchedFilesystems,
     min_free_bytes: int,
@@ -39,11 +40,12 @@ def readiness(
         raise ServiceUnavailable(
             f"The database schema is at {current or 'nothing'}, not {head}: run 'signvault migrate'."
         )
-    if not token_keys_loaded:
-        raise ServiceUnavailable("The token signing key is not loaded.")
     problem = cipher.status(session) if cipher else master_key_status(session, None)
     if problem:
         raise ServiceUnavailable(f"The master key is not usable: {problem}.")
+    problem = token_keys.signing_ready()
+    if problem:
+        raise ServiceUnavailable(f"Access tokens cannot be signed: {problem}.")
     return {
         "database": "ok",
         "migrations": head,

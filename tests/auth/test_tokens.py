@@ -38,6 +38,12 @@ def _claims(
     return claims
 
 
+def _signing_key(keys: TokenKeys) -> ec.EllipticCurvePrivateKey:
+    key = keys._keys().signing_key
+    assert key is not None
+    return key
+
+
 def _b64(data: dict[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
@@ -107,7 +113,7 @@ def test_expired_token_is_refused(
     past = int((utcnow() - timedelta(hours=1)).timestamp())
     token = jwt.encode(
         _claims(keys, admin, iat=past - 600, exp=past),
-        keys._private_key,
+        _signing_key(keys),
         algorithm="ES256",
         headers={"kid": keys.kid},
     )
@@ -134,7 +140,7 @@ def test_wrong_audience_or_issuer_is_refused(
     keys: TokenKeys = app.state.token_keys
     token = jwt.encode(
         _claims(keys, admin, **{claim: value}),
-        keys._private_key,
+        _signing_key(keys),
         algorithm="ES256",
         headers={"kid": keys.kid},
     )
@@ -162,7 +168,7 @@ def _counting_keys(
     monkeypatch: pytest.MonkeyPatch, *, ttl_seconds: int = 600
 ) -> tuple[TokenKeys, list[str]]:
     """Fresh token keys, and the tokens they fully verified (signature and claims), in order."""
-    keys = TokenKeys(
+    keys = TokenKeys.single(
         ec.generate_private_key(ec.SECP256R1()),
         issuer="https://signvault.test",
         audience="signvault-test",

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from app.core.config import Settings, SettingsError, load_settings
 from app.main import create_app
@@ -72,12 +73,20 @@ def test_cors_allows_configured_origins_only(settings: Settings) -> None:
         app.state.engine.dispose()
 
 
-def test_jwt_key_file_is_private_and_reused(settings: Settings) -> None:
+def test_the_token_key_lives_in_the_database_not_the_data_dir(
+    settings: Settings,
+) -> None:
     first = create_app(settings)
-    second = create_app(settings)
+    master_key = (settings.data_dir / "master.key").read_text()
+    other_host = settings.model_copy(
+        update={
+            "data_dir": settings.data_dir / "other-host",
+            "master_key": SecretStr(master_key),
+        }
+    )
+    second = create_app(other_host)
     try:
-        key_file = settings.data_dir / "jwt-signing-key.pem"
-        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert not (settings.data_dir / "jwt-signing-key.pem").exists()
         assert first.state.token_keys.kid == second.state.token_keys.kid
     finally:
         first.state.engine.dispose()

@@ -1,6 +1,7 @@
 """Envelope encryption: per-secret data keys wrapped by the master key."""
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
@@ -20,9 +21,9 @@ from tests.factories import assert_problem
 
 
 def test_seal_and_open_round_trip_with_a_key_per_secret(
-    session_factory: sessionmaker[Session],
+    app: FastAPI, session_factory: sessionmaker[Session]
 ) -> None:
-    cipher = EnvelopeCipher(MasterKey.generate())
+    cipher: EnvelopeCipher = app.state.cipher
     with session_factory.begin() as session:
         first = cipher.seal(session, b"private key bytes", purpose="pkcs12")
         second = cipher.seal(session, b"private key bytes", purpose="pkcs12")
@@ -30,7 +31,8 @@ def test_seal_and_open_round_trip_with_a_key_per_secret(
     assert first != second
     with session_factory() as session:
         assert cipher.open(session, first, purpose="pkcs12") == b"private key bytes"
-        assert len(session.scalars(select(DataKey)).all()) == 2
+        stored = session.scalars(select(DataKey).where(DataKey.purpose == "pkcs12"))
+        assert len(stored.all()) == 2
         with pytest.raises(CryptoError, match="another purpose"):
             cipher.open(session, first, purpose="totp")
         with pytest.raises(MasterKeyError):
@@ -41,9 +43,9 @@ def test_seal_and_open_round_trip_with_a_key_per_secret(
 
 
 def test_destroying_the_data_key_destroys_the_secret(
-    session_factory: sessionmaker[Session],
+    app: FastAPI, session_factory: sessionmaker[Session]
 ) -> None:
-    cipher = EnvelopeCipher(MasterKey.generate())
+    cipher: EnvelopeCipher = app.state.cipher
     with session_factory.begin() as session:
         blob = cipher.seal(session, b"s3cret", purpose="pkcs12")
     with session_factory.begin() as session:
@@ -53,16 +55,17 @@ def test_destroying_the_data_key_destroys_the_secret(
 
 
 def test_rotation_rewraps_keys_without_touching_ciphertexts(
-    session_factory: sessionmaker[Session],
+    app: FastAPI, session_factory: sessionmaker[Session]
 ) -> None:
-    old, new = MasterKey.generate(), MasterKey.generate()
+    old, new = app.state.cipher.master_key, MasterKey.generate()
     with session_factory.begin() as session:
         blobs = [
             EnvelopeCipher(old).seal(session, f"secret {n}".encode(), purpose="totp")
             for n in range(3)
         ]
     with session_factory.begin() as session:
-        assert rotate_master_key(session, old=old, new=new) == 3
+        # the three, and the token signing key sealed at start
+        assert rotate_master_key(session, old=old, new=new) == 4
     with session_factory() as session:
         assert [
             EnvelopeCipher(new).open(session, b, purpose="totp") for b in blobs

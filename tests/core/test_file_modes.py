@@ -68,7 +68,6 @@ def test_served_data_dir_is_private_whatever_the_umask(
             "wal": data / "signvault.db-wal",
             "shm": data / "signvault.db-shm",
             "master key": data / "master.key",
-            "token key": data / "jwt-signing-key.pem",
         }
         assert {name: mode(path) for name, path in files.items()} == dict.fromkeys(
             files, 0o600

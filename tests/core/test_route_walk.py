@@ -17,6 +17,7 @@ PUBLIC = {
     ("GET", "/docs"),
     ("GET", "/docs/oauth2-redirect"),
     ("GET", "/openapi.json"),
+    ("GET", "/.well-known/jwks.json"),
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/refresh"),
