@@ -20,7 +20,7 @@ from typing import IO
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, create_engine, func, inspect, make_url, select
 from sqlalchemy.engine import URL
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from app.backup.errors import BackupError
@@ -100,8 +100,9 @@ def _describe(
             f"the database schema is at {revision or 'nothing'}, this SignVault's at {head_revision()}: "
             "back up with the SignVault version that serves the database (or run `signvault migrate` first)"
         )
-    with Session(bind=connection) as session:
-        master_key_ids = sorted(crypto.sealed_secrets(session))
+    master_key_ids = sorted(
+        connection.scalars(select(crypto.DataKey.master_key_id).distinct())
+    )
     return revision, table_counts(connection), master_key_ids, named_blobs(connection)
 
 
@@ -199,6 +200,11 @@ def check_empty_target(database_url: str) -> None:
     try:
         with engine.connect() as connection:
             tables = inspect(connection).get_table_names()
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise BackupError(
+            f"cannot reach the database {url.render_as_string(hide_password=True)}: {first}"
+        ) from None
     finally:
         engine.dispose()
     if tables:

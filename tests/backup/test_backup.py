@@ -11,22 +11,26 @@ import shutil
 import subprocess
 import tarfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.backup import database as backup_database
+from app.backup import service as backup_service
 from app.core.config import Settings
 from app.core.security import PasswordHasher
+from app.core.storage import BlobStore
 from tests.certificates.pki import Issued, make_ca
 from tests.conftest import ADMIN_PASSWORD, POSTGRES_URL
-from tests.factories import make_user
+from tests.factories import audit_events, make_user
 from tests.independent import check_signed_pdf, missing_tools
 from tests.keys import pem_of
 from tests.pdfs import make_pdf
@@ -322,3 +326,115 @@ def _bearer(http: httpx.Client, username: str, password: str) -> dict[str, str]:
     )
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def _store(settings: Settings) -> BlobStore:
+    return BlobStore(settings.data_dir / "blobs")
+
+
+def _a_blob(settings: Settings, built: Built) -> tuple[str, str]:
+    document_id = built.signed[0]
+    return document_id, built.versions[document_id][-1]["sha256"]
+
+
+def test_blob_lost_by_the_store_fails_the_backup_naming_it(
+    built: Built, settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    document_id, sha256 = _a_blob(settings, built)
+    _store(settings).path(document_id, sha256).unlink()
+    out = tmp_path / "never.tar"
+    failed = signvault(
+        signvault_env(settings.data_dir, database_url), "backup", str(out), cwd=tmp_path
+    )
+    assert failed.returncode != 0
+    [line] = failed.stderr.strip().splitlines()
+    assert line == (
+        "signvault: backup failed, no archive written: the blob store has lost 1 blobs "
+        f"the database names (first: {sha256} of document {document_id}): "
+        "the blob store is damaged; restore those documents from an older backup"
+    )
+    assert list(tmp_path.glob("never.tar*")) == []
+
+
+def test_blob_damaged_in_the_store_fails_the_backup(
+    built: Built, settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    document_id, sha256 = _a_blob(settings, built)
+    path = _store(settings).path(document_id, sha256)
+    content = bytearray(path.read_bytes())
+    content[100] ^= 1
+    path.write_bytes(bytes(content))
+    out = tmp_path / "never.tar"
+    failed = signvault(
+        signvault_env(settings.data_dir, database_url), "backup", str(out), cwd=tmp_path
+    )
+    assert failed.returncode != 0
+    [line] = failed.stderr.strip().splitlines()
+    assert (
+        f"the blob {sha256} of document {document_id} is damaged in the blob store"
+        in line
+    )
+    assert list(tmp_path.glob("never.tar*")) == []
+
+
+class DeletingOnFirstLookup(BlobStore):
+    """The store, while a request deletes a document just after the backup's snapshot."""
+
+    def __init__(self, root: Path, delete: Callable[[], None]) -> None:
+        super().__init__(root)
+        self._delete: Callable[[], None] | None = delete
+
+    def exists(self, namespace: str, sha256: str) -> bool:
+        if self._delete is not None:
+            delete, self._delete = self._delete, None
+            delete()
+        return super().exists(namespace, sha256)
+
+
+def test_document_deleted_between_snapshot_and_copy_starts_the_backup_again(
+    built: Built,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    app: FastAPI,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    gone = min(built.versions)  # the first blob the backup copies is this document's
+
+    def delete() -> None:
+        response = client.delete(f"{DOCS}/{gone}", headers=admin_headers)
+        assert response.status_code == 204
+
+    notes: list[str] = []
+    result = backup_service.create_backup(
+        app.state.engine,
+        DeletingOnFirstLookup(settings.data_dir / "blobs", delete),
+        database_url=settings.effective_database_url,
+        out=tmp_path / "raced.tar",
+        master_key=None,
+        note=notes.append,
+    )
+    assert result.attempts == 2
+    [note] = notes
+    assert note.startswith(
+        f"{len(built.versions[gone])} blobs of 1 documents ({gone}) were deleted with their "
+        "documents after the database snapshot"
+    )
+    assert gone not in {blob.namespace for blob in result.manifest.blobs}
+    assert len(result.manifest.blobs) == sum(
+        len(v) for d, v in built.versions.items() if d != gone
+    )
+    assert audit_events(app.state.sessionmaker, "backup.created")
+
+
+@pytest.mark.parametrize(
+    ("version", "major"),
+    [
+        ("pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)", 15),
+        ("pg_restore (PostgreSQL) 17.2", 17),
+        ("16.4 (Ubuntu 16.4-1.pgdg22.04+1)", 16),
+        ("9.6.24", 9),
+    ],
+)
+def test_postgresql_major_versions_are_read(version: str, major: int) -> None:
+    assert backup_database._major(version) == major
