@@ -625,16 +625,14 @@ def restore(archive: Path) -> None:
     blobs = backup_service.blob_store(settings)
     try:
         with backup_service.open_archive(archive) as (opened, manifest):
-            backup_service.check_revision_known(manifest)
+            backup_service.check_compatible(manifest, url)
             master_key, write_key = backup_service.choose_master_key(
                 opened,
                 manifest,
                 configured=configured,
                 configured_from=configured_from,
             )
-            backup_service.check_empty_target(
-                url, blobs, key_file, writes_key=write_key
-            )
+            backup_service.check_target(url, blobs, key_file, writes_key=write_key)
             _note(
                 f"archive intact: {len(manifest.blobs)} blobs and the database match the manifest"
             )

@@ -214,6 +214,16 @@ def check_empty_target(database_url: str) -> None:
         )
 
 
+def check_kind(database_url: str, kind: str) -> None:
+    """Raises: BackupError: the target is another kind of database than the archive's."""
+    target_kind = kind_of(database_url)
+    if target_kind != kind:
+        raise BackupError(
+            f"the archive holds a {kind} database and the target is {target_kind}: "
+            f"restore into {kind} (a restore across database kinds is not supported)"
+        )
+
+
 def restore_database(
     database_url: str, kind: str, content: IO[bytes], workdir: Path
 ) -> None:
@@ -222,12 +232,7 @@ def restore_database(
     Raises:
         BackupError: the kinds differ, or the copy cannot be put in place.
     """
-    target_kind = kind_of(database_url)
-    if target_kind != kind:
-        raise BackupError(
-            f"the archive holds a {kind} database and the target is {target_kind}: "
-            f"restore into {kind} (a restore across database kinds is not supported)"
-        )
+    check_kind(database_url, kind)
     url = make_url(database_url)
     if kind == "sqlite":
         _place_file(content, _sqlite_path(url))

@@ -107,6 +107,10 @@ def create_backup(
     """
     if out.exists():
         raise BackupError(f"{out} exists: name a new file for the archive")
+    if not out.parent.is_dir():
+        raise BackupError(
+            f"{out.parent} is not a folder: name the archive in one that exists"
+        )
     partial = out.with_name(out.name + ".partial")
     for attempt in range(1, _ATTEMPTS + 1):
         try:
@@ -131,6 +135,9 @@ def create_backup(
                 ) from None
             note(f"{what}: starting again from a new snapshot")
             continue
+        except OSError as exc:  # the archive's filesystem is full or failing
+            partial.unlink(missing_ok=True)
+            raise BackupError(f"cannot write {out}: {exc}") from None
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
@@ -408,8 +415,11 @@ def choose_master_key(
     return chosen, configured is None and archived is not None
 
 
-def check_revision_known(manifest: Manifest) -> None:
-    """Raises: BackupError: the archive comes from a newer SignVault (a schema this one does not know)."""
+def check_compatible(manifest: Manifest, database_url: str) -> None:
+    """Raises: BackupError: another kind of database, no pg_restore, or a schema from a newer SignVault."""
+    database.check_kind(database_url, manifest.database.kind)
+    if manifest.database.kind == "postgresql":
+        database.find_pg_tool("pg_restore", at_least=0)
     try:
         known = ScriptDirectory.from_config(alembic_config()).get_revision(
             manifest.database.alembic_revision
@@ -424,8 +434,12 @@ def check_revision_known(manifest: Manifest) -> None:
         )
 
 
-def check_empty_target(
-    database_url: str, blobs: BlobStore, key_file: Path, *, writes_key: bool
+def check_target(
+    database_url: str,
+    blobs: BlobStore,
+    key_file: Path,
+    *,
+    writes_key: bool,
 ) -> None:
     """Raises: BackupError: the database, the blob store or the key file is not fresh."""
     database.check_empty_target(database_url)
@@ -452,6 +466,33 @@ def restore_archive(
     Raises:
         BackupError: the database cannot be restored, or a blob is not what its name says.
     """
+    try:
+        _restore_members(
+            archive,
+            manifest,
+            database_url=database_url,
+            blobs=blobs,
+            key_file=key_file,
+            write_key=write_key,
+            note=note,
+        )
+    except (BackupError, OSError) as exc:
+        raise BackupError(
+            f"restore stopped part-way, the target holds part of the archive "
+            f"(empty it before trying again): {exc}"
+        ) from None
+
+
+def _restore_members(
+    archive: tarfile.TarFile,
+    manifest: Manifest,
+    *,
+    database_url: str,
+    blobs: BlobStore,
+    key_file: Path,
+    write_key: bool,
+    note: Note,
+) -> None:
     with tempfile.TemporaryDirectory(prefix=".signvault-restore-") as work:
         for member in archive:
             handle = archive.extractfile(member) if member.isfile() else None

@@ -438,3 +438,23 @@ def test_document_deleted_between_snapshot_and_copy_starts_the_backup_again(
 )
 def test_postgresql_major_versions_are_read(version: str, major: int) -> None:
     assert backup_database._major(version) == major
+
+
+def test_restore_into_another_kind_of_database_is_refused(
+    archive: Path, tmp_path: Path
+) -> None:
+    kind, other, url = (
+        ("postgresql", "sqlite", f"sqlite:///{tmp_path / 'other' / 'signvault.db'}")
+        if POSTGRES_URL
+        else ("sqlite", "postgresql", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    )
+    refused = signvault(
+        signvault_env(tmp_path / "other", url), "restore", str(archive), cwd=tmp_path
+    )
+    assert refused.returncode != 0
+    [line] = refused.stderr.strip().splitlines()
+    assert line == (
+        f"signvault: restore refused: the archive holds a {kind} database and the target is {other}: "
+        f"restore into {kind} (a restore across database kinds is not supported)"
+    )
+    assert not (tmp_path / "other" / "signvault.db").exists()
