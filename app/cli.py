@@ -606,6 +606,145 @@ def _bootstrap(settings: Settings, engine: Engine) -> None:
 main.add_command(license_group)
 
 
+@main.command()
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--include-master-key",
+    is_flag=True,
+    help="Also write the master key into the archive (then anyone holding it can open every secret).",
+)
+def backup(out: Path, include_master_key: bool) -> None:
+    """Write the database, every document's content and a manifest to the tar archive OUT.
+
+    Runs beside a live server: the database is copied as one snapshot, then the
+    blobs it names. The master key stays out of the archive unless asked for.
+    """
+    from app.backup import service as backup_service
+    from app.backup.errors import BackupError
+
+    settings = _settings(create=False)
+    key_file = settings.data_dir / crypto.MASTER_KEY_FILE_NAME
+    with _existing_database(settings) as engine:
+        master_key = None
+        if include_master_key:
+            with make_sessionmaker(engine)() as session:
+                master_key = _current_master_key(settings, key_file, session)
+        try:
+            result = backup_service.create_backup(
+                engine,
+                backup_service.blob_store(settings),
+                database_url=settings.effective_database_url,
+                out=out,
+                master_key=master_key,
+                note=_note,
+            )
+        except BackupError as exc:
+            _fail(f"backup failed, no archive written: {exc}")
+            return
+    manifest = result.manifest
+    click.echo(
+        f"signvault: backup written to {out} ({result.archive_bytes} bytes): "
+        f"{manifest.database.kind} database at revision {manifest.database.alembic_revision}, "
+        f"{manifest.table_counts.get('documents', 0)} documents, {len(manifest.blobs)} blobs "
+        f"({sum(blob.size for blob in manifest.blobs)} bytes)",
+        err=True,
+    )
+    ids = ", ".join(manifest.master_key_ids) or "none: nothing is sealed yet"
+    if include_master_key:
+        click.echo(
+            f"signvault: WARNING: the archive holds the master key ({ids}) in clear: "
+            "whoever reads it can open every stored secret; keep it as you keep the key",
+            err=True,
+        )
+    else:
+        source = (
+            "SIGNVAULT_MASTER_KEY"
+            if settings.master_key
+            else f"the file {key_file.resolve()}"
+        )
+        click.echo(
+            f"signvault: the master key is NOT in the archive: back up {source} separately "
+            f"(master key {ids}); a restore needs it",
+            err=True,
+        )
+
+
+@main.command()
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def restore(archive: Path) -> None:
+    """Restore an archive of `signvault backup` into an empty data dir and database, then verify it.
+
+    The archive is checked whole before anything is written. The master key
+    comes from the archive if it holds one, else from SIGNVAULT_MASTER_KEY or the
+    key file put back in the data dir, and must open the restored secrets.
+    """
+    from app.backup import service as backup_service
+    from app.backup.errors import BackupError
+
+    settings = _settings()
+    key_file = settings.data_dir / crypto.MASTER_KEY_FILE_NAME
+    url = settings.effective_database_url
+    try:
+        configured = (
+            crypto.MasterKey.from_base64(settings.master_key.get_secret_value())
+            if settings.master_key
+            else crypto.read_master_key_file(key_file)
+        )
+    except crypto.MasterKeyError as exc:
+        _fail(f"restore refused: the master key is not usable: {exc}")
+        return
+    configured_from = (
+        "SIGNVAULT_MASTER_KEY" if settings.master_key else f"the file {key_file}"
+    )
+    blobs = backup_service.blob_store(settings)
+    try:
+        with backup_service.open_archive(archive) as (opened, manifest):
+            backup_service.check_compatible(manifest, url)
+            master_key, write_key = backup_service.choose_master_key(
+                opened,
+                manifest,
+                configured=configured,
+                configured_from=configured_from,
+            )
+            backup_service.check_target(url, blobs, key_file, writes_key=write_key)
+            _note(
+                f"archive intact: {len(manifest.blobs)} blobs and the database match the manifest"
+            )
+            backup_service.restore_archive(
+                opened,
+                manifest,
+                database_url=url,
+                blobs=blobs,
+                key_file=key_file,
+                write_key=write_key,
+                note=_note,
+            )
+    except BackupError as exc:
+        _fail(f"restore refused: {exc}")
+        return
+    with _engine(settings) as engine:
+        _migrate(engine)
+        factory = make_sessionmaker(engine)
+        try:
+            report = backup_service.verify_restored(
+                factory, blobs, manifest, master_key
+            )
+        except BackupError as exc:
+            _fail(f"restored, but the check failed: {exc}")
+            return
+    click.echo(
+        f"restored {archive} (made {manifest.created_at} by SignVault {manifest.signvault_version}): "
+        f"{report.rows} rows in {report.tables} tables; master key opens {report.data_keys_opened} data keys; "
+        f"audit chain intact ({report.audit.checked} entries, head at {report.audit.head_seq}); "
+        f"{report.versions_checked} versions of {report.documents} documents match their SHA-256 "
+        f"({report.bytes_checked} bytes)"
+    )
+
+
+def _note(message: str) -> None:
+    click.echo(f"signvault: {message}", err=True)
+
+
 @main.group()
 def audit() -> None:
     """Audit log: verify the chain, apply retention."""

@@ -1,0 +1,1 @@
+"""Backup and restore: one archive holding the database, every document's content and a manifest."""
