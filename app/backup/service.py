@@ -53,10 +53,11 @@ from app.backup.manifest import (
     NamedBlob,
 )
 from app.core import crypto
+from app.core.blobstores import blob_store_for
 from app.core.config import Settings
 from app.core.db import make_sessionmaker, unit_of_work
 from app.core.migrations import alembic_config
-from app.core.storage import BlobStore
+from app.core.storage import BlobStore, BlobStream
 from app.core.types import utcnow
 from app.documents.models import Document, DocumentStatus, DocumentVersion
 
@@ -69,8 +70,8 @@ _ATTEMPTS = 3
 
 
 def blob_store(settings: Settings) -> BlobStore:
-    # TODO(#18): the store the settings name (S3 or filesystem) once its factory is merged.
-    return BlobStore(settings.data_dir / "blobs")
+    """The store the settings name: the data dir's files, or S3."""
+    return blob_store_for(settings)
 
 
 # --- backup -------------------------------------------------------------------
@@ -276,7 +277,7 @@ def _raise_missing(engine: Engine, missing: list[NamedBlob]) -> None:
 class _Checked:
     """A reader that hashes what passes through it."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes] | BlobStream) -> None:
         self._stream = stream
         self._digest = hashlib.sha256()
 

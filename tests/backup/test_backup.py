@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -25,6 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.backup import database as backup_database
 from app.backup import service as backup_service
+from app.core.blobstores import blob_store_for
+from app.core.blobstores.filesystem import FilesystemBlobStore
+from app.core.blobstores.s3 import S3BlobStore
 from app.core.config import Settings
 from app.core.security import PasswordHasher
 from app.core.storage import BlobStore
@@ -102,6 +105,26 @@ def _upload(client: TestClient, headers: dict[str, str], pages: int) -> str:
     return document_id
 
 
+def cli_env(
+    settings: Settings, data_dir: Path, database_url: str, **extra: str
+) -> dict[str, str]:
+    """The environment of a command run on `data_dir`: on S3, the test's own store for
+    the installation it built, and a fresh prefix for any other (a restore target)."""
+    store = {}
+    if settings.blob_store:
+        bucket = settings.blob_store.removeprefix("s3://").split("/")[0]
+        location = (
+            settings.blob_store
+            if data_dir == settings.data_dir
+            else f"s3://{bucket}/restored-{uuid.uuid4().hex[:12]}"
+        )
+        store = {
+            "SIGNVAULT_BLOB_STORE": location,
+            "SIGNVAULT_S3_ENDPOINT_URL": str(settings.s3_endpoint_url),
+        }
+    return signvault_env(data_dir, database_url, **store, **extra)
+
+
 def signvault(
     env: dict[str, str], *args: str, cwd: Path
 ) -> subprocess.CompletedProcess[str]:
@@ -145,7 +168,10 @@ def archive(
     """The archive of the built state, written while the app that built it still runs."""
     out = tmp_path / "signvault-backup.tar"
     made = signvault(
-        signvault_env(settings.data_dir, database_url), "backup", str(out), cwd=tmp_path
+        cli_env(settings, settings.data_dir, database_url),
+        "backup",
+        str(out),
+        cwd=tmp_path,
     )
     assert made.returncode == 0, made.stderr
     assert "the master key is NOT in the archive" in made.stderr
@@ -169,7 +195,8 @@ def test_restored_installation_serves_verifies_and_signs(
     restored = tmp_path / "restored"
     roots = tmp_path / "roots.pem"
     roots.write_bytes(pem_of(ca))
-    env = signvault_env(
+    env = cli_env(
+        settings,
         restored,
         fresh_database_url,
         SIGNVAULT_TRUST_ROOTS_FILE=str(roots),
@@ -250,7 +277,7 @@ def test_archive_with_its_master_key_restores_alone(
 ) -> None:
     out = tmp_path / "with-key.tar"
     made = signvault(
-        signvault_env(settings.data_dir, database_url),
+        cli_env(settings, settings.data_dir, database_url),
         "backup",
         "--include-master-key",
         str(out),
@@ -260,7 +287,7 @@ def test_archive_with_its_master_key_restores_alone(
     assert "WARNING: the archive holds the master key" in made.stderr
 
     restored = tmp_path / "restored"
-    env = signvault_env(restored, fresh_database_url)
+    env = cli_env(settings, restored, fresh_database_url)
     done = signvault(env, "restore", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (restored / "master.key").read_bytes() == (
@@ -301,7 +328,7 @@ def test_altered_blob_in_the_archive_is_refused_before_anything_is_written(
     restored = tmp_path / "restored"
     shutil.copytree(settings.data_dir, restored, ignore=_only_the_key)
     refused = signvault(
-        signvault_env(restored, fresh_database_url),
+        cli_env(settings, restored, fresh_database_url),
         "restore",
         str(altered),
         cwd=tmp_path,
@@ -329,7 +356,21 @@ def _bearer(http: httpx.Client, username: str, password: str) -> dict[str, str]:
 
 
 def _store(settings: Settings) -> BlobStore:
-    return BlobStore(settings.data_dir / "blobs")
+    return blob_store_for(settings)
+
+
+def _flip_a_bit(store: BlobStore, namespace: str, sha256: str) -> None:
+    """Damage a stored blob in place, behind the store's back (same name and size)."""
+    with store.open(namespace, sha256) as stream:
+        content = bytearray(stream.read())
+    content[100] ^= 1
+    if isinstance(store, S3BlobStore):
+        store.client.put_object(
+            Bucket=store.bucket, Key=store.key(namespace, sha256), Body=bytes(content)
+        )
+    else:
+        assert isinstance(store, FilesystemBlobStore)
+        store.path(namespace, sha256).write_bytes(bytes(content))
 
 
 def _a_blob(settings: Settings, built: Built) -> tuple[str, str]:
@@ -341,10 +382,13 @@ def test_blob_lost_by_the_store_fails_the_backup_naming_it(
     built: Built, settings: Settings, database_url: str, tmp_path: Path
 ) -> None:
     document_id, sha256 = _a_blob(settings, built)
-    _store(settings).path(document_id, sha256).unlink()
+    assert _store(settings).delete(document_id, sha256)
     out = tmp_path / "never.tar"
     failed = signvault(
-        signvault_env(settings.data_dir, database_url), "backup", str(out), cwd=tmp_path
+        cli_env(settings, settings.data_dir, database_url),
+        "backup",
+        str(out),
+        cwd=tmp_path,
     )
     assert failed.returncode != 0
     [line] = failed.stderr.strip().splitlines()
@@ -360,13 +404,13 @@ def test_blob_damaged_in_the_store_fails_the_backup(
     built: Built, settings: Settings, database_url: str, tmp_path: Path
 ) -> None:
     document_id, sha256 = _a_blob(settings, built)
-    path = _store(settings).path(document_id, sha256)
-    content = bytearray(path.read_bytes())
-    content[100] ^= 1
-    path.write_bytes(bytes(content))
+    _flip_a_bit(_store(settings), document_id, sha256)
     out = tmp_path / "never.tar"
     failed = signvault(
-        signvault_env(settings.data_dir, database_url), "backup", str(out), cwd=tmp_path
+        cli_env(settings, settings.data_dir, database_url),
+        "backup",
+        str(out),
+        cwd=tmp_path,
     )
     assert failed.returncode != 0
     [line] = failed.stderr.strip().splitlines()
@@ -377,18 +421,22 @@ def test_blob_damaged_in_the_store_fails_the_backup(
     assert list(tmp_path.glob("never.tar*")) == []
 
 
-class DeletingOnFirstLookup(BlobStore):
-    """The store, while a request deletes a document just after the backup's snapshot."""
+class DeletingOnFirstLookup:
+    """The store (either backend), while a request deletes a document just after the
+    backup's snapshot."""
 
-    def __init__(self, root: Path, delete: Callable[[], None]) -> None:
-        super().__init__(root)
+    def __init__(self, store: BlobStore, delete: Callable[[], None]) -> None:
+        self._store = store
         self._delete: Callable[[], None] | None = delete
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
 
     def exists(self, namespace: str, sha256: str) -> bool:
         if self._delete is not None:
             delete, self._delete = self._delete, None
             delete()
-        return super().exists(namespace, sha256)
+        return self._store.exists(namespace, sha256)
 
 
 def test_document_deleted_between_snapshot_and_copy_starts_the_backup_again(
@@ -408,7 +456,7 @@ def test_document_deleted_between_snapshot_and_copy_starts_the_backup_again(
     notes: list[str] = []
     result = backup_service.create_backup(
         app.state.engine,
-        DeletingOnFirstLookup(settings.data_dir / "blobs", delete),
+        cast(BlobStore, DeletingOnFirstLookup(_store(settings), delete)),
         database_url=settings.effective_database_url,
         out=tmp_path / "raced.tar",
         master_key=None,
@@ -441,7 +489,7 @@ def test_postgresql_major_versions_are_read(version: str, major: int) -> None:
 
 
 def test_restore_into_another_kind_of_database_is_refused(
-    archive: Path, tmp_path: Path
+    archive: Path, settings: Settings, tmp_path: Path
 ) -> None:
     kind, other, url = (
         ("postgresql", "sqlite", f"sqlite:///{tmp_path / 'other' / 'signvault.db'}")
@@ -449,7 +497,10 @@ def test_restore_into_another_kind_of_database_is_refused(
         else ("sqlite", "postgresql", "postgresql+psycopg://nobody@127.0.0.1:1/none")
     )
     refused = signvault(
-        signvault_env(tmp_path / "other", url), "restore", str(archive), cwd=tmp_path
+        cli_env(settings, tmp_path / "other", url),
+        "restore",
+        str(archive),
+        cwd=tmp_path,
     )
     assert refused.returncode != 0
     [line] = refused.stderr.strip().splitlines()
