@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.certificates.errors import KeyUnavailable
 from app.certificates.models import SigningCertificate
+from app.certificates.service import KEY_PURPOSE as VAULT_KEY_PURPOSE
 from app.certificates.vault import Vault
 from app.core.config import Settings
 from app.core.crypto import DataKey
@@ -256,7 +257,9 @@ def _tamper(
             blob[-5] ^= 0x01
             row.sealed_private_key = bytes(blob)
         else:
-            key = session.scalars(select(DataKey)).one()
+            key = session.scalars(
+                select(DataKey).where(DataKey.purpose == VAULT_KEY_PURPOSE)
+            ).one()
             wrapped = bytearray(key.wrapped_key)
             wrapped[20] ^= 0x01
             session.execute(
