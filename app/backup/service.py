@@ -465,62 +465,53 @@ def restore_archive(
     """Put the database, the blobs and (with `write_key`) the master key in place, in one pass.
 
     Raises:
-        BackupError: the database cannot be restored, or a blob is not what its name says.
+        BackupError: the database cannot be restored, or a blob cannot be written
+            or is not what its name says; the target then holds part of the archive.
     """
     try:
-        _restore_members(
-            archive,
-            manifest,
-            database_url=database_url,
-            blobs=blobs,
-            key_file=key_file,
-            write_key=write_key,
-            note=note,
-        )
+        with tempfile.TemporaryDirectory(prefix=".signvault-restore-") as work:
+            for member in archive:
+                handle = archive.extractfile(member) if member.isfile() else None
+                if handle is not None:
+                    with handle:
+                        _restore_member(
+                            member, handle, manifest, database_url, blobs, Path(work)
+                        )
+                        if member.name == MASTER_KEY_MEMBER and write_key:
+                            crypto.write_master_key_file(
+                                key_file,
+                                crypto.MasterKey.from_base64(handle.read().decode()),
+                            )
+                            note(f"master key written to {key_file}")
+                if member.name == manifest.database.member:
+                    note(
+                        f"database restored ({manifest.database.kind}, "
+                        f"revision {manifest.database.alembic_revision})"
+                    )
     except (BackupError, OSError) as exc:
         raise BackupError(
-            f"restore stopped part-way, the target holds part of the archive "
+            "restore stopped part-way, the target holds part of the archive "
             f"(empty it before trying again): {exc}"
         ) from None
 
 
-def _restore_members(
-    archive: tarfile.TarFile,
+def _restore_member(
+    member: tarfile.TarInfo,
+    handle: IO[bytes],
     manifest: Manifest,
-    *,
     database_url: str,
     blobs: BlobStore,
-    key_file: Path,
-    write_key: bool,
-    note: Note,
+    work: Path,
 ) -> None:
-    with tempfile.TemporaryDirectory(prefix=".signvault-restore-") as work:
-        for member in archive:
-            handle = archive.extractfile(member) if member.isfile() else None
-            if handle is None:
-                continue
-            with handle:
-                if member.name == manifest.database.member:
-                    database.restore_database(
-                        database_url, manifest.database.kind, handle, Path(work)
-                    )
-                    note(
-                        f"database restored ({manifest.database.kind}, revision {manifest.database.alembic_revision})"
-                    )
-                elif member.name.startswith(BLOBS_PREFIX):
-                    named = NamedBlob.from_member(member.name, member.size)
-                    stored = blobs.put_file(named.namespace, handle)
-                    if (
-                        stored.sha256 != named.sha256
-                    ):  # it was checked: the file changed since
-                        raise BackupError(
-                            f"the archive's {member.name} changed while it was restored"
-                        )
-                elif member.name == MASTER_KEY_MEMBER and write_key:
-                    crypto.write_master_key_file(
-                        key_file, crypto.MasterKey.from_base64(handle.read().decode())
-                    )
-                    note(f"master key written to {key_file}")
+    if member.name == manifest.database.member:
+        database.restore_database(database_url, manifest.database.kind, handle, work)
+    elif member.name.startswith(BLOBS_PREFIX):
+        named = NamedBlob.from_member(member.name, member.size)
+        stored = blobs.put_file(named.namespace, handle)
+        if stored.sha256 != named.sha256:  # checked before: the file changed since
+            raise BackupError(
+                f"the archive's {member.name} changed while it was restored"
+            )
 
 
 @dataclass(frozen=True, slots=True)
