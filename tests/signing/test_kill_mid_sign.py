@@ -55,7 +55,9 @@ def test_kill_9_mid_sign_burst_leaves_nothing_once_swept(
             f"\nclients saw {seen}; left before the sweep: {len(left_blobs)} "
             f"unreferenced blobs, {len(left_spool)} spool files"
         )
-        assert left_blobs, "the kill left no stored, uncommitted signature to sweep"
+        # The victim was writing a spool file; whether a stored, uncommitted signed
+        # PDF is left too depends on where each worker was at the kill.
+        assert left_blobs or left_spool, "the kill left nothing to sweep"
         # What a crash leaves is an hour old when the hourly sweep comes.
         for path in [
             *left_spool,
