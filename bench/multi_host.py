@@ -65,7 +65,10 @@ def pids_of(name: str) -> list[int]:
                 command = (entry / "cmdline").read_bytes().split(b"\0")[0]
             except OSError:
                 continue
-            if command.endswith(name.encode()):
+            # Backends rename themselves ("postgres: user db …").
+            if command.endswith(b"/" + name.encode()) or command.startswith(
+                name.encode() + b":"
+            ):
                 found.append(int(entry.name))
     return found
 
