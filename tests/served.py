@@ -1,5 +1,6 @@
 """Run `signvault serve` as a real process on 127.0.0.1, as an operator would."""
 
+import base64
 import os
 import signal
 import socket
@@ -147,3 +148,32 @@ def separate_worker(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def admin_with_assigned_certificate(
+    http: httpx.Client, password: str, p12: bytes, p12_password: str
+) -> tuple[str, str]:
+    """Log in as admin on a served instance, import `p12` and assign it to admin.
+
+    Returns admin's access token and the certificate's id.
+    """
+    token: str = http.post(
+        "/api/v1/auth/login", json={"username": "admin", "password": password}
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    certificate = http.post(
+        "/api/v1/certificates/base64",
+        json={
+            "pkcs12_base64": base64.b64encode(p12).decode(),
+            "password": p12_password,
+        },
+        headers=headers,
+    ).json()
+    me = http.get("/api/v1/auth/me", headers=headers).json()
+    assigned = http.post(
+        f"/api/v1/certificates/{certificate['id']}/assignments",
+        json={"user_id": me["id"]},
+        headers=headers,
+    )
+    assert assigned.status_code == 201, assigned.text
+    return token, str(certificate["id"])

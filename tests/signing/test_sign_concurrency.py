@@ -1,6 +1,5 @@
 """Parallel sign requests against a real server process (two workers): counted, audited and idempotent."""
 
-import base64
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from tests.certificates.conftest import P12_PASSWORD
 from tests.certificates.pki import make_ca, make_pkcs12, make_signer
 from tests.factories import audit_events
 from tests.pdfs import make_pdf
-from tests.served import serve, signvault_env
+from tests.served import admin_with_assigned_certificate, serve, signvault_env
 
 PARALLEL = 20
 T = TypeVar("T")
@@ -47,28 +46,12 @@ def signing_server(tmp_path: Path, database_url: str) -> Iterator[SigningServer]
         serve(env, tmp_path, "--workers", "2") as served,
         httpx.Client(base_url=served.base_url, timeout=120) as http,
     ):
-        token = http.post(
-            "/api/v1/auth/login",
-            json={"username": "admin", "password": "Admin-Passw0rd!"},
-        ).json()["access_token"]
+        token, certificate_id = admin_with_assigned_certificate(
+            http, "Admin-Passw0rd!", p12, P12_PASSWORD
+        )
         # A new connection per request: keep-alive would pin a client to one worker.
         headers = {"Authorization": f"Bearer {token}", "Connection": "close"}
-        certificate = http.post(
-            "/api/v1/certificates/base64",
-            json={
-                "pkcs12_base64": base64.b64encode(p12).decode(),
-                "password": P12_PASSWORD,
-            },
-            headers=headers,
-        ).json()
-        me = http.get("/api/v1/auth/me", headers=headers).json()
-        assigned = http.post(
-            f"/api/v1/certificates/{certificate['id']}/assignments",
-            json={"user_id": me["id"]},
-            headers=headers,
-        )
-        assert assigned.status_code == 201, assigned.text
-        yield SigningServer(served.base_url, headers, certificate["id"], served.pid)
+        yield SigningServer(served.base_url, headers, certificate_id, served.pid)
 
 
 def all_at_once(base_url: str, request: Callable[[httpx.Client], T]) -> list[T]:

@@ -35,6 +35,7 @@ from tests.s3server import SeaweedServer
 from tests.served import (
     BIN_DIR,
     Served,
+    admin_with_assigned_certificate,
     separate_worker,
     serve,
     signvault_env,
@@ -118,25 +119,9 @@ def cluster(
             chain=(ca,),
         )
         with httpx.Client(base_url=a.base_url, timeout=60) as http:
-            token = http.post(
-                "/api/v1/auth/login", json={"username": "admin", "password": PASSWORD}
-            ).json()["access_token"]
-            headers = {"Authorization": f"Bearer {token}"}
-            certificate = http.post(
-                "/api/v1/certificates/base64",
-                json={
-                    "pkcs12_base64": base64.b64encode(p12).decode(),
-                    "password": P12_PASSWORD,
-                },
-                headers=headers,
-            ).json()
-            me = http.get("/api/v1/auth/me", headers=headers).json()
-            assigned = http.post(
-                f"/api/v1/certificates/{certificate['id']}/assignments",
-                json={"user_id": me["id"]},
-                headers=headers,
+            token, certificate_id = admin_with_assigned_certificate(
+                http, PASSWORD, p12, P12_PASSWORD
             )
-            assert assigned.status_code == 201, assigned.text
         yield Cluster(
             a=a,
             b=b,
@@ -144,7 +129,7 @@ def cluster(
             ca_pem=ca.certificate_pem(),
             supervisor_b=b.pid,
             env=shared,
-            certificate_id=certificate["id"],
+            certificate_id=certificate_id,
             token=token,
         )
     database_factory.drop(database_url)
