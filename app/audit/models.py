@@ -13,21 +13,27 @@ class AuditEvent(Base):
     """One entry of the append-only, hash-chained audit log."""
 
     __tablename__ = "audit_events"
-    # Each filter of the search has an index ending in occurred_at, so a filtered,
-    # time-ordered page is an index range scan, not a sort of every match.
+    # Each filter of the search has an index ending in (occurred_at, seq), the page's
+    # order with its tiebreaker, so a filtered, time-ordered page is an index range
+    # scan, not a sort of every match.
     __table_args__ = (
         Index(
-            "ix_audit_events_resource", "resource_type", "resource_id", "occurred_at"
+            "ix_audit_events_resource",
+            "resource_type",
+            "resource_id",
+            "occurred_at",
+            "seq",
         ),
-        Index("ix_audit_events_actor_time", "actor_id", "occurred_at"),
-        Index("ix_audit_events_action_time", "action", "occurred_at"),
-        Index("ix_audit_events_outcome_time", "outcome", "occurred_at"),
-        Index("ix_audit_events_ip_time", "ip", "occurred_at"),
+        Index("ix_audit_events_actor_time", "actor_id", "occurred_at", "seq"),
+        Index("ix_audit_events_action_time", "action", "occurred_at", "seq"),
+        Index("ix_audit_events_outcome_time", "outcome", "occurred_at", "seq"),
+        Index("ix_audit_events_ip_time", "ip", "occurred_at", "seq"),
+        Index("ix_audit_events_time", "occurred_at", "seq"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, unique=True)
-    occurred_at: Mapped[datetime] = mapped_column(index=True)
+    occurred_at: Mapped[datetime]
     actor_kind: Mapped[str] = mapped_column(String(16))
     actor_id: Mapped[str | None] = mapped_column(String(64))
     actor_name: Mapped[str | None] = mapped_column(String(200))

@@ -42,7 +42,7 @@ from app.audit.models import (
 )
 from app.core.context import current_request
 from app.core.db import after_transaction
-from app.core.pagination import PageParams, paginate
+from app.core.pagination import PageParams, bounded_count, paginate
 from app.core.types import utcnow
 
 _PENDING = "audit_pending"
@@ -436,15 +436,14 @@ def _merged_page(
         return [], 0
     others = conditions(replace(filters, action=None))
     # Equality seeks count faster than one range over the same entries.
-    total = session.scalar(
-        select(func.count())
-        .select_from(AuditEvent)
-        .where(AuditEvent.action.in_(actions), *others)
+    total = bounded_count(
+        session, select(AuditEvent.seq).where(AuditEvent.action.in_(actions), *others)
     )
     wanted = params.offset + params.limit
 
     def ordered(time: Any, seq: Any) -> list[Any]:
-        return [time.desc(), seq] if direction == "desc" else [time.asc(), seq]
+        # The tiebreaker runs with the time, as the (action, occurred_at, seq) index does.
+        return [time.desc(), seq.desc()] if direction == "desc" else [time, seq]
 
     parts = []
     for action in actions:
@@ -469,7 +468,7 @@ def _merged_page(
         e.seq: e
         for e in session.scalars(select(AuditEvent).where(AuditEvent.seq.in_(page)))
     }
-    return [rows[seq] for seq in page], int(total or 0)
+    return [rows[seq] for seq in page], total
 
 
 def get_event(session: Session, event_id: uuid.UUID) -> AuditEvent:

@@ -19,7 +19,13 @@ class Document(IdMixin, TimestampMixin, Base):
     """A PDF and its metadata; its bytes live in the blob store, one blob per version."""
 
     __tablename__ = "documents"
-    __table_args__ = (Index("ix_documents_owner", "owner_kind", "owner_id"),)
+    # A list's default order (newest first, id breaking ties), alone and under the
+    # status filter, read from an index rather than sorted.
+    __table_args__ = (
+        Index("ix_documents_owner", "owner_kind", "owner_id"),
+        Index("ix_documents_created", "created_at", "id"),
+        Index("ix_documents_status_created", "status", "created_at", "id"),
+    )
 
     title: Mapped[str] = mapped_column(String(300))
     description: Mapped[str] = mapped_column(Text, default="")
