@@ -11,6 +11,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -1049,15 +1050,41 @@ def record_key_use(
 
     Every use is in the audit log; `last_used_at` is kept to the minute, so a
     busy certificate's row is not written (and, on PostgreSQL, locked until the
-    signer commits) by every signature.
+    signer commits) by every signature. When the minute turns, every concurrent
+    signer finds it stale: one writes it, and the others, finding the row locked,
+    leave it to that one rather than queue behind its commit.
     """
     now = utcnow()
     if (
         certificate.last_used_at is None
         or now - certificate.last_used_at >= KEY_USE_RESOLUTION
     ):
-        certificate.last_used_at = now
+        session.execute(
+            _TOUCH_LAST_USED,
+            {
+                "certificate_id": certificate.id,
+                "now": now,
+                "stale": now - KEY_USE_RESOLUTION,
+            },
+        )
     _record(session, actor, "certificate.key_used", certificate, **(details or {}))
+
+
+_UNWRITTEN_SINCE = (
+    select(SigningCertificate.id)
+    .where(
+        SigningCertificate.id == bindparam("certificate_id"),
+        SigningCertificate.last_used_at.is_(None)
+        | (SigningCertificate.last_used_at <= bindparam("stale")),
+    )
+    .with_for_update(skip_locked=True)
+)
+_TOUCH_LAST_USED = (
+    update(SigningCertificate)
+    .where(SigningCertificate.id.in_(_UNWRITTEN_SINCE))
+    .values(last_used_at=bindparam("now"))
+    .execution_options(synchronize_session=False)
+)
 
 
 def record_key_refused(
