@@ -25,6 +25,7 @@ from /proc (high-water mark reset before each step with `clear_refs`).
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import logging
@@ -115,6 +116,10 @@ def make_pdf(target_size: int = 20_000) -> bytes:
     return buffer.getvalue()
 
 
+# CPU ms per call of each `rate` label, this process's own (in-process variants: what a signature costs).
+CPU_MS: dict[str, float] = {}
+
+
 def rate(
     label: str, seconds: float, work: Callable[[], object], *, cpu: bool = False
 ) -> float:
@@ -126,6 +131,7 @@ def rate(
         count += 1
     per_second = count / (time.perf_counter() - started)
     cpu_ms = (time.process_time() - cpu_started) * 1000 / count
+    CPU_MS[label] = cpu_ms
     print(
         f"{label:<58} {per_second:9.1f} /s  ({1000 / per_second:6.2f} ms)"
         + (f"  CPU {cpu_ms:6.2f} ms" if cpu else ""),
@@ -369,7 +375,13 @@ def sign_request(base: str, token: str, options: str, pdf: bytes) -> bytes:
     return head.encode() + body
 
 
-async def _drive(base: str, request: bytes, clients: int, seconds: float) -> int:
+async def _drive(
+    base: str,
+    request: bytes,
+    clients: int,
+    seconds: float,
+    latencies: list[float] | None = None,
+) -> int:
     host, port = base.removeprefix("http://").split(":")
     stop = time.perf_counter() + seconds
     done = 0
@@ -377,10 +389,13 @@ async def _drive(base: str, request: bytes, clients: int, seconds: float) -> int
     async def client() -> None:
         nonlocal done
         while time.perf_counter() < stop:
+            sent = time.perf_counter()
             reader, writer = await asyncio.open_connection(host, int(port))
             writer.write(request)
             response = await reader.read(-1)  # the server closes after answering
             writer.close()
+            if latencies is not None:
+                latencies.append((time.perf_counter() - sent) * 1000)
             status = response[9:12]
             if status != b"200" or b"\r\n\r\n%PDF-" not in response:
                 raise RuntimeError(f"sign failed: {response[:400]!r}")
@@ -416,6 +431,136 @@ def http_path(
         flush=True,
     )
     return per_second
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and every live descendant (uvicorn's workers are children)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            total += cpu_seconds(current)
+            children = Path(f"/proc/{current}/task/{current}/children").read_text()
+        except FileNotFoundError:
+            continue
+        pending.extend(int(child) for child in children.split())
+    return total
+
+
+def backend_cpu_seconds(database_url: str | None) -> float:
+    """CPU time of the PostgreSQL backends serving the bench database (0 on SQLite)."""
+    if not database_url:
+        return 0.0
+    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy.pool import NullPool
+
+    url = make_url(database_url)
+    engine = create_engine(url.set(database="postgres"), poolclass=NullPool)
+    with engine.connect() as connection:
+        pids = connection.scalars(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = :name"),
+            {"name": url.database},
+        ).all()
+    engine.dispose()
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):  # a backend that ended since
+            total += cpu_seconds(pid)
+    return total
+
+
+@dataclass
+class PathRun:
+    per_second: float
+    cpu_ms: float  # the server's process tree, per request
+    database_cpu_ms: float  # PostgreSQL's backends for the bench database, per request
+    p50_ms: float
+    p99_ms: float
+
+
+def measure_path(
+    server: Server,
+    request: bytes,
+    clients: int,
+    seconds: float,
+    database_url: str | None,
+) -> PathRun:
+    """Drive `clients` connections for `seconds`; the server's CPU and the latencies per request."""
+    latencies: list[float] = []
+    backends_before = backend_cpu_seconds(database_url)
+    before, started = tree_cpu_seconds(server.pid), time.perf_counter()
+    done = asyncio.run(_drive(server.base, request, clients, seconds, latencies))
+    elapsed = time.perf_counter() - started
+    spent = tree_cpu_seconds(server.pid) - before
+    # Backends that ended during the run are not counted: the pool keeps them open.
+    backends = backend_cpu_seconds(database_url) - backends_before
+    latencies.sort()
+    return PathRun(
+        per_second=done / elapsed,
+        cpu_ms=spent * 1000 / done,
+        database_cpu_ms=max(backends, 0.0) * 1000 / done,
+        p50_ms=latencies[len(latencies) // 2],
+        p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+    )
+
+
+def request_path_targets(
+    results: dict[str, float],
+    p12: bytes,
+    pdf: bytes,
+    licence: bytes,
+    public_key: str,
+    *,
+    seconds: float,
+    clients: int,
+    database_url: str | None,
+) -> bool:
+    """Issue #19's targets for one-shot `POST /api/v1/sign`, B-B, one worker; True when all are met.
+
+    CPU per request is the server's whole process tree (the supervisor and its
+    worker), divided by the requests answered; on PostgreSQL the backends' CPU is
+    shown beside it. "tuned" and the engine are measured in this process, in the
+    same run.
+    """
+    tuned_ms = CPU_MS["pyHanko tuned (key loaded once, bytes_reserved)"]
+    engine_ms = CPU_MS["SignVault engine in-process"]
+    with served(1, p12, licence, public_key, database_url) as server:
+        token = server.headers["Authorization"].removeprefix("Bearer ")
+        options = json.dumps({"certificate_id": server.certificate_id})
+        request = sign_request(server.base, token, options, pdf)
+        drive(server.base, request, clients, min(seconds, 3))  # warm-up
+        alone = measure_path(server, request, 1, seconds, database_url)
+        together = measure_path(server, request, clients, seconds, database_url)
+    database = "PostgreSQL" if database_url else "SQLite"
+    for label, run in (("1 client", alone), (f"{clients} clients", together)):
+        print(
+            f"{'HTTP /sign 1 worker, ' + database + ', ' + label:<58} {run.per_second:9.1f} /s"
+            f"  p50 {run.p50_ms:6.1f} ms  p99 {run.p99_ms:6.1f} ms"
+            f"  server CPU {run.cpu_ms:5.1f} ms/request"
+            + (
+                f" (+ PostgreSQL {run.database_cpu_ms:4.1f} ms)" if database_url else ""
+            ),
+            flush=True,
+        )
+    verdicts = [
+        (
+            f"CPU per request at {clients} clients <= 0.5x tuned pyHanko ({0.5 * tuned_ms:.1f} ms)",
+            together.cpu_ms <= 0.5 * tuned_ms,
+            f"{together.cpu_ms:.1f} ms = {together.cpu_ms / tuned_ms:.2f}x tuned {tuned_ms:.1f} ms, "
+            f"{together.cpu_ms / engine_ms:.1f}x the engine's {engine_ms:.1f} ms",
+        ),
+        (
+            f"CPU per request at {clients} clients <= 1.15x at 1 client",
+            together.cpu_ms <= 1.15 * alone.cpu_ms,
+            f"{together.cpu_ms:.1f} / {alone.cpu_ms:.1f} ms = {together.cpu_ms / alone.cpu_ms:.2f}x",
+        ),
+        ("1 client p50 <= 10 ms", alone.p50_ms <= 10, f"{alone.p50_ms:.1f} ms"),
+        ("1 client p99 <= 25 ms", alone.p99_ms <= 25, f"{alone.p99_ms:.1f} ms"),
+    ]
+    print(f"Issue #19 targets on {database}:")
+    for target, met, figures in verdicts:
+        print(f"  {'met   ' if met else 'MISSED'} {target}: {figures}", flush=True)
+    return all(met for _, met, _ in verdicts)
 
 
 FLOORS = {
@@ -826,6 +971,11 @@ def main() -> None:
     parser.add_argument("--http-seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument(
+        "--request-path-only",
+        action="store_true",
+        help="only the in-process rows and issue #19's request-path targets",
+    )
     parser.add_argument("--skip-long-term", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument(
@@ -858,13 +1008,18 @@ def main() -> None:
         f"PDF {len(pdf)} bytes, RSA-2048, PAdES B-B, python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
     )
     results = in_process(args.seconds, pdf, ca, cert, key)
+    licence, public_key = unlimited_licence()
+    p12 = pkcs12.serialize_key_and_certificates(
+        b"b", key, cert, [ca], serialization.BestAvailableEncryption(b"pw")
+    )
+    request_path_targets(
+        results, p12, pdf, licence, public_key,
+        seconds=args.http_seconds, clients=args.clients, database_url=args.database_url,
+    )  # fmt: skip
+    if args.request_path_only:
+        return
     if not args.skip_long_term:
         long_term(args.seconds, stock_certomancer=args.stock_certomancer)
-    if not (args.skip_http and args.skip_memory):
-        licence, public_key = unlimited_licence()
-        p12 = pkcs12.serialize_key_and_certificates(
-            b"b", key, cert, [ca], serialization.BestAvailableEncryption(b"pw")
-        )
     if not args.skip_http:
         for app in FLOORS:
             http_floor(
