@@ -19,10 +19,10 @@ STATIC_DIR = CONSOLE_DIR / "static"
 VENDOR_DIR = CONSOLE_DIR / "vendor"
 PREFIX = "/console"
 
-# pdf.js renders in a module worker loaded from /console/vendor ('self'); it
-# makes blob: URLs for images it decodes, hence img-src/worker-src blob:. The
-# drawn canvas is read back as a data: URL nowhere; data: in img-src is for
-# inline SVG icons in the stylesheet.
+# Everything comes from this server ('self'): no inline script or style, no
+# eval. pdf.js runs in a module worker loaded from /console/vendor; blob: (for
+# images and workers) and data: (images) are allowed for what pdf.js may build
+# from a PDF in memory; the console's own code uses neither.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; "
     "img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; "

@@ -201,3 +201,14 @@ export function Pager({ page, onOffset }) {
 export function filled(values) {
   return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== "" && v !== null && v !== undefined));
 }
+
+/** `value`, once it has stopped changing for `ms` (a search box asks the server once, not per key). */
+export function useDebounced(value, ms = 300) {
+  const [settled, setSettled] = useState(value);
+  const key = JSON.stringify(value);
+  useEffect(() => {
+    const timer = setTimeout(() => setSettled(value), ms);
+    return () => clearTimeout(timer);
+  }, [key]);
+  return settled;
+}

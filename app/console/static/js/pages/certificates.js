@@ -1,7 +1,7 @@
 import * as api from "../api.js";
 import {
   html, useState, useLoad, useAction, usePrincipal, Problem, Missing, Text, Select, Field, Loading,
-  PageTitle, ExpiryBadge, StatusBadge, formatTime, formatDate, Pager, filled, useId,
+  PageTitle, ExpiryBadge, StatusBadge, formatTime, formatDate, Pager, filled, useDebounced, useId,
 } from "../ui.js";
 
 // Each refusal code of /certificates/inspect and import, in words.
@@ -218,7 +218,8 @@ export function CertificatesPage() {
   const [filters, setFilters] = useState({ status: "", q: "", expiring_within_days: "" });
   const [offset, setOffset] = useState(0);
   const [selected, setSelected] = useState(null);
-  const list = useLoad(() => api.call("/certificates", { query: { ...filled(filters), offset, sort: "-created_at" } }), [JSON.stringify(filters), offset]);
+  const searched = useDebounced(filters);
+  const list = useLoad(() => api.call("/certificates", { query: { ...filled(searched), offset, sort: "-created_at" } }), [JSON.stringify(searched), offset]);
   const set = (key) => (value) => { setOffset(0); setFilters({ ...filters, [key]: value }); };
   return html`<${PageTitle}>Certificates<//>
     ${has("certificates:write") ? html`<${ImportPanel} onImported=${(cert) => { list.reload(); setSelected(cert.id); }} />` : html`<${Missing} entitlement="certificates:write" what="Importing" />`}

@@ -1,7 +1,7 @@
 import * as api from "../api.js";
 import {
   html, useState, useLoad, useAction, usePrincipal, Problem, Missing, Text, Select, Check, Field, Loading,
-  PageTitle, StatusBadge, Badge, formatTime, formatBytes, Pager, filled, useId,
+  PageTitle, StatusBadge, Badge, formatTime, formatBytes, Pager, filled, useDebounced, useId,
 } from "../ui.js";
 import { PagePreview } from "./preview.js";
 
@@ -40,9 +40,10 @@ export function DocumentsPage() {
   const { has } = usePrincipal();
   const [filters, setFilters] = useState({ status: "", title_like: "", created_from: "", created_to: "", external_reference: "" });
   const [offset, setOffset] = useState(0);
-  const query = { ...filled(filters), offset };
+  const searched = useDebounced(filters);
+  const query = { ...filled(searched), offset };
   for (const key of ["created_from", "created_to"]) if (query[key]) query[key] = new Date(query[key]).toISOString();
-  const list = useLoad(() => api.call("/documents", { query }), [JSON.stringify(filters), offset]);
+  const list = useLoad(() => api.call("/documents", { query }), [JSON.stringify(searched), offset]);
   const set = (key) => (value) => { setOffset(0); setFilters({ ...filters, [key]: value }); };
   return html`<${PageTitle}>Documents<//>
     ${has("documents:write") ? html`<${UploadPanel} />` : html`<${Missing} entitlement="documents:write" what="Uploading" />`}

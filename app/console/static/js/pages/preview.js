@@ -19,18 +19,24 @@ const PREVIEW_WIDTH_PX = 560;
 export function PagePreview({ bytes, pageNumber, box, onBox, onError }) {
   const canvasRef = useRef(null);
   const viewportRef = useRef(null);
-  const [drag, setDrag] = useState(null); // {x0, y0, x1, y1} in CSS px while drawing
+  const [drag, setDragState] = useState(null); // {x0, y0, x1, y1} in CSS px while drawing
+  // Pointer events can come faster than re-renders: the handlers read the ref.
+  const dragRef = useRef(null);
+  const setDrag = (next) => {
+    dragRef.current = next;
+    setDragState(next);
+  };
   const [ready, setReady] = useState(false);
 
   useEffect(() => {
     let cancelled = false;
     let task = null;
-    let document = null;
+    let loading = null;
     (async () => {
       const lib = await loadPdfjs();
       // A copy: pdf.js transfers the buffer to its worker.
-      document = await lib.getDocument({ data: bytes.slice(0), isEvalSupported: false }).promise;
-      const page = await document.getPage(pageNumber);
+      loading = lib.getDocument({ data: bytes.slice(0), isEvalSupported: false });
+      const page = await (await loading.promise).getPage(pageNumber);
       if (cancelled) return;
       const unscaled = page.getViewport({ scale: 1 });
       const viewport = page.getViewport({ scale: PREVIEW_WIDTH_PX / unscaled.width });
@@ -50,7 +56,7 @@ export function PagePreview({ bytes, pageNumber, box, onBox, onError }) {
     return () => {
       cancelled = true;
       task?.cancel();
-      document?.destroy();
+      loading?.destroy();
     };
   }, [bytes, pageNumber]);
 
@@ -69,11 +75,12 @@ export function PagePreview({ bytes, pageNumber, box, onBox, onError }) {
     setDrag({ x0: x, y0: y, x1: x, y1: y });
   };
   const move = (event) => {
-    if (!drag) return;
+    if (!dragRef.current) return;
     const [x, y] = pointAt(event);
-    setDrag({ ...drag, x1: x, y1: y });
+    setDrag({ ...dragRef.current, x1: x, y1: y });
   };
   const up = () => {
+    const drag = dragRef.current;
     if (!drag) return;
     const viewport = viewportRef.current;
     const [ax, ay] = viewport.convertToPdfPoint(drag.x0, drag.y0);
@@ -89,7 +96,8 @@ export function PagePreview({ bytes, pageNumber, box, onBox, onError }) {
   if (drag) {
     shown = [Math.min(drag.x0, drag.x1), Math.min(drag.y0, drag.y1), Math.max(drag.x0, drag.x1), Math.max(drag.y0, drag.y1)];
   } else if (box && ready && viewportRef.current) {
-    const [x1, y1, x2, y2] = viewportRef.current.convertToViewportRectangle(box);
+    const [x1, y1] = viewportRef.current.convertToViewportPoint(box[0], box[1]);
+    const [x2, y2] = viewportRef.current.convertToViewportPoint(box[2], box[3]);
     shown = [Math.min(x1, x2), Math.min(y1, y2), Math.max(x1, x2), Math.max(y1, y2)];
   }
   const boxRef = useRef(null);
