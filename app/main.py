@@ -26,6 +26,7 @@ from app.audit import anchors
 from app.auth import signing_keys
 from app.auth.router import UNAUTHENTICATED_PATHS
 from app.certificates.vault import Vault
+from app.console.router import install_console
 from app.core.blobstores import blob_store_for
 from app.core.config import Settings, load_settings
 from app.core.crypto import (
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     anchors.install_log_handler()
     include_routers(api)
     _install_docs(api)
+    install_console(api)
 
     if settings.cors_origins:
         api.add_middleware(

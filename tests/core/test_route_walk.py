@@ -12,6 +12,7 @@ from app.access.entitlements import ALL
 from app.access.policy import Require
 
 PUBLIC = {
+    ("GET", "/"),  # a redirect to the web console
     ("GET", "/health"),
     ("GET", "/ready"),
     ("GET", "/docs"),
