@@ -260,6 +260,7 @@ class Server:
     pid: int
     headers: dict[str, str]
     certificate_id: str
+    database_url: str | None = None  # the bench database it serves (PostgreSQL)
 
 
 @contextmanager
@@ -299,7 +300,13 @@ def served(
             headers, certificate_id = admin_with_signer(
                 base, "Bench-Passw0rd!", p12, licence
             )
-            yield Server(base, server.pid, headers, certificate_id)
+            yield Server(
+                base,
+                server.pid,
+                headers,
+                certificate_id,
+                env.get("SIGNVAULT_DATABASE_URL"),
+            )
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -447,10 +454,10 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def backend_cpu_seconds(database_url: str | None) -> float:
-    """CPU time of the PostgreSQL backends serving the bench database (0 on SQLite)."""
+def backend_cpu_seconds(database_url: str | None) -> dict[int, float]:
+    """CPU time of each PostgreSQL backend serving the bench database (none on SQLite)."""
     if not database_url:
-        return 0.0
+        return {}
     from sqlalchemy import create_engine, make_url, text
     from sqlalchemy.pool import NullPool
 
@@ -462,11 +469,11 @@ def backend_cpu_seconds(database_url: str | None) -> float:
             {"name": url.database},
         ).all()
     engine.dispose()
-    total = 0.0
+    spent = {}
     for pid in pids:
         with contextlib.suppress(FileNotFoundError):  # a backend that ended since
-            total += cpu_seconds(pid)
-    return total
+            spent[pid] = cpu_seconds(pid)
+    return spent
 
 
 @dataclass
@@ -483,17 +490,20 @@ def measure_path(
     request: bytes,
     clients: int,
     seconds: float,
-    database_url: str | None,
 ) -> PathRun:
     """Drive `clients` connections for `seconds`; the server's CPU and the latencies per request."""
+    database_url = server.database_url
     latencies: list[float] = []
     backends_before = backend_cpu_seconds(database_url)
     before, started = tree_cpu_seconds(server.pid), time.perf_counter()
     done = asyncio.run(_drive(server.base, request, clients, seconds, latencies))
     elapsed = time.perf_counter() - started
     spent = tree_cpu_seconds(server.pid) - before
-    # Backends that ended during the run are not counted: the pool keeps them open.
-    backends = backend_cpu_seconds(database_url) - backends_before
+    # A backend that ended during the run (a pool overflow connection) is not counted.
+    backends = sum(
+        spent - backends_before.get(pid, 0.0)
+        for pid, spent in backend_cpu_seconds(database_url).items()
+    )
     latencies.sort()
     return PathRun(
         per_second=done / elapsed,
@@ -529,8 +539,8 @@ def request_path_targets(
         options = json.dumps({"certificate_id": server.certificate_id})
         request = sign_request(server.base, token, options, pdf)
         drive(server.base, request, clients, min(seconds, 3))  # warm-up
-        alone = measure_path(server, request, 1, seconds, database_url)
-        together = measure_path(server, request, clients, seconds, database_url)
+        alone = measure_path(server, request, 1, seconds)
+        together = measure_path(server, request, clients, seconds)
     database = "PostgreSQL" if database_url else "SQLite"
     for label, run in (("1 client", alone), (f"{clients} clients", together)):
         print(
