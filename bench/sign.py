@@ -516,6 +516,7 @@ def measure_path(
 
 def request_path_targets(
     results: dict[str, float],
+    ca: x509.Certificate,
     p12: bytes,
     pdf: bytes,
     licence: bytes,
@@ -534,6 +535,12 @@ def request_path_targets(
     """
     tuned_ms = CPU_MS["pyHanko tuned (key loaded once, bytes_reserved)"]
     engine_ms = CPU_MS["SignVault engine in-process"]
+    # What the stack costs before the product's own work: the targets' reference.
+    for app in FLOORS:
+        http_floor(
+            p12, pdf, ca, seconds=seconds, clients=clients, app=app,
+            database_url=database_url,
+        )  # fmt: skip
     with served(1, p12, licence, public_key, database_url) as server:
         token = server.headers["Authorization"].removeprefix("Bearer ")
         options = json.dumps({"certificate_id": server.certificate_id})
@@ -598,12 +605,13 @@ def http_floor(
         token = "bench-floor-token"
         port = 8650
         base = f"http://127.0.0.1:{port}"
+        floor_database = fresh_postgres_database(database_url) if database_url else None
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), app,
              "--port", str(port), "--log-level", "error"],
             env={**os.environ, "BENCH_FLOOR_P12": str(key_file), "PYTHONPATH": str(ROOT),
                  "BENCH_FLOOR_DATA": str(data), "BENCH_FLOOR_TOKEN": token,
-                 "BENCH_FLOOR_DATABASE_URL": fresh_postgres_database(database_url) if database_url else ""},
+                 "BENCH_FLOOR_DATABASE_URL": floor_database or ""},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
@@ -623,12 +631,22 @@ def http_floor(
             check(answer.content, ca)
             request = sign_request(base, token, "{}", pdf)
             drive(base, request, clients, min(seconds, 2))  # warm-up
-            per_second = drive(base, request, clients, seconds)
+            floor = Server(base, server.pid, {}, "", floor_database)
+            alone = measure_path(floor, request, 1, seconds)
+            together = measure_path(floor, request, clients, seconds)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print(f"{FLOORS[app]:<58} {per_second:9.1f} /s", flush=True)
-    return per_second
+    for label, run in (("1 client", alone), (f"{clients} clients", together)):
+        print(
+            f"{FLOORS[app] + ', ' + label:<58} {run.per_second:9.1f} /s"
+            f"  p50 {run.p50_ms:6.1f} ms  server CPU {run.cpu_ms:5.1f} ms/request"
+            + (
+                f" (+ PostgreSQL {run.database_cpu_ms:4.1f} ms)" if database_url else ""
+            ),
+            flush=True,
+        )
+    return together.per_second
 
 
 def fresh_postgres_database(url: str) -> str:
@@ -1023,7 +1041,7 @@ def main() -> None:
         b"b", key, cert, [ca], serialization.BestAvailableEncryption(b"pw")
     )
     request_path_targets(
-        results, p12, pdf, licence, public_key,
+        results, ca, p12, pdf, licence, public_key,
         seconds=args.http_seconds, clients=args.clients, database_url=args.database_url,
     )  # fmt: skip
     if args.request_path_only:
@@ -1031,11 +1049,6 @@ def main() -> None:
     if not args.skip_long_term:
         long_term(args.seconds, stock_certomancer=args.stock_certomancer)
     if not args.skip_http:
-        for app in FLOORS:
-            http_floor(
-                p12, pdf, ca, seconds=args.http_seconds, clients=args.clients,
-                app=app, database_url=args.database_url,
-            )  # fmt: skip
         rates = {}
         for workers in (1, 2):
             with served(workers, p12, licence, public_key, args.database_url) as server:
