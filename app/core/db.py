@@ -5,13 +5,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from itertools import groupby
 from pathlib import Path
 from typing import Any, ClassVar
 
 from fastapi import Request
-from sqlalchemy import JSON, MetaData, Uuid, create_engine, event, insert, make_url
-from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import JSON, MetaData, Uuid, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -131,37 +129,6 @@ def upsert_into(session: Session, table: Any) -> postgresql.Insert | sqlite.Inse
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
-
-
-def insert_new(session: Session, *objects: Any) -> None:
-    """INSERT new ORM objects as Core statements on the session's connection, in order.
-
-    For a hot path, where the unit of work's bookkeeping costs more than the rows
-    (issue #19). Attributes left unset take their column's default, set on the
-    object too; the objects stay out of the session, to be read, not changed.
-    Consecutive objects of one table go in one executemany.
-    """
-    connection = session.connection()
-    for table, group in groupby(objects, key=lambda obj: obj.__table__):
-        rows = []
-        for obj in group:
-            row = {}
-            for attribute in sa_inspect(obj).mapper.column_attrs:
-                column = attribute.columns[0]
-                value = getattr(obj, attribute.key)
-                default = column.default
-                if (
-                    value is None
-                    and default is not None
-                    and (default.is_scalar or default.is_callable)
-                ):
-                    value = default.arg(None) if default.is_callable else default.arg
-                    setattr(obj, attribute.key, value)
-                if value is None and (default or column.server_default) is not None:
-                    continue  # a default the statement computes
-                row[column.key] = value
-            rows.append(row)
-        connection.execute(insert(table), rows)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

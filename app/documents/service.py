@@ -130,13 +130,10 @@ def record_document(
     description: str,
     external_reference: str | None,
     filename: str | None = None,
-    staged: bool = True,
 ) -> Document:
     """Record an accepted upload as a new document with its version 1, audited.
 
     Not flushed: a one-shot signature changes the document before its first write.
-    With `staged` False the document and its version are left out of the session,
-    for the caller to insert (the one-shot signature does, as Core statements).
     """
     stored, facts = accepted.blob, accepted.facts
     document = Document(
@@ -155,16 +152,12 @@ def record_document(
         page_count=facts.page_count,
         version_count=1,
     )
-    if staged:
-        session.add(document)
-        session.add(
-            DocumentVersion(
-                document_id=document.id,
-                number=1,
-                sha256=stored.sha256,
-                size=stored.size,
-            )
+    session.add(document)
+    session.add(
+        DocumentVersion(
+            document_id=document.id, number=1, sha256=stored.sha256, size=stored.size
         )
+    )
     _audit(
         session,
         principal,

@@ -10,7 +10,6 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.core.db import insert_new
 from app.notifications import sqlite_wake
 from app.notifications.models import OutboxEvent
 
@@ -74,9 +73,7 @@ def emit(session: Session, event: Event, payload: Mapping[str, Any]) -> OutboxEv
     The payload is what rule templates may read; keep it to plain, non-secret fields.
     """
     row = OutboxEvent(event=event.value, payload=to_jsonable_python(dict(payload)))
-    # A Core INSERT: the row is never changed in this transaction, and every
-    # signature emits one (the unit of work costs more than the row, issue #19).
-    insert_new(session, row)
+    session.add(row)
     if not session.info.get(_EMITTED):
         session.info[_EMITTED] = True
         # A session event, not `db.on_commit`: it fires for any way the session

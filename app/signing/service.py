@@ -14,7 +14,6 @@ from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import func, select
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from app.access.entitlements import Entitlement
@@ -24,7 +23,7 @@ from app.certificates import service as vault_service
 from app.certificates.models import SigningCertificate, certificates_in_pem
 from app.certificates.vault import Vault
 from app.core.config import Settings
-from app.core.db import insert_new, on_rollback
+from app.core.db import on_rollback
 from app.core.errors import AppError, Forbidden
 from app.core.schemas import decode_base64
 from app.core.storage import BlobStore, StoredBlob, sha256_of
@@ -369,7 +368,6 @@ def sign_upload(
             title=title,
             description=description,
             external_reference=external_reference,
-            staged=False,
         )
         return _record_signature(
             session,
@@ -562,26 +560,17 @@ def _record_signature(
     idempotency_key: str | None,
     fingerprint: str,
 ) -> Signature:
-    """The database side of a signature: new version, signature record, audit, event, licence count.
-
-    `document` is in the session, or new (a one-shot upload) and then inserted here
-    with both its versions.
-    """
+    """The database side of a signature: new version, signature record, audit, event, licence count."""
     options, stored, certificate = signed.options, signed.blob, key.certificate
     before = document.latest_sha256
     number = document.version_count + 1
-    uploaded = (
+    session.add(
         DocumentVersion(
-            document_id=document.id, number=1, sha256=before, size=document.size
+            document_id=document.id,
+            number=number,
+            sha256=stored.sha256,
+            size=stored.size,
         )
-        if sa_inspect(document).transient
-        else None
-    )
-    version = DocumentVersion(
-        document_id=document.id,
-        number=number,
-        sha256=stored.sha256,
-        size=stored.size,
     )
     document.version_count = number
     document.latest_sha256 = stored.sha256
@@ -609,11 +598,7 @@ def _record_signature(
         sha256_before=before,
         sha256_after=stored.sha256,
     )
-    if uploaded is not None:
-        # Core statements: the unit of work cost more than the rows (issue #19).
-        insert_new(session, document, uploaded, version, signature)
-    else:
-        session.add_all([version, signature])
+    session.add(signature)
     details = {
         "signature_id": str(signature.id),
         "version": number,

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.core.db import (
     after_transaction,
     commit_now,
-    insert_new,
     make_engine,
     on_commit,
     on_rollback,
@@ -176,48 +175,3 @@ def test_an_exhausted_connection_pool_is_503_server_busy_not_500(
         for connection in held:
             connection.close()
     assert client.get("/api/v1/users", headers=admin_headers).status_code == 200
-
-
-def test_insert_new_stores_objects_with_their_defaults_outside_the_session(
-    session_factory: sessionmaker[Session],
-) -> None:
-    from app.notifications.models import OutboxEvent
-
-    first = OutboxEvent(event="document.signed", payload={"n": 1})
-    given = uuid.uuid4()
-    second = OutboxEvent(id=given, event="document.signed", payload={"n": 2})
-    with session_factory.begin() as session:
-        insert_new(session, first, second)
-        # Defaults computed once, kept on the object and in the row alike.
-        assert isinstance(first.id, uuid.UUID)
-        assert first.created_at is not None
-        assert second.id == given
-        assert first.dispatched_at is None
-        assert first not in session
-        assert second not in session
-    with session_factory() as session:
-        stored = {
-            row.id: row
-            for row in session.scalars(
-                select(OutboxEvent).where(OutboxEvent.id.in_([first.id, given]))
-            )
-        }
-    assert stored[first.id].payload == {"n": 1}
-    assert stored[first.id].created_at == first.created_at
-    assert stored[given].payload == {"n": 2}
-    assert stored[given].dispatched_at is None
-
-
-def test_insert_new_rolls_back_with_its_transaction(
-    session_factory: sessionmaker[Session],
-) -> None:
-    from app.notifications.models import OutboxEvent
-
-    event = OutboxEvent(event="document.signed", payload={})
-    session = session_factory()
-    session.begin()
-    insert_new(session, event)
-    session.rollback()
-    session.close()
-    with session_factory() as session:
-        assert session.get(OutboxEvent, event.id) is None

@@ -7,11 +7,10 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.types import utcnow
-from app.notifications.models import Channel, Delivery, DeliveryStatus, OutboxEvent
+from app.notifications.models import Channel, Delivery, DeliveryStatus
 from app.notifications.outbox import Event, emit
 from tests.factories import assert_problem, audit_events
 from tests.notifications.conftest import RULES, create_rule, wait_final
@@ -297,11 +296,8 @@ def test_delivery_of_a_worker_that_died_is_taken_over_after_its_lease(
     with session_factory.begin() as session:
         event = emit(session, Event.DOCUMENT_SIGNED, PAYLOAD)
         # Dispatched and claimed by a worker that then died mid-send.
-        session.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.id == event.id)
-            .values(dispatched_at=utcnow())
-        )
+        event.dispatched_at = utcnow()
+        session.flush()
         session.add(
             Delivery(
                 event_id=event.id,
