@@ -39,13 +39,13 @@ from bench.sign import (  # noqa: E402
     _drive,
     admin_with_signer,
     cpu_seconds,
+    drop_postgres_database,
     fresh_postgres_database,
     make_pdf,
     make_pki,
     sign_request,
     unlimited_licence,
 )
-from bench.soak import drop_postgres_database  # noqa: E402
 from tests.s3server import SeaweedServer  # noqa: E402
 from tests.served import Served, serve, signvault_env, worker_pids  # noqa: E402
 

@@ -310,6 +310,8 @@ def served(
         finally:
             server.terminate()
             server.wait(timeout=30)
+            if database_url:
+                drop_postgres_database(env["SIGNVAULT_DATABASE_URL"])
 
 
 def admin_with_signer(
@@ -637,6 +639,8 @@ def http_floor(
         finally:
             server.terminate()
             server.wait(timeout=30)
+            if floor_database:
+                drop_postgres_database(floor_database)
     for label, run in (("1 client", alone), (f"{clients} clients", together)):
         print(
             f"{FLOORS[app] + ', ' + label:<58} {run.per_second:9.1f} /s"
@@ -658,6 +662,18 @@ def fresh_postgres_database(url: str) -> str:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(url: str) -> None:
+    from sqlalchemy import create_engine, make_url, text
+
+    database = make_url(url).database
+    admin = create_engine(
+        make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    admin.dispose()
 
 
 class KeyCachingCryptoBackend(PycaCryptographyBackend):

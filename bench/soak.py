@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from bench.sign import (  # noqa: E402
     admin_with_signer,
     cpu_seconds,
+    drop_postgres_database,
     fresh_postgres_database,
     make_pdf,
     memory_kib,
@@ -461,16 +462,6 @@ async def sampler(processes: Processes, started: float, stop: asyncio.Event) -> 
 
 
 # --- set-up -------------------------------------------------------------------
-
-
-def drop_postgres_database(url: str) -> None:
-    database = make_url(url).database
-    admin = create_engine(
-        make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def problems_in_log(path: Path) -> list[str]:
