@@ -82,7 +82,7 @@ export function ClientsPage() {
         <${Select} label="Status" name="client_status" value=${filters.status} onChange=${set("status")} options=${[["", "any"], ["active", "active"], ["disabled", "disabled"]]} />
       </div>
       <${Problem} error=${error} />
-      <${Loading} state=${list}>${(page) => html`<div class="table-wrap"><table>
+      <${Loading} state=${list}>${(page) => html`<div class="table-wrap" tabindex="0"><table>
         <caption class="muted">${page.total} client(s)</caption>
         <thead><tr><th scope="col">Name</th><th scope="col">Client id</th><th scope="col">Entitlements</th><th scope="col">Status</th><th scope="col">Last used</th><th scope="col"><span class="muted">Actions</span></th></tr></thead>
         <tbody>${page.data.map((c) => html`<tr>

@@ -29,7 +29,7 @@ function Rules({ canWrite }) {
   const toggle = (rule) => run(async () => { await api.call(`/notifications/rules/${rule.id}`, { method: "PATCH", json: { enabled: !rule.enabled } }); list.reload(); });
   const remove = (rule) => run(async () => { await api.call(`/notifications/rules/${rule.id}`, { method: "DELETE" }); list.reload(); });
   return html`<div class="stack">
-    <${Loading} state=${list}>${(page) => html`<div class="table-wrap"><table>
+    <${Loading} state=${list}>${(page) => html`<div class="table-wrap" tabindex="0"><table>
       <caption class="muted">${page.total} rule(s)</caption>
       <thead><tr><th scope="col">Name</th><th scope="col">Event</th><th scope="col">Channel</th><th scope="col">To</th><th scope="col">Enabled</th><th scope="col"><span class="muted">Actions</span></th></tr></thead>
       <tbody>${page.data.map((r) => html`<tr><td>${r.name}</td><td>${r.event}</td><td>${r.channel}</td><td>${r.channel === "email" ? (r.recipients || []).join(", ") : r.url}</td><td>${r.enabled ? "yes" : "no"}</td>
@@ -104,9 +104,12 @@ function Deliveries({ canWrite }) {
   const { error, run } = useAction();
   const retry = (d) => run(async () => { await api.call(`/notifications/deliveries/${d.id}/retry`, { method: "POST" }); list.reload(); });
   return html`<div class="stack">
-    <${Select} label="Delivery status" name="delivery_status" value=${status} onChange=${(v) => { setOffset(0); setStatus(v); }} options=${[["", "any"], ["pending", "pending"], ["sending", "sending"], ["delivered", "delivered"], ["failed", "failed"]]} />
+    <div class="row">
+      <${Select} label="Delivery status" name="delivery_status" value=${status} onChange=${(v) => { setOffset(0); setStatus(v); }} options=${[["", "any"], ["pending", "pending"], ["sending", "sending"], ["delivered", "delivered"], ["failed", "failed"]]} />
+      <button type="button" class="secondary" onClick=${list.reload}>Refresh the deliveries</button>
+    </div>
     <${Problem} error=${error} />
-    <${Loading} state=${list}>${(page) => html`<div class="table-wrap"><table>
+    <${Loading} state=${list}>${(page) => html`<div class="table-wrap" tabindex="0"><table>
       <caption class="muted">${page.total} deliveries</caption>
       <thead><tr><th scope="col">Event</th><th scope="col">Channel</th><th scope="col">To</th><th scope="col">Status</th><th scope="col">Attempts</th><th scope="col">Last error</th><th scope="col">Created</th><th scope="col"><span class="muted">Actions</span></th></tr></thead>
       <tbody>${page.data.map((d) => html`<tr><td>${d.event}</td><td>${d.channel}</td><td>${d.target}</td><td><${StatusBadge} status=${d.status} /></td><td>${d.attempts}</td><td>${d.last_error || "—"}</td><td>${formatTime(d.created_at)}</td>
