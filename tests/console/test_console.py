@@ -10,6 +10,7 @@ import re
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from app.console.router import CONTENT_SECURITY_POLICY
 from tests.console.conftest import (
@@ -392,6 +393,7 @@ def test_every_page_fits_a_phone_and_is_reached_through_the_menu(
     signed_row = results.locator(
         "tr", has=page.get_by_role("cell", name="document.signed", exact=True)
     )
+    expect(signed_row).to_have_count(1)  # the search's answer, not the whole log
     signed_row.get_by_role("button").click()
     page.get_by_role(
         "heading", name=re.compile(r"^Entry \d+: document.signed$")
