@@ -1,11 +1,10 @@
 """The web console in a real browser: Playwright driving Debian's chromium against `signvault serve`.
 
-The server is started once for each test module, on SQLite (these tests run on
-the SQLite pass of CI only: the console is the same static files whatever the
-database, and the API under it is tested on both); a module may add server
-settings by overriding `console_server_env`. Each module is an xdist group of
-its own, so its tests share that server and one browser on one worker while
-the other modules run on the other. Each test gets a fresh browser context
+The servers run on SQLite (these tests run on the SQLite pass of CI only: the
+console is the same static files whatever the database, and the API under it
+is tested on both). A module may add server settings by overriding
+`console_server_env`; the tests of modules with the same settings share one
+server per xdist worker, started once. Each test gets a fresh browser context
 that records every request and every console message; a test fails on a
 request that leaves the server and on any console error or uncaught
 exception. axe-core (vendored from npm, tests only) is injected as an init
@@ -17,7 +16,8 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,6 @@ P12_PASSWORD = "p12-secret"
 # Where the README's screenshots are written, when asked for.
 SCREENSHOTS = os.environ.get("SIGNVAULT_CONSOLE_SCREENSHOTS")
 PHONE = {"width": 390, "height": 844}
-# Each module adds an xdist group of its own (see the module docstring).
 BROWSER_TESTS = [
     pytest.mark.skipif(
         bool(os.environ.get("SIGNVAULT_TEST_DATABASE_URL")),
@@ -149,15 +148,9 @@ class ConsoleServer:
             return str(created.json()["id"]), username, password
 
 
-@pytest.fixture(scope="module")
-def console_server_env() -> dict[str, str]:
-    """Server settings a module adds (environment variables)."""
-    return {}
-
-
-@pytest.fixture(scope="module")
-def console_server(
-    tmp_path_factory: pytest.TempPathFactory, console_server_env: dict[str, str]
+@contextmanager
+def console_server_running(
+    tmp_path_factory: pytest.TempPathFactory, extra_env: dict[str, str]
 ) -> Iterator[ConsoleServer]:
     workdir = tmp_path_factory.mktemp("console")
     issuer = Ed25519PrivateKey.generate()
@@ -169,7 +162,7 @@ def console_server(
         # One administrator walks every page in seconds, several times over.
         SIGNVAULT_RATE_LIMIT_PER_MINUTE="100000",
         SIGNVAULT_LOGIN_RATE_LIMIT_PER_MINUTE="100000",
-        **console_server_env,
+        **extra_env,
     )
     with serve(env, workdir) as served:
         server = ConsoleServer(
@@ -187,6 +180,46 @@ def console_server(
         yield server
 
 
+@pytest.fixture(scope="session")
+def console_servers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[dict[str, str]], ConsoleServer]]:
+    """One server per set of settings, started when first asked for and kept until the end.
+
+    However xdist deals out the tests (its groups do not hold under pytest 9),
+    a worker starts each kind of server once, not each time its tests change
+    module.
+    """
+    started: dict[tuple[tuple[str, str], ...], ConsoleServer] = {}
+    with ExitStack() as running:
+
+        def server_for(extra_env: dict[str, str]) -> ConsoleServer:
+            key = tuple(sorted(extra_env.items()))
+            if key not in started:
+                started[key] = running.enter_context(
+                    console_server_running(tmp_path_factory, extra_env)
+                )
+            return started[key]
+
+        yield server_for
+
+
+@pytest.fixture(scope="module")
+def console_server_env() -> dict[str, str]:
+    """Server settings a module adds (environment variables)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def console_server(
+    console_servers: Callable[[dict[str, str]], ConsoleServer],
+    console_server_env: dict[str, str],
+) -> ConsoleServer:
+    return console_servers(console_server_env)
+
+
+# Module-scoped, not kept like the servers: Playwright's sync API runs an event
+# loop in this thread, which other modules' asyncio.run() (pyHanko) must not meet.
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:

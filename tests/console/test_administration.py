@@ -16,7 +16,7 @@ from tests.notifications.servers import smtp_server
 from tests.pdfs import make_pdf
 from tests.served import free_port
 
-pytestmark = [*BROWSER_TESTS, pytest.mark.xdist_group("console-administration")]
+pytestmark = BROWSER_TESTS
 
 NOTIFY_FROM = "signvault@example.com"
 

@@ -23,7 +23,7 @@ from tests.console.conftest import (
 from tests.license.conftest import make_license
 from tests.pdfs import make_pdf, signature_widget
 
-pytestmark = [*BROWSER_TESTS, pytest.mark.xdist_group("console")]
+pytestmark = BROWSER_TESTS
 
 A4_HEIGHT = 841.89  # points: reportlab's default page, as make_pdf draws it
 

@@ -54,7 +54,7 @@ export function DocumentsPage() {
         <${Select} label="Status" name="status" value=${filters.status} onChange=${set("status")} options=${[["", "any"], ["uploaded", "uploaded"], ["signed", "signed"]]} />
         <${Text} label="Created from" name="created_from" type="datetime-local" value=${filters.created_from} onInput=${set("created_from")} />
         <${Text} label="Created to" name="created_to" type="datetime-local" value=${filters.created_to} onInput=${set("created_to")} />
-        <${Text} label="External reference" name="filter_external_reference" value=${filters.external_reference} onInput=${set("external_reference")} />
+        <${Text} label="External reference (exact)" name="filter_external_reference" value=${filters.external_reference} onInput=${set("external_reference")} />
       </div>
       <${Loading} state=${list}>${(page) => html`
         <div class="table-wrap" tabindex="0"><table>
