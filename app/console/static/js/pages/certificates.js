@@ -239,7 +239,7 @@ export function CertificatesPage() {
             <td>${c.name}</td><td>${c.subject_cn || c.subject}</td>
             <td>${formatDate(c.not_after)} <${ExpiryBadge} notAfter=${c.not_after} /></td>
             <td><${StatusBadge} status=${c.status} /></td><td>${c.assignments.length}</td>
-            <td><button type="button" class="secondary" onClick=${() => setSelected(c.id)}>Details of ${c.name}</button></td>
+            <td><button type="button" class="secondary" onClick=${() => setSelected(c.id)} aria-label=${`Details of ${c.name}`}>Details</button></td>
           </tr>`)}</tbody>
         </table></div>
         <${Pager} page=${page} onOffset=${setOffset} />`}<//>

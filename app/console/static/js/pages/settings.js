@@ -21,7 +21,9 @@ const CHOICES = {
 };
 const PEM_END = /(?<=-----END [A-Z0-9 ]+-----)\s*/;
 
-const words = (key) => key.replaceAll("_", " ").replace(/^./, (c) => c.toUpperCase());
+// Names whose words alone would read wrongly.
+const LABELS = { tsa_url: "TSA URL", access_token_ttl_seconds: "Access token lifetime (seconds)", refresh_token_ttl_seconds: "Refresh token lifetime (seconds)" };
+const words = (key) => LABELS[key] ?? key.replaceAll("_", " ").replace(/^./, (c) => c.toUpperCase());
 const numbers = (text) => text.split(",").map((x) => x.trim()).filter(Boolean).map(Number).filter((x) => !Number.isNaN(x));
 const pems = (text) => text.split(PEM_END).map((x) => x.trim()).filter(Boolean);
 
@@ -167,7 +169,7 @@ function SigningProfiles({ canWrite }) {
     <${Loading} state=${list}>${(page) => page.data.length === 0 ? html`<p class="muted">No profiles yet.</p>` : html`<div class="table-wrap" tabindex="0"><table>
       <thead><tr><th scope="col">Name</th><th scope="col">Description</th><th scope="col">Level</th><th scope="col">TSA</th><th scope="col">Certification</th><th scope="col"><span class="muted">Actions</span></th></tr></thead>
       <tbody>${page.data.map((p) => html`<tr><td>${p.name}</td><td>${p.description}</td><td>${p.level || "—"}</td><td>${p.tsa_url || "—"}</td><td>${p.certify || "—"}</td>
-        <td>${canWrite && html`<button type="button" class="secondary" onClick=${() => remove(p)}>Delete ${p.name}</button>`}</td></tr>`)}</tbody>
+        <td>${canWrite && html`<button type="button" class="secondary" onClick=${() => remove(p)} aria-label=${`Delete ${p.name}`}>Delete</button>`}</td></tr>`)}</tbody>
     </table></div>`}<//>
     ${canWrite &&
     html`<form class="stack" onSubmit=${create}>

@@ -95,15 +95,15 @@ function Users() {
         <td>${u.username}</td><td>${u.full_name}</td><td>${departmentName(u.department_id)}</td><td>${u.roles.map((r) => r.name ?? r).join(", ")}</td>
         <td><${StatusBadge} status=${u.status} />${u.must_change_password ? " (password change due)" : ""}</td><td>${formatTime(u.last_login_at)}</td>
         <td>${canWrite && html`<div class="actions">
-          <button type="button" class="secondary" onClick=${() => setEditing(u)}>Edit ${u.username}</button>
-          ${u.status === "locked" && html`<button type="button" class="secondary" onClick=${() => act(u, "unlock")}>Unlock ${u.username}</button>`}
+          <button type="button" class="secondary" onClick=${() => setEditing(u)} aria-label=${`Edit ${u.username}`}>Edit</button>
+          ${u.status === "locked" && html`<button type="button" class="secondary" onClick=${() => act(u, "unlock")} aria-label=${`Unlock ${u.username}`}>Unlock</button>`}
           ${u.status === "active" &&
-          html`<button type="button" class="secondary" onClick=${() => act(u, "unlock")}>Clear the failed logins of ${u.username}</button>
-            <button type="button" class="secondary" onClick=${() => act(u, "lock")}>Lock ${u.username}</button>`}
-          <button type="button" class="secondary" onClick=${() => act(u, "reset-password")}>Reset the password of ${u.username}</button>
+          html`<button type="button" class="secondary" onClick=${() => act(u, "unlock")} aria-label=${`Clear the failed logins of ${u.username}`}>Clear the failed logins</button>
+            <button type="button" class="secondary" onClick=${() => act(u, "lock")} aria-label=${`Lock ${u.username}`}>Lock</button>`}
+          <button type="button" class="secondary" onClick=${() => act(u, "reset-password")} aria-label=${`Reset the password of ${u.username}`}>Reset the password</button>
           ${u.status === "disabled"
-            ? html`<button type="button" class="secondary" onClick=${() => act(u, "enable")}>Enable ${u.username}</button>`
-            : html`<button type="button" class="secondary" onClick=${() => act(u, "disable")}>Disable ${u.username}</button>`}
+            ? html`<button type="button" class="secondary" onClick=${() => act(u, "enable")} aria-label=${`Enable ${u.username}`}>Enable</button>`
+            : html`<button type="button" class="secondary" onClick=${() => act(u, "disable")} aria-label=${`Disable ${u.username}`}>Disable</button>`}
         </div>`}</td>
       </tr>`)}</tbody>
     </table></div><${Pager} page=${page} onOffset=${setOffset} />`}<//>
@@ -150,8 +150,8 @@ function NamedList({ path, noun, withEntitlements, canWrite }) {
       <thead><tr><th scope="col">Name</th><th scope="col">Description</th>${withEntitlements && html`<th scope="col">Entitlements</th>`}<th scope="col"><span class="muted">Actions</span></th></tr></thead>
       <tbody>${page.data.map((item) => html`<tr><td>${item.name}${item.is_builtin ? " (built-in)" : ""}</td><td>${item.description}</td>
         ${withEntitlements && html`<td>${item.entitlements.join(", ")}</td>`}
-        <td>${canWrite && html`<div class="actions"><button type="button" class="secondary" onClick=${() => edit(item)}>Edit ${item.name}</button>
-          ${!item.is_builtin && html`<button type="button" class="secondary" onClick=${() => remove(item)}>Delete ${item.name}</button>`}</div>`}</td></tr>`)}</tbody>
+        <td>${canWrite && html`<div class="actions"><button type="button" class="secondary" onClick=${() => edit(item)} aria-label=${`Edit ${item.name}`}>Edit</button>
+          ${!item.is_builtin && html`<button type="button" class="secondary" onClick=${() => remove(item)} aria-label=${`Delete ${item.name}`}>Delete</button>`}</div>`}</td></tr>`)}</tbody>
     </table></div>`}<//>
   </div>`;
 }
