@@ -32,6 +32,7 @@ from playwright.sync_api import (
     Page,
     Playwright,
     Request,
+    ViewportSize,
     sync_playwright,
 )
 
@@ -45,7 +46,7 @@ ADMIN_PASSWORD = "Console-Admin-1"
 P12_PASSWORD = "p12-secret"
 # Where the README's screenshots are written, when asked for.
 SCREENSHOTS = os.environ.get("SIGNVAULT_CONSOLE_SCREENSHOTS")
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 BROWSER_TESTS = [
     pytest.mark.skipif(
         bool(os.environ.get("SIGNVAULT_TEST_DATABASE_URL")),
