@@ -49,6 +49,8 @@ function Shell({ me, onLogout }) {
       setMenuOpen(false);
     };
     window.addEventListener("hashchange", follow);
+    // The hash may have changed between the first render and this effect.
+    setRoute(currentRoute());
     return () => window.removeEventListener("hashchange", follow);
   }, []);
   const has = (entitlement) => me.entitlements.includes(entitlement);
