@@ -1,19 +1,23 @@
 """The web console in a real browser: Playwright driving Debian's chromium against `signvault serve`.
 
-The server is started once for the module, on SQLite (these tests run on the
-SQLite pass of CI only: the console is the same static files whatever the
-database, and the API under it is tested on both). Each test gets a fresh
-browser context that records every request and every console message; a test
-fails on a request that leaves the server and on any console error or
-uncaught exception. axe-core (vendored from npm, tests only) is injected as an
-init script, which the page's CSP does not govern, so the CSP stays on.
+The servers run on SQLite (these tests run on the SQLite pass of CI only: the
+console is the same static files whatever the database, and the API under it
+is tested on both). A module may add server settings by overriding
+`console_server_env`; the tests of modules with the same settings share one
+server per xdist worker, started once. Each test gets a fresh browser context
+that records every request and every console message; a test fails on a
+request that leaves the server and on any console error or uncaught
+exception. axe-core (vendored from npm, tests only) is injected as an init
+script, which the page's CSP does not govern, so the CSP stays on.
 """
 
 import base64
 import json
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +28,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
+    Locator,
     Page,
     Playwright,
     Request,
+    ViewportSize,
     sync_playwright,
 )
 
@@ -40,6 +46,7 @@ ADMIN_PASSWORD = "Console-Admin-1"
 P12_PASSWORD = "p12-secret"
 # Where the README's screenshots are written, when asked for.
 SCREENSHOTS = os.environ.get("SIGNVAULT_CONSOLE_SCREENSHOTS")
+PHONE: ViewportSize = {"width": 390, "height": 844}
 BROWSER_TESTS = [
     pytest.mark.skipif(
         bool(os.environ.get("SIGNVAULT_TEST_DATABASE_URL")),
@@ -50,8 +57,6 @@ BROWSER_TESTS = [
         not CHROMIUM.exists(),
         reason=f"{CHROMIUM} is missing (Debian's chromium package; .ci/run installs it)",
     ),
-    # One server and one browser for the module: every test on the same xdist worker.
-    pytest.mark.xdist_group("console"),
 ]
 
 
@@ -60,11 +65,31 @@ class ConsoleServer:
     served: Served
     licence_issuer: Ed25519PrivateKey
     ca: Issued
-    admin_token: str
+    access_token_ttl: int
+    _admin_token: str = ""
+    _admin_token_at: float = 0.0
 
     @property
     def base_url(self) -> str:
         return self.served.base_url
+
+    def log_in(
+        self, username: str, password: str, totp: str | None = None
+    ) -> httpx.Response:
+        body = {"username": username, "password": password}
+        if totp is not None:
+            body["totp"] = totp
+        return httpx.post(f"{self.base_url}/api/v1/auth/login", json=body, timeout=30)
+
+    @property
+    def admin_token(self) -> str:
+        """The administrator's access token, fetched again before half its lifetime is gone."""
+        if time.monotonic() - self._admin_token_at > self.access_token_ttl / 2:
+            login = self.log_in("admin", ADMIN_PASSWORD)
+            assert login.status_code == 200, login.text
+            self._admin_token = login.json()["access_token"]
+            self._admin_token_at = time.monotonic()
+        return self._admin_token
 
     def api(self, token: str | None = None) -> httpx.Client:
         return httpx.Client(
@@ -72,6 +97,17 @@ class ConsoleServer:
             headers={"Authorization": f"Bearer {token or self.admin_token}"},
             timeout=30,
         )
+
+    def admin_id(self) -> str:
+        with self.api() as api:
+            return str(api.get("/auth/me").json()["id"])
+
+    def assign(self, certificate_id: str, user_id: str) -> None:
+        with self.api() as api:
+            assigned = api.post(
+                f"/certificates/{certificate_id}/assignments", json={"user_id": user_id}
+            )
+            assert assigned.status_code == 201, assigned.text
 
     def new_pkcs12(self, common_name: str) -> bytes:
         return make_pkcs12(
@@ -113,8 +149,10 @@ class ConsoleServer:
             return str(created.json()["id"]), username, password
 
 
-@pytest.fixture(scope="module")
-def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
+@contextmanager
+def console_server_running(
+    tmp_path_factory: pytest.TempPathFactory, extra_env: dict[str, str]
+) -> Iterator[ConsoleServer]:
     workdir = tmp_path_factory.mktemp("console")
     issuer = Ed25519PrivateKey.generate()
     env = signvault_env(
@@ -125,13 +163,15 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
         # One administrator walks every page in seconds, several times over.
         SIGNVAULT_RATE_LIMIT_PER_MINUTE="100000",
         SIGNVAULT_LOGIN_RATE_LIMIT_PER_MINUTE="100000",
+        **extra_env,
     )
     with serve(env, workdir) as served:
-        token = httpx.post(
-            f"{served.base_url}/api/v1/auth/login",
-            json={"username": "admin", "password": ADMIN_PASSWORD},
-        ).json()["access_token"]
-        server = ConsoleServer(served, issuer, make_ca("Console Test Root CA"), token)
+        server = ConsoleServer(
+            served,
+            issuer,
+            make_ca("Console Test Root CA"),
+            int(env.get("SIGNVAULT_ACCESS_TOKEN_TTL_SECONDS", "900")),
+        )
         with server.api() as api:
             # The verification report trusts the roots of the vault's chains.
             patched = api.patch(
@@ -141,6 +181,46 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
         yield server
 
 
+@pytest.fixture(scope="session")
+def console_servers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[dict[str, str]], ConsoleServer]]:
+    """One server per set of settings, started when first asked for and kept until the end.
+
+    However xdist deals out the tests (its groups do not hold under pytest 9),
+    a worker starts each kind of server once, not each time its tests change
+    module.
+    """
+    started: dict[tuple[tuple[str, str], ...], ConsoleServer] = {}
+    with ExitStack() as running:
+
+        def server_for(extra_env: dict[str, str]) -> ConsoleServer:
+            key = tuple(sorted(extra_env.items()))
+            if key not in started:
+                started[key] = running.enter_context(
+                    console_server_running(tmp_path_factory, extra_env)
+                )
+            return started[key]
+
+        yield server_for
+
+
+@pytest.fixture(scope="module")
+def console_server_env() -> dict[str, str]:
+    """Server settings a module adds (environment variables)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def console_server(
+    console_servers: Callable[[dict[str, str]], ConsoleServer],
+    console_server_env: dict[str, str],
+) -> ConsoleServer:
+    return console_servers(console_server_env)
+
+
+# Module-scoped, not kept like the servers: Playwright's sync API runs an event
+# loop in this thread, which other modules' asyncio.run() (pyHanko) must not meet.
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
@@ -226,6 +306,24 @@ class Console:
             }"""
         )
         assert violations == [], f"{what}: {json.dumps(violations, indent=1)}"
+
+    def download(self, control: Locator) -> tuple[str, bytes]:
+        """Click `control` and take the file the page saves: its suggested name and bytes."""
+        with self.page.expect_download() as started:
+            control.click()
+        download = started.value
+        assert download.failure() is None, download.failure()
+        return download.suggested_filename, Path(download.path()).read_bytes()
+
+    def wait_until_loaded(self) -> None:
+        self.page.get_by_text("Loading…").first.wait_for(state="detached")
+
+    def assert_fits_the_width(self, what: str) -> None:
+        """Nothing makes the page scroll sideways (tables scroll inside their own box)."""
+        width, viewport = self.page.evaluate(
+            "[document.documentElement.scrollWidth, window.innerWidth]"
+        )
+        assert width <= viewport, f"{what}: {width} px wide in a {viewport} px window"
 
     def screenshot(self, name: str) -> None:
         if SCREENSHOTS:

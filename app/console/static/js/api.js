@@ -3,10 +3,11 @@
 // logs out, by design.
 
 const BASE = "/api/v1";
-// Refresh this long before the access token expires.
+// Refresh this long before the access token expires, or a quarter of its
+// lifetime when that is shorter: a short-lived token is not refreshed on every call.
 const REFRESH_MARGIN_MS = 30_000;
 
-let session = null; // { access, refresh, expiresAt }
+let session = null; // { access, refresh, refreshAt }
 let refreshing = null; // the refresh in flight, shared by concurrent calls
 const listeners = { ended: () => {}, pending: () => {} };
 
@@ -29,10 +30,12 @@ export function loggedIn() {
 }
 
 function keep(tokens) {
+  const lifetime = tokens.expires_in * 1000;
+  const now = Date.now();
   session = {
     access: tokens.access_token,
     refresh: tokens.refresh_token,
-    expiresAt: Date.now() + tokens.expires_in * 1000,
+    refreshAt: now + lifetime - Math.min(REFRESH_MARGIN_MS, lifetime / 4),
   };
 }
 
@@ -97,7 +100,7 @@ function end(reason) {
  */
 export async function call(path, { method = "GET", json, form, query } = {}) {
   if (!session) throw new ApiError(401, { detail: "Log in first." });
-  if (session.expiresAt - Date.now() < REFRESH_MARGIN_MS) {
+  if (Date.now() >= session.refreshAt) {
     try {
       await refresh();
     } catch (error) {

@@ -49,6 +49,8 @@ function Shell({ me, onLogout }) {
       setMenuOpen(false);
     };
     window.addEventListener("hashchange", follow);
+    // The hash may have changed between the first render and this effect.
+    setRoute(currentRoute());
     return () => window.removeEventListener("hashchange", follow);
   }, []);
   const has = (entitlement) => me.entitlements.includes(entitlement);
@@ -64,13 +66,14 @@ function Shell({ me, onLogout }) {
         <button type="button" class="menu-toggle" aria-expanded=${menuOpen ? "true" : "false"} aria-controls="side-nav" onClick=${() => setMenuOpen(!menuOpen)}>Menu</button>
         <span class="brand">SignVault</span>
         <span class="who">${me.name}</span>
-        <a class="who" href="#/account">Account</a>
+        <a class="account" href="#/account" aria-current=${route === "/account" ? "page" : undefined}>Account</a>
         <button type="button" onClick=${onLogout}>Log out</button>
       </header>
       <nav id="side-nav" class=${menuOpen ? "side open" : "side"} aria-label="Console pages">
         <ul>
           ${visible.map(
-            (p) => html`<li><a href=${"#" + p.path} aria-current=${page === p ? "page" : undefined}>${p.title}</a></li>`,
+            // Closed on a click too: choosing the page already open changes no hash.
+            (p) => html`<li><a href=${"#" + p.path} aria-current=${page === p ? "page" : undefined} onClick=${() => setMenuOpen(false)}>${p.title}</a></li>`,
           )}
         </ul>
       </nav>

@@ -60,7 +60,7 @@ export function AccountPage() {
     <div class="panel"><dl class="facts">
       <dt>Name</dt><dd>${me.name}</dd>
       <dt>Username</dt><dd>${me.username}</dd>
-      <dt>Roles</dt><dd>${me.roles.join(", ") || "none"}</dd>
+      <dt>Roles</dt><dd>${me.roles.map((r) => r.name).join(", ") || "none"}</dd>
       <dt>Entitlements</dt><dd>${me.entitlements.join(", ") || "none"}</dd>
     </dl></div>
     <h2>Change your password</h2>

@@ -106,7 +106,7 @@ export function AuditPage() {
     <section class="panel stack" aria-labelledby="results-heading">
       <h2 id="results-heading">Entries</h2>
       <${Loading} state=${list}>${(page) => html`
-        <div class="table-wrap"><table data-testid="audit-results">
+        <div class="table-wrap" tabindex="0"><table data-testid="audit-results">
           <caption class="muted">${page.total} matching entries</caption>
           <thead><tr><th scope="col">Seq</th><th scope="col">When</th><th scope="col">Action</th><th scope="col">Actor</th><th scope="col">Resource</th><th scope="col">Outcome</th><th scope="col"><span class="muted">Open</span></th></tr></thead>
           <tbody>${page.data.map((e) => html`<tr class=${selected === e.id ? "selected" : ""}>

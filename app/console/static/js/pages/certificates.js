@@ -232,14 +232,14 @@ export function CertificatesPage() {
         <${Text} label="Expiring within (days)" name="expiring_within_days" type="number" min="0" value=${filters.expiring_within_days} onInput=${set("expiring_within_days")} />
       </div>
       <${Loading} state=${list}>${(page) => html`
-        <div class="table-wrap"><table>
+        <div class="table-wrap" tabindex="0"><table>
           <caption class="muted">${page.total} certificate(s)</caption>
           <thead><tr><th scope="col">Name</th><th scope="col">Subject</th><th scope="col">Expiry</th><th scope="col">Status</th><th scope="col">Assigned</th><th scope="col"><span class="muted">Open</span></th></tr></thead>
           <tbody>${page.data.map((c) => html`<tr class=${selected === c.id ? "selected" : ""}>
             <td>${c.name}</td><td>${c.subject_cn || c.subject}</td>
             <td>${formatDate(c.not_after)} <${ExpiryBadge} notAfter=${c.not_after} /></td>
             <td><${StatusBadge} status=${c.status} /></td><td>${c.assignments.length}</td>
-            <td><button type="button" class="secondary" onClick=${() => setSelected(c.id)}>Details of ${c.name}</button></td>
+            <td><button type="button" class="secondary" onClick=${() => setSelected(c.id)} aria-label=${`Details of ${c.name}`}>Details</button></td>
           </tr>`)}</tbody>
         </table></div>
         <${Pager} page=${page} onOffset=${setOffset} />`}<//>

@@ -82,18 +82,18 @@ export function ClientsPage() {
         <${Select} label="Status" name="client_status" value=${filters.status} onChange=${set("status")} options=${[["", "any"], ["active", "active"], ["disabled", "disabled"]]} />
       </div>
       <${Problem} error=${error} />
-      <${Loading} state=${list}>${(page) => html`<div class="table-wrap"><table>
+      <${Loading} state=${list}>${(page) => html`<div class="table-wrap" tabindex="0"><table>
         <caption class="muted">${page.total} client(s)</caption>
         <thead><tr><th scope="col">Name</th><th scope="col">Client id</th><th scope="col">Entitlements</th><th scope="col">Status</th><th scope="col">Last used</th><th scope="col"><span class="muted">Actions</span></th></tr></thead>
         <tbody>${page.data.map((c) => html`<tr>
           <td>${c.name}<div class="muted">${c.description}</div></td><td class="mono">${c.client_id}</td><td>${c.entitlements.join(", ")}</td>
           <td><${StatusBadge} status=${c.status} /></td><td>${formatTime(c.last_used_at)}</td>
           <td><div class="actions">
-            ${canWrite && html`<button type="button" class="secondary" onClick=${() => act(c, "rotate-secret")}>Rotate the secret of ${c.name}</button>
+            ${canWrite && html`<button type="button" class="secondary" onClick=${() => act(c, "rotate-secret")} aria-label=${`Rotate the secret of ${c.name}`}>Rotate the secret</button>
               ${c.status === "active"
-                ? html`<button type="button" class="secondary" onClick=${() => act(c, "disable")}>Disable ${c.name}</button>`
-                : html`<button type="button" class="secondary" onClick=${() => act(c, "enable")}>Enable ${c.name}</button>`}`}
-            <button type="button" class="secondary" aria-expanded=${open === c.id ? "true" : "false"} onClick=${() => setOpen(open === c.id ? null : c.id)}>Certificates of ${c.name}</button>
+                ? html`<button type="button" class="secondary" onClick=${() => act(c, "disable")} aria-label=${`Disable ${c.name}`}>Disable</button>`
+                : html`<button type="button" class="secondary" onClick=${() => act(c, "enable")} aria-label=${`Enable ${c.name}`}>Enable</button>`}`}
+            <button type="button" class="secondary" aria-expanded=${open === c.id ? "true" : "false"} onClick=${() => setOpen(open === c.id ? null : c.id)} aria-label=${`Certificates of ${c.name}`}>Certificates</button>
           </div>
           ${open === c.id && html`<${ClientCertificates} client=${c} />`}</td>
         </tr>`)}</tbody>

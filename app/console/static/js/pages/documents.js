@@ -54,10 +54,10 @@ export function DocumentsPage() {
         <${Select} label="Status" name="status" value=${filters.status} onChange=${set("status")} options=${[["", "any"], ["uploaded", "uploaded"], ["signed", "signed"]]} />
         <${Text} label="Created from" name="created_from" type="datetime-local" value=${filters.created_from} onInput=${set("created_from")} />
         <${Text} label="Created to" name="created_to" type="datetime-local" value=${filters.created_to} onInput=${set("created_to")} />
-        <${Text} label="External reference" name="filter_external_reference" value=${filters.external_reference} onInput=${set("external_reference")} />
+        <${Text} label="External reference (exact)" name="filter_external_reference" value=${filters.external_reference} onInput=${set("external_reference")} />
       </div>
       <${Loading} state=${list}>${(page) => html`
-        <div class="table-wrap"><table>
+        <div class="table-wrap" tabindex="0"><table>
           <caption class="muted">${page.total} document(s)</caption>
           <thead><tr><th scope="col">Title</th><th scope="col">Status</th><th scope="col">Pages</th><th scope="col">Size</th><th scope="col">Owner</th><th scope="col">Uploaded</th></tr></thead>
           <tbody>${page.data.map((d) => html`<tr>
@@ -223,14 +223,14 @@ export function DocumentPage({ params }) {
     `}<//>
     <section class="panel stack" aria-labelledby="sig-heading">
       <h2 id="sig-heading">Signatures applied here</h2>
-      <${Loading} state=${signatures}>${(rows) => rows.length === 0 ? html`<p class="muted">None yet.</p>` : html`<div class="table-wrap"><table>
+      <${Loading} state=${signatures}>${(rows) => rows.length === 0 ? html`<p class="muted">None yet.</p>` : html`<div class="table-wrap" tabindex="0"><table>
         <thead><tr><th scope="col">Version</th><th scope="col">Signer</th><th scope="col">Certificate</th><th scope="col">Level</th><th scope="col">Reason</th><th scope="col">Signed</th></tr></thead>
         <tbody>${rows.map((s) => html`<tr><td>${s.version_number}</td><td>${s.signer_name} (${s.signer_kind})</td><td>${s.certificate_subject}</td><td>${s.level}</td><td>${s.reason || "—"}</td><td>${formatTime(s.signing_time)}</td></tr>`)}</tbody>
       </table></div>`}<//>
     </section>
     <section class="panel stack" aria-labelledby="ver-heading">
       <h2 id="ver-heading">Versions</h2>
-      <${Loading} state=${versions}>${(rows) => html`<div class="table-wrap"><table>
+      <${Loading} state=${versions}>${(rows) => html`<div class="table-wrap" tabindex="0"><table>
         <thead><tr><th scope="col">Version</th><th scope="col">SHA-256</th><th scope="col">Size</th><th scope="col">Made</th><th scope="col"><span class="muted">Download</span></th></tr></thead>
         <tbody>${rows.map((v) => html`<tr><td>${v.number}</td><td class="mono">${v.sha256}</td><td>${formatBytes(v.size)}</td><td>${formatTime(v.created_at)}</td>
           <td><button type="button" class="secondary" onClick=${() => download(String(v.number))}>Download version ${v.number}</button></td></tr>`)}</tbody>

@@ -29,12 +29,12 @@ function Rules({ canWrite }) {
   const toggle = (rule) => run(async () => { await api.call(`/notifications/rules/${rule.id}`, { method: "PATCH", json: { enabled: !rule.enabled } }); list.reload(); });
   const remove = (rule) => run(async () => { await api.call(`/notifications/rules/${rule.id}`, { method: "DELETE" }); list.reload(); });
   return html`<div class="stack">
-    <${Loading} state=${list}>${(page) => html`<div class="table-wrap"><table>
+    <${Loading} state=${list}>${(page) => html`<div class="table-wrap" tabindex="0"><table>
       <caption class="muted">${page.total} rule(s)</caption>
       <thead><tr><th scope="col">Name</th><th scope="col">Event</th><th scope="col">Channel</th><th scope="col">To</th><th scope="col">Enabled</th><th scope="col"><span class="muted">Actions</span></th></tr></thead>
       <tbody>${page.data.map((r) => html`<tr><td>${r.name}</td><td>${r.event}</td><td>${r.channel}</td><td>${r.channel === "email" ? (r.recipients || []).join(", ") : r.url}</td><td>${r.enabled ? "yes" : "no"}</td>
-        <td>${canWrite && html`<div class="actions"><button type="button" class="secondary" onClick=${() => toggle(r)}>${r.enabled ? "Disable" : "Enable"} ${r.name}</button>
-          <button type="button" class="secondary" onClick=${() => remove(r)}>Delete ${r.name}</button></div>`}</td></tr>`)}</tbody>
+        <td>${canWrite && html`<div class="actions"><button type="button" class="secondary" onClick=${() => toggle(r)} aria-label=${`${r.enabled ? "Disable" : "Enable"} ${r.name}`}>${r.enabled ? "Disable" : "Enable"}</button>
+          <button type="button" class="secondary" onClick=${() => remove(r)} aria-label=${`Delete ${r.name}`}>Delete</button></div>`}</td></tr>`)}</tbody>
     </table></div>`}<//>
     ${secret && html`<div class="secret" role="status">Webhook secret (shown once): <code class="mono">${secret}</code></div>`}
     ${canWrite &&
@@ -104,13 +104,16 @@ function Deliveries({ canWrite }) {
   const { error, run } = useAction();
   const retry = (d) => run(async () => { await api.call(`/notifications/deliveries/${d.id}/retry`, { method: "POST" }); list.reload(); });
   return html`<div class="stack">
-    <${Select} label="Delivery status" name="delivery_status" value=${status} onChange=${(v) => { setOffset(0); setStatus(v); }} options=${[["", "any"], ["pending", "pending"], ["sending", "sending"], ["delivered", "delivered"], ["failed", "failed"]]} />
+    <div class="row">
+      <${Select} label="Delivery status" name="delivery_status" value=${status} onChange=${(v) => { setOffset(0); setStatus(v); }} options=${[["", "any"], ["pending", "pending"], ["sending", "sending"], ["delivered", "delivered"], ["failed", "failed"]]} />
+      <button type="button" class="secondary" onClick=${list.reload}>Refresh the deliveries</button>
+    </div>
     <${Problem} error=${error} />
-    <${Loading} state=${list}>${(page) => html`<div class="table-wrap"><table>
+    <${Loading} state=${list}>${(page) => html`<div class="table-wrap" tabindex="0"><table>
       <caption class="muted">${page.total} deliveries</caption>
       <thead><tr><th scope="col">Event</th><th scope="col">Channel</th><th scope="col">To</th><th scope="col">Status</th><th scope="col">Attempts</th><th scope="col">Last error</th><th scope="col">Created</th><th scope="col"><span class="muted">Actions</span></th></tr></thead>
       <tbody>${page.data.map((d) => html`<tr><td>${d.event}</td><td>${d.channel}</td><td>${d.target}</td><td><${StatusBadge} status=${d.status} /></td><td>${d.attempts}</td><td>${d.last_error || "—"}</td><td>${formatTime(d.created_at)}</td>
-        <td>${canWrite && d.status === "failed" && html`<button type="button" class="secondary" onClick=${() => retry(d)}>Retry delivery ${d.event} to ${d.target}</button>`}</td></tr>`)}</tbody>
+        <td>${canWrite && d.status === "failed" && html`<button type="button" class="secondary" onClick=${() => retry(d)} aria-label=${`Retry delivery ${d.event} to ${d.target}`}>Retry</button>`}</td></tr>`)}</tbody>
     </table></div><${Pager} page=${page} onOffset=${setOffset} />`}<//>
   </div>`;
 }

@@ -12,22 +12,45 @@ const SECTIONS = [
 ];
 // Fields that may be null (then "not set") but are numbers when set.
 const NUMERIC = new Set(["access_token_ttl_seconds", "refresh_token_ttl_seconds", "rate_limit_per_minute", "login_attempts_per_minute_per_ip", "max_upload_bytes", "content_retention_days", "page", "retention_days"]);
+// Lists of numbers even when empty (an empty list of PEM certificates looks the same).
+const NUMBER_LISTS = new Set(["box"]);
+// Fields with a fixed set of values: chosen, not typed.
+const CHOICES = {
+  default_level: ["B-B", "B-T", "B-LT", "B-LTA"],
+  hash_algorithm: ["sha256", "sha384", "sha512"],
+};
 const PEM_END = /(?<=-----END [A-Z0-9 ]+-----)\s*/;
 
-const words = (key) => key.replaceAll("_", " ").replace(/^./, (c) => c.toUpperCase());
+// Names whose words alone would read wrongly.
+const LABELS = { tsa_url: "TSA URL", access_token_ttl_seconds: "Access token lifetime (seconds)", refresh_token_ttl_seconds: "Refresh token lifetime (seconds)" };
+const words = (key) => LABELS[key] ?? key.replaceAll("_", " ").replace(/^./, (c) => c.toUpperCase());
+const numbers = (text) => text.split(",").map((x) => x.trim()).filter(Boolean).map(Number).filter((x) => !Number.isNaN(x));
+const pems = (text) => text.split(PEM_END).map((x) => x.trim()).filter(Boolean);
+
+/** A list edited as text: the text stays as typed (a trailing comma or newline too), the value is what it parses to. */
+function ListText({ label, id, value, onChange, separator, parse, multiline }) {
+  const [text, setText] = useState(() => value.join(separator));
+  const input = (next) => {
+    setText(next);
+    onChange(parse(next));
+  };
+  if (multiline)
+    return html`<label class="field"><span>${label}</span><textarea name=${id} value=${text} onInput=${(e) => input(e.target.value)}></textarea></label>`;
+  return html`<${Text} label=${label} name=${id} value=${text} onInput=${input} />`;
+}
 
 /** An editor for one settings value, shaped by the value itself. */
 function ValueEditor({ name, value, onChange, path }) {
   const label = words(name);
   const id = `${path}${name}`;
   if (typeof value === "boolean") return html`<${Check} label=${label} name=${id} checked=${value} onChange=${onChange} />`;
+  if (CHOICES[name]) return html`<${Select} label=${label} name=${id} value=${value} onChange=${onChange} options=${CHOICES[name].map((v) => [v, v])} />`;
   if (typeof value === "number" || (value === null && NUMERIC.has(name)))
     return html`<${Text} label=${label} name=${id} type="number" value=${value ?? ""} hint=${value === null ? "empty: not set" : undefined} onInput=${(v) => onChange(v === "" ? null : Number(v))} />`;
-  if (Array.isArray(value) && value.every((v) => typeof v === "number"))
-    return html`<${Text} label=${`${label} (comma-separated)`} name=${id} value=${value.join(", ")} onInput=${(v) => onChange(v.split(",").map((x) => Number(x.trim())).filter((x) => !Number.isNaN(x)))} />`;
+  if (Array.isArray(value) && (NUMBER_LISTS.has(name) || (value.length > 0 && value.every((v) => typeof v === "number"))))
+    return html`<${ListText} label=${`${label} (comma-separated)`} id=${id} value=${value} onChange=${onChange} separator=", " parse=${numbers} />`;
   if (Array.isArray(value))
-    return html`<label class="field"><span>${label} (PEM, one after another)</span>
-      <textarea name=${id} onInput=${(e) => onChange(e.target.value.split(PEM_END).map((x) => x.trim()).filter(Boolean))}>${value.join("\n")}</textarea></label>`;
+    return html`<${ListText} label=${`${label} (PEM, one after another)`} id=${id} value=${value} onChange=${onChange} separator=${"\n"} parse=${pems} multiline />`;
   if (value && typeof value === "object")
     return html`<fieldset><legend>${label}</legend><div class="grid-form">
       ${Object.entries(value).map(([k, v]) => html`<${ValueEditor} name=${k} value=${v} path=${`${id}.`} onChange=${(next) => onChange({ ...value, [k]: next })} />`)}
@@ -143,10 +166,10 @@ function SigningProfiles({ canWrite }) {
   const remove = (p) => run(async () => { await api.call(`/signing-profiles/${p.id}`, { method: "DELETE" }); list.reload(); });
   return html`<section class="panel stack" aria-labelledby="profiles-heading">
     <h2 id="profiles-heading">Signing profiles</h2>
-    <${Loading} state=${list}>${(page) => page.data.length === 0 ? html`<p class="muted">No profiles yet.</p>` : html`<div class="table-wrap"><table>
+    <${Loading} state=${list}>${(page) => page.data.length === 0 ? html`<p class="muted">No profiles yet.</p>` : html`<div class="table-wrap" tabindex="0"><table>
       <thead><tr><th scope="col">Name</th><th scope="col">Description</th><th scope="col">Level</th><th scope="col">TSA</th><th scope="col">Certification</th><th scope="col"><span class="muted">Actions</span></th></tr></thead>
       <tbody>${page.data.map((p) => html`<tr><td>${p.name}</td><td>${p.description}</td><td>${p.level || "—"}</td><td>${p.tsa_url || "—"}</td><td>${p.certify || "—"}</td>
-        <td>${canWrite && html`<button type="button" class="secondary" onClick=${() => remove(p)}>Delete ${p.name}</button>`}</td></tr>`)}</tbody>
+        <td>${canWrite && html`<button type="button" class="secondary" onClick=${() => remove(p)} aria-label=${`Delete ${p.name}`}>Delete</button>`}</td></tr>`)}</tbody>
     </table></div>`}<//>
     ${canWrite &&
     html`<form class="stack" onSubmit=${create}>

@@ -12,6 +12,14 @@ export function EntitlementChecks({ catalogue, chosen, onChange, legend }) {
   </div></fieldset>`;
 }
 
+// What each row action did, in words (reset-password shows the temporary password instead).
+const DONE = {
+  unlock: "unlocked, and the failed logins against the account are forgotten",
+  lock: "locked until unlocked; their sessions have ended",
+  disable: "disabled; their sessions have ended",
+  enable: "enabled",
+};
+
 const EMPTY_USER = { username: "", full_name: "", email: "", password: "", department_id: "", role_ids: [] };
 
 function UserForm({ user, roles, departments, onSaved, onCancel }) {
@@ -57,11 +65,14 @@ function Users() {
   const list = useLoad(() => api.call("/users", { query: { ...filled(searched), offset } }), [JSON.stringify(searched), offset]);
   const roles = useLoad(async () => (has("roles:read") ? (await api.call("/roles", { query: { limit: 1000 } })).data : []), []);
   const departments = useLoad(async () => (has("departments:read") ? (await api.call("/departments", { query: { limit: 1000 } })).data : []), []);
+  const [done, setDone] = useState("");
   const { error, run } = useAction();
   const act = (user, action) =>
     run(async () => {
+      setDone("");
       const answer = await api.call(`/users/${user.id}/${action}`, { method: "POST" });
       if (action === "reset-password") setTemporary({ username: user.username, password: answer.temporary_password });
+      else setDone(`${user.username}: ${DONE[action]}.`);
       list.reload();
     });
   const set = (key) => (value) => { setOffset(0); setFilters({ ...filters, [key]: value }); };
@@ -76,19 +87,23 @@ function Users() {
       ${canWrite && html`<div><button type="button" onClick=${() => setEditing("new")}>New user</button></div>`}
     </div>
     <${Problem} error=${error} />
-    <${Loading} state=${list}>${(page) => html`<div class="table-wrap"><table>
+    ${done && html`<div class="success" role="status">${done}</div>`}
+    <${Loading} state=${list}>${(page) => html`<div class="table-wrap" tabindex="0"><table>
       <caption class="muted">${page.total} user(s)</caption>
       <thead><tr><th scope="col">Username</th><th scope="col">Name</th><th scope="col">Department</th><th scope="col">Roles</th><th scope="col">Status</th><th scope="col">Last login</th><th scope="col"><span class="muted">Actions</span></th></tr></thead>
       <tbody>${page.data.map((u) => html`<tr>
         <td>${u.username}</td><td>${u.full_name}</td><td>${departmentName(u.department_id)}</td><td>${u.roles.map((r) => r.name ?? r).join(", ")}</td>
         <td><${StatusBadge} status=${u.status} />${u.must_change_password ? " (password change due)" : ""}</td><td>${formatTime(u.last_login_at)}</td>
         <td>${canWrite && html`<div class="actions">
-          <button type="button" class="secondary" onClick=${() => setEditing(u)}>Edit ${u.username}</button>
-          ${u.status === "locked" && html`<button type="button" class="secondary" onClick=${() => act(u, "unlock")}>Unlock ${u.username}</button>`}
-          <button type="button" class="secondary" onClick=${() => act(u, "reset-password")}>Reset the password of ${u.username}</button>
+          <button type="button" class="secondary" onClick=${() => setEditing(u)} aria-label=${`Edit ${u.username}`}>Edit</button>
+          ${u.status === "locked" && html`<button type="button" class="secondary" onClick=${() => act(u, "unlock")} aria-label=${`Unlock ${u.username}`}>Unlock</button>`}
+          ${u.status === "active" &&
+          html`<button type="button" class="secondary" onClick=${() => act(u, "unlock")} aria-label=${`Clear the failed logins of ${u.username}`}>Clear the failed logins</button>
+            <button type="button" class="secondary" onClick=${() => act(u, "lock")} aria-label=${`Lock ${u.username}`}>Lock</button>`}
+          <button type="button" class="secondary" onClick=${() => act(u, "reset-password")} aria-label=${`Reset the password of ${u.username}`}>Reset the password</button>
           ${u.status === "disabled"
-            ? html`<button type="button" class="secondary" onClick=${() => act(u, "enable")}>Enable ${u.username}</button>`
-            : html`<button type="button" class="secondary" onClick=${() => act(u, "disable")}>Disable ${u.username}</button>`}
+            ? html`<button type="button" class="secondary" onClick=${() => act(u, "enable")} aria-label=${`Enable ${u.username}`}>Enable</button>`
+            : html`<button type="button" class="secondary" onClick=${() => act(u, "disable")} aria-label=${`Disable ${u.username}`}>Disable</button>`}
         </div>`}</td>
       </tr>`)}</tbody>
     </table></div><${Pager} page=${page} onOffset=${setOffset} />`}<//>
@@ -130,13 +145,13 @@ function NamedList({ path, noun, withEntitlements, canWrite }) {
       <div class="actions"><button type="submit" disabled=${busy}>Save the ${noun}</button><button type="button" class="secondary" onClick=${() => setEditing(null)}>Cancel</button></div>
     </form>`}
     <${Problem} error=${error || catalogue.error} />
-    <${Loading} state=${list}>${(page) => html`<div class="table-wrap"><table>
+    <${Loading} state=${list}>${(page) => html`<div class="table-wrap" tabindex="0"><table>
       <caption class="muted">${page.total} ${noun}(s)</caption>
       <thead><tr><th scope="col">Name</th><th scope="col">Description</th>${withEntitlements && html`<th scope="col">Entitlements</th>`}<th scope="col"><span class="muted">Actions</span></th></tr></thead>
       <tbody>${page.data.map((item) => html`<tr><td>${item.name}${item.is_builtin ? " (built-in)" : ""}</td><td>${item.description}</td>
         ${withEntitlements && html`<td>${item.entitlements.join(", ")}</td>`}
-        <td>${canWrite && html`<div class="actions"><button type="button" class="secondary" onClick=${() => edit(item)}>Edit ${item.name}</button>
-          ${!item.is_builtin && html`<button type="button" class="secondary" onClick=${() => remove(item)}>Delete ${item.name}</button>`}</div>`}</td></tr>`)}</tbody>
+        <td>${canWrite && html`<div class="actions"><button type="button" class="secondary" onClick=${() => edit(item)} aria-label=${`Edit ${item.name}`}>Edit</button>
+          ${!item.is_builtin && html`<button type="button" class="secondary" onClick=${() => remove(item)} aria-label=${`Delete ${item.name}`}>Delete</button>`}</div>`}</td></tr>`)}</tbody>
     </table></div>`}<//>
   </div>`;
 }
