@@ -202,16 +202,6 @@ def _chain_at_commit(session: Session) -> None:
     append_pending(session)
 
 
-def hold_chain_head(session: Session) -> None:
-    """Lock the chain head now, to the end of the transaction, rather than at its commit.
-
-    For a transaction that takes another lock every appender may want (the
-    licence counters): taking the head first keeps one order, so they queue
-    once and cannot deadlock. SQLite's writer lock already serialises them.
-    """
-    session.connection().execute(_HEAD_FOR_UPDATE).one()
-
-
 def append_pending(session: Session) -> None:
     """Chain and store the entries recorded so far in this transaction, now rather than at commit.
 

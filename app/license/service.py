@@ -450,10 +450,6 @@ def reserve_signature(
         )
     limits = status.limits or EVALUATION_LIMITS
     period = month_of(status.now)
-    # Every signer takes the audit chain head at its commit anyway: taken first, it
-    # makes signers wait in one queue instead of one for the counters and another,
-    # with the counters held, for the head.
-    audit_service.hold_chain_head(session)
     in_month = _count_in(session, period, limits.signatures_per_month, status.now)
     if in_month is None:
         raise _refuse(
