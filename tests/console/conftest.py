@@ -290,8 +290,12 @@ class Console:
         self.page.get_by_role("button", name="Log in").click()
 
     def log_in_as_admin(self) -> None:
+        self.open_dashboard_as("admin", ADMIN_PASSWORD)
+
+    def open_dashboard_as(self, username: str, password: str) -> None:
+        """Open the console, log in, and wait for the dashboard."""
         self.open()
-        self.log_in("admin", ADMIN_PASSWORD)
+        self.log_in(username, password)
         self.page.get_by_role("heading", name="Dashboard").wait_for()
 
     def assert_accessible(self, what: str) -> None:

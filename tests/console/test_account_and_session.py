@@ -37,9 +37,7 @@ def test_totp_enrolled_on_the_account_page_is_asked_for_at_the_next_login(
 ) -> None:
     server, page = console.server, console.page
     user_id, username, password = server.create_user(roles=("signer",))
-    console.open()
-    console.log_in(username, password)
-    page.get_by_role("heading", name="Dashboard").wait_for()
+    console.open_dashboard_as(username, password)
     page.get_by_role("link", name="Account", exact=True).click()
     page.get_by_role("heading", name="Your account").wait_for()
     facts = page.locator("dl.facts").first

@@ -256,9 +256,7 @@ def test_user_without_audit_read_neither_sees_nor_opens_the_audit_page(
 ) -> None:
     server, page = console.server, console.page
     _, username, password = server.create_user(roles=("signer",))
-    console.open()
-    console.log_in(username, password)
-    page.get_by_role("heading", name="Dashboard").wait_for()
+    console.open_dashboard_as(username, password)
     navigation = page.get_by_role("navigation", name="Console pages")
     assert navigation.get_by_role("link", name="Documents").count() == 1
     assert navigation.get_by_role("link", name="Audit log").count() == 0
