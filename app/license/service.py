@@ -27,7 +27,7 @@ from functools import cache
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import Integer, bindparam, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -450,35 +450,21 @@ def reserve_signature(
         )
     limits = status.limits or EVALUATION_LIMITS
     period = month_of(status.now)
-    in_month = _count_in(session, period, limits.signatures_per_month, status.now)
-    if in_month is None:
-        raise _refuse(
-            session,
-            LicenseLimitReached(
-                f"The licence allows {limits.signatures_per_month} signatures per month; "
-                f"those of {period} are used up."
-            ),
-            actor=actor,
-            details={
-                "limit": "signatures_per_month",
-                "allowed": limits.signatures_per_month,
-                "period": period,
-            },
-        )
-    in_total = _count_in(session, TOTAL_PERIOD, limits.signatures_total, status.now)
-    if in_total is None:
-        # Un-count the month at once (its row is locked by us), for callers that
+    # A limit of 0 refuses even the first signature, which would make a new row.
+    if _none_allowed(limits.signatures_per_month):
+        raise _month_used_up(session, actor, limits, period)
+    if _none_allowed(limits.signatures_total):
+        raise _total_used_up(session, actor, limits)
+    counted = _count_both(session, period, limits, status.now)
+    in_month, in_total = counted.get(period), counted.get(TOTAL_PERIOD)
+    if in_month is None or in_total is None:
+        # Un-count the other at once (its row is locked by us), for callers that
         # catch the refusal and commit other work.
-        session.connection().execute(_UNCOUNT, {"counted_period": period})
-        raise _refuse(
-            session,
-            LicenseLimitReached(
-                f"The licence allows {limits.signatures_total} signatures in total; "
-                "they are used up."
-            ),
-            actor=actor,
-            details={"limit": "signatures_total", "allowed": limits.signatures_total},
-        )
+        for counted_period in counted:
+            session.connection().execute(_UNCOUNT, {"counted_period": counted_period})
+        if in_month is None:
+            raise _month_used_up(session, actor, limits, period)
+        raise _total_used_up(session, actor, limits)
     for name, count, allowed in (
         ("signatures_per_month", in_month, limits.signatures_per_month),
         ("signatures_total", in_total, limits.signatures_total),
@@ -515,38 +501,94 @@ def _advance_clock(session: Session, now: datetime) -> None:
     session.connection().execute(_ADVANCE_CLOCK, {"now": now})
 
 
-def _count_in(
-    session: Session, period: str, limit: int | None, now: datetime
-) -> int | None:
-    """Count one signature in the period's row (made if new): its new count, or None
-    when the limit is reached (nothing changed)."""
-    if limit is not None and limit <= 0:
-        return None  # not even the first signature in a new row
-    statement = _counting_statement(
-        session.get_bind().dialect.name, capped=limit is not None
+def _none_allowed(limit: int | None) -> bool:
+    return limit is not None and limit <= 0
+
+
+def _month_used_up(
+    session: Session, actor: Actor, limits: Limits, period: str
+) -> LicenseRefusal:
+    return _refuse(
+        session,
+        LicenseLimitReached(
+            f"The licence allows {limits.signatures_per_month} signatures per month; "
+            f"those of {period} are used up."
+        ),
+        actor=actor,
+        details={
+            "limit": "signatures_per_month",
+            "allowed": limits.signatures_per_month,
+            "period": period,
+        },
     )
-    parameters: dict[str, Any] = {"counted_period": period, "now": now}
-    if limit is not None:
-        parameters["limit"] = limit
-    count: int | None = (
-        session.connection().execute(statement, parameters).scalar_one_or_none()
+
+
+def _total_used_up(session: Session, actor: Actor, limits: Limits) -> LicenseRefusal:
+    return _refuse(
+        session,
+        LicenseLimitReached(
+            f"The licence allows {limits.signatures_total} signatures in total; "
+            "they are used up."
+        ),
+        actor=actor,
+        details={"limit": "signatures_total", "allowed": limits.signatures_total},
     )
-    return count
+
+
+def _count_both(
+    session: Session, period: str, limits: Limits, now: datetime
+) -> dict[str, int]:
+    """Count one signature in the month's row and the total's (made if new), in one
+    statement: signers queue on these rows until they commit, so every round trip
+    saved while holding them is saved once per signature. The new counts by
+    period; a period is missing when its limit is reached (its row unchanged)."""
+    statement = _counting_statement(session.get_bind().dialect.name)
+    rows = session.connection().execute(
+        statement,
+        {
+            "counted_period": period,
+            "now": now,
+            "month_limit": limits.signatures_per_month,
+            "total_limit": limits.signatures_total,
+        },
+    )
+    return {row.period: row.signatures for row in rows}
+
+
+_LIMIT = case(
+    (
+        LicenseUsage.period == TOTAL_PERIOD,
+        bindparam("total_limit", type_=Integer),
+    ),
+    else_=bindparam("month_limit", type_=Integer),
+)
 
 
 @cache
-def _counting_statement(dialect: str, *, capped: bool) -> Any:
-    # Built once: a counter is hit on every signature.
+def _counting_statement(dialect: str) -> Any:
+    # Built once: the counters are hit on every signature.
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    # Rows in this order (month, total) in every transaction: no deadlock between signers.
     return (
         insert(LicenseUsage)
-        .values(period=bindparam("counted_period"), signatures=1, updated_at=_NOW)
+        .values(
+            [
+                {
+                    "period": bindparam("counted_period"),
+                    "signatures": 1,
+                    "updated_at": _NOW,
+                },
+                {"period": TOTAL_PERIOD, "signatures": 1, "updated_at": _NOW},
+            ]
+        )
         .on_conflict_do_update(
             index_elements=[LicenseUsage.period],
             set_={"signatures": LicenseUsage.signatures + 1, "updated_at": _LATEST},
-            where=LicenseUsage.signatures < bindparam("limit") if capped else None,
+            # No limit (NULL): always counted.
+            where=LicenseUsage.signatures
+            < func.coalesce(_LIMIT, LicenseUsage.signatures + 1),
         )
-        .returning(LicenseUsage.signatures)
+        .returning(LicenseUsage.period, LicenseUsage.signatures)
     )
 
 

@@ -101,6 +101,38 @@ def test_total_limit_spans_months_and_undoes_the_monthly_count(
     assert counters(sessions) == {"total": 2, "2030-11": 1, "2030-12": 1}
 
 
+def test_monthly_refusal_undoes_the_total_count_for_a_caller_that_commits(
+    sessions: sessionmaker[Session], issuer: Ed25519PrivateKey
+) -> None:
+    # Both counters move in one statement: the month's refusal leaves the total counted.
+    install(sessions, issuer, signatures_per_month=1, signatures_total=10)
+    sign(sessions, NOV_1)
+    with sessions.begin() as session, pytest.raises(LicenseLimitReached, match="month"):
+        license_service.reserve_signature(session, actor=SIGNER, now=NOV_1)
+    assert counters(sessions) == {"total": 1, "2030-11": 1}
+
+
+@pytest.mark.parametrize(
+    ("grant", "limit"),
+    [
+        ({"signatures_per_month": 0}, "signatures_per_month"),
+        ({"signatures_per_month": 5, "signatures_total": 0}, "signatures_total"),
+    ],
+)
+def test_a_zero_limit_refuses_the_first_signature_and_counts_nothing(
+    sessions: sessionmaker[Session],
+    issuer: Ed25519PrivateKey,
+    grant: dict[str, int],
+    limit: str,
+) -> None:
+    install(sessions, issuer, **grant)
+    with pytest.raises(LicenseLimitReached):
+        sign(sessions, NOV_1)
+    assert not any(counters(sessions).values())
+    [denied] = audit_events(sessions, "license.denied")
+    assert denied.details["limit"] == limit
+
+
 def test_rolled_back_signing_does_not_count(
     sessions: sessionmaker[Session], issuer: Ed25519PrivateKey
 ) -> None:
