@@ -73,6 +73,7 @@ def _engine(settings: Settings) -> Iterator[Engine]:
         engine = make_engine(
             settings.effective_database_url,
             sqlite_busy_timeout=settings.sqlite_busy_timeout_seconds,
+            pool_size=settings.database_pool_size,
         )
     except (ArgumentError, ImportError, ValueError) as exc:
         _fail(f"invalid setting SIGNVAULT_DATABASE_URL: {exc}")

@@ -38,6 +38,7 @@ from app.core.crypto import (
     rereadable_key_file,
 )
 from app.core.db import make_engine, make_sessionmaker
+from app.core.deps import RequestSlots
 from app.core.errors import install_error_handlers
 from app.core.freespace import watched_filesystems
 from app.core.metrics import Metrics, MetricsMiddleware
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = make_engine(
         settings.effective_database_url,
         sqlite_busy_timeout=settings.sqlite_busy_timeout_seconds,
+        pool_size=settings.database_pool_size,
     )
     filesystems = watched_filesystems(settings)
     metrics = Metrics(filesystems)
@@ -105,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.state.settings = settings
     api.state.engine = engine
     api.state.sessionmaker = make_sessionmaker(engine)
+    api.state.request_slots = RequestSlots(settings.request_concurrency)
     license_service.bind_issuer_key(api.state.sessionmaker, settings)
     api.state.password_hasher = PasswordHasher(
         time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib

@@ -164,6 +164,18 @@ class Settings(BaseSettings):
     pkcs11_pin: SecretStr | None = Field(
         default=None, description="User PIN of the PKCS#11 token(s)."
     )
+    request_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="Requests one server process works on at once (each holds a database connection and a thread); more wait their turn, queued in order. Keep it under SIGNVAULT_DATABASE_POOL_SIZE.",
+    )
+    database_pool_size: int = Field(
+        default=15,
+        ge=1,
+        le=1000,
+        description="PostgreSQL connections each server or worker process keeps open once a load has needed them; up to 10 more are opened for a burst and closed after it.",
+    )
     sqlite_busy_timeout_seconds: float = Field(
         default=30.0, gt=0, description="How long a SQLite writer waits for the lock."
     )

@@ -48,10 +48,17 @@ class TimestampMixin:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-def make_engine(url: str, *, sqlite_busy_timeout: float = 30.0) -> Engine:
+def make_engine(
+    url: str, *, sqlite_busy_timeout: float = 30.0, pool_size: int = 5
+) -> Engine:
     """Create the engine; SQLite gets WAL, foreign keys and write-serialising transactions."""
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        # Connections past `pool_size` are closed as soon as they are returned: a
+        # load steadily above it forks a PostgreSQL backend per request (15 a
+        # second in the soak, with 5), each slow for its first queries.
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=10
+        )
     _make_sqlite_file_private(url)
     engine = create_engine(
         url, connect_args={"timeout": sqlite_busy_timeout, "check_same_thread": False}
