@@ -358,6 +358,7 @@ class Sample:
     fds: int  # without the accepted client connections
     clients: int  # accepted client connections
     database: int  # connections to PostgreSQL
+    outbound: int  # connections to the PKI's TSA, OCSP responder and CRLs
     cpu_s: float
 
 
@@ -365,9 +366,10 @@ def sample(
     pid: int,
     server_port: int,
     database_port: int,
+    pki_port: int,
     sockets: dict[str, tuple[int, int, str]],
 ) -> Sample:
-    fds = clients = database = 0
+    fds = clients = database = outbound = 0
     fd_dir = Path(f"/proc/{pid}/fd")
     for fd in fd_dir.iterdir():
         try:
@@ -380,10 +382,44 @@ def sample(
                 clients += 1
                 continue
             database += remote == database_port
+            outbound += remote == pki_port
         fds += 1
     return Sample(
-        memory_kib(pid, "VmRSS") / 1024, fds, clients, database, cpu_seconds(pid)
+        memory_kib(pid, "VmRSS") / 1024,
+        fds,
+        clients,
+        database,
+        outbound,
+        cpu_seconds(pid),
     )
+
+
+@dataclass
+class IdleFds:
+    fds: int  # client connections apart, as in `Sample`
+    database: int
+    outbound: int
+
+    @property
+    def own(self) -> int:
+        """Descriptors but the pooled connections (their pools keep up to a bound)."""
+        return self.fds - self.database - self.outbound
+
+    kinds: Counter[str]  # what they are: a file's folder, socket, pipe, anon_inode:…
+
+
+def open_files(pid: int) -> Counter[str]:
+    kinds: Counter[str] = Counter()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("anon_inode:"):
+                kinds[target] += 1  # anon_inode:[eventfd], [eventpoll]…
+            elif ":[" in target:
+                kinds[target.split(":[")[0]] += 1  # socket, pipe
+            else:
+                kinds[str(Path(target).parent)] += 1
+    return kinds
 
 
 @dataclass
@@ -394,9 +430,13 @@ class Processes:
     worker: int
     server_port: int
     database_port: int
+    pki_port: int
     names: dict[int, str] = field(default_factory=dict)
     samples: dict[str, list[tuple[float, Sample]]] = field(default_factory=dict)
     replaced: list[str] = field(default_factory=list)
+
+    def sample(self, pid: int, sockets: dict[str, tuple[int, int, str]]) -> Sample:
+        return sample(pid, self.server_port, self.database_port, self.pki_port, sockets)
 
     def uvicorn_workers(self) -> list[int]:
         found = []
@@ -422,10 +462,28 @@ class Processes:
                 self.names[pid] = f"uvicorn-new-{pid}"
                 self.replaced.append(f"{at:.0f} s: new uvicorn worker {pid}")
             try:
-                taken = sample(pid, self.server_port, self.database_port, sockets)
+                taken = self.sample(pid, sockets)
             except (OSError, KeyError):
                 continue  # exited between the listing and the reading
             self.samples.setdefault(self.names[pid], []).append((at, taken))
+
+    def idle(self) -> dict[str, IdleFds]:
+        """Per process, with nothing in flight: the fewest fds of three readings a second apart."""
+        readings: dict[str, list[IdleFds]] = {}
+        for _ in range(3):
+            sockets = sockets_by_inode()
+            for pid, name in self.names.items():
+                with suppress(OSError, KeyError):
+                    taken = self.sample(pid, sockets)
+                    readings.setdefault(name, []).append(
+                        IdleFds(
+                            taken.fds, taken.database, taken.outbound, open_files(pid)
+                        )
+                    )
+            time.sleep(1)
+        return {
+            name: min(taken, key=lambda r: r.fds) for name, taken in readings.items()
+        }
 
     def minute(self, minute: int) -> dict[str, dict[str, float]]:
         """Per process: median RSS, fewest fds (the floor under requests in flight), CPU %."""
@@ -452,6 +510,8 @@ class Processes:
 
 
 SAMPLE_SECONDS = 5.0
+FDS_TARGET = "open file descriptors flat (<= +2, idle before and after, pooled connections apart)"
+THREAD_IDLE_SECONDS = 11.0  # anyio's WorkerThread.MAX_IDLE_TIME is 10 s
 
 
 async def sampler(processes: Processes, started: float, stop: asyncio.Event) -> None:
@@ -524,7 +584,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def targets(
-    rows: list[dict[str, Any]], errors: int
+    rows: list[dict[str, Any]],
+    errors: int,
+    idle: tuple[dict[str, IdleFds], dict[str, IdleFds]],
 ) -> list[tuple[str, bool | None, str]]:
     """(target, passed or None when the run is too short to tell, what was measured)."""
     checks: list[tuple[str, bool | None, str]] = [
@@ -535,7 +597,11 @@ def targets(
         checks += [
             ("last minute's p99 within 1.5x minute 2's", None, why),
             ("RSS growth minute 2 -> end < 20 MB per process", None, why),
-            ("open file descriptors flat (<= +2)", None, why),
+            (
+                FDS_TARGET,
+                None,
+                why,
+            ),
         ]
         return checks
     second, last = rows[1], rows[-1]
@@ -547,11 +613,10 @@ def targets(
             f"{last['p99_ms']:.0f} / {second['p99_ms']:.0f} ms = {ratio:.2f}x",
         )
     )
-    growth, fd_growth = {}, {}
+    growth = {}
     for name, proc in last["processes"].items():
         if name in second["processes"]:
             growth[name] = proc["rss_mb"] - second["processes"][name]["rss_mb"]
-            fd_growth[name] = proc["fds"] - second["processes"][name]["fds"]
     checks.append(
         (
             "RSS growth minute 2 -> end < 20 MB per process",
@@ -559,11 +624,18 @@ def targets(
             ", ".join(f"{n} {g:+.1f} MB" for n, g in growth.items()),
         )
     )
+    before, after = idle
+    fd_growth = {n: after[n].own - before[n].own for n in after if n in before}
     checks.append(
         (
-            "open file descriptors flat (<= +2)",
+            FDS_TARGET,
             all(g <= 2 for g in fd_growth.values()),
-            ", ".join(f"{n} {g:+d}" for n, g in fd_growth.items()),
+            ", ".join(
+                f"{n} {before[n].own}->{after[n].own} ({g:+d}; pooled to PostgreSQL"
+                f" {before[n].database}->{after[n].database}, to the PKI"
+                f" {before[n].outbound}->{after[n].outbound})"
+                for n, g in fd_growth.items()
+            ),
         )
     )
     return checks
@@ -622,10 +694,15 @@ async def soak(
             f"# soak: {args.minutes} min open-loop at {rate:.2f} requests/s", flush=True
         )
 
+        # Open descriptors with nothing in flight, before and after: the per-minute
+        # floors move with the requests in flight (their spool files, sockets).
+        processes.name_all()
+        await finished_batches(client, traffic, list(traffic.batches))
+        idle_before = await quiet_fds(client, traffic, processes)
+
         rows: list[dict[str, Any]] = []
         started = time.monotonic()
         stop = asyncio.Event()
-        processes.name_all()
         sampling = asyncio.create_task(sampler(processes, started, stop))
         cpu_before = time.process_time()
 
@@ -643,17 +720,7 @@ async def soak(
 
         # The batches' documents are signed by the separate worker: wait for them.
         failed_items = 0
-        deadline = time.monotonic() + 120
-        for batch in traffic.batches:
-            while True:
-                read = (
-                    await client.get(
-                        f"/api/v1/batches/{batch}", headers=traffic.headers
-                    )
-                ).json()
-                if read["status"] == "completed" or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.5)
+        for batch, read in await finished_batches(client, traffic, traffic.batches):
             if read["status"] != "completed":
                 errors.append(
                     f"batch: {batch} still {read['status']} 120 s after the soak"
@@ -664,6 +731,7 @@ async def soak(
                     errors.append(
                         f"batch: {batch} item {item['position']}: {item['error_code']} {item['error_detail']}"
                     )
+        idle_after = await quiet_fds(client, traffic, processes)
         return {
             "rate": rate,
             "rows": rows,
@@ -671,7 +739,42 @@ async def soak(
             "batches": len(traffic.batches),
             "batch_items_failed": failed_items,
             "bench_cpu_pct": round(bench_cpu, 1),
+            "idle_fds": (idle_before, idle_after),
         }
+
+
+async def quiet_fds(
+    client: httpx.AsyncClient, traffic: Traffic, processes: Processes
+) -> dict[str, IdleFds]:
+    """Open descriptors of each process with nothing in flight.
+
+    A request thread that signed keeps an event loop (3 descriptors) and an HTTP
+    session for as long as it lives, and anyio ends threads idle for 10 s only
+    when the next request comes: let them idle out, then send a few requests.
+    """
+    await asyncio.sleep(THREAD_IDLE_SECONDS)
+    for _ in range(16):  # a new connection each: both uvicorn workers get some
+        await client.get("/api/v1/auth/me", headers=traffic.headers)
+    await asyncio.sleep(1)
+    return await asyncio.to_thread(processes.idle)
+
+
+async def finished_batches(
+    client: httpx.AsyncClient, traffic: Traffic, batches: list[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Each batch as read once it completed, or as it stood 120 s from now."""
+    deadline = time.monotonic() + 120
+    reads = []
+    for batch in batches:
+        while True:
+            read = (
+                await client.get(f"/api/v1/batches/{batch}", headers=traffic.headers)
+            ).json()
+            if read["status"] == "completed" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        reads.append((batch, read))
+    return reads
 
 
 def main() -> None:
@@ -744,6 +847,7 @@ def main() -> None:
                         served.pid, worker.pid,
                         int(served.base_url.rsplit(":", 1)[1]),
                         make_url(database_url).port or 5432,
+                        httpx.URL(pki.url).port or 80,
                     )  # fmt: skip
                     result = asyncio.run(
                         soak(args, served.base_url, processes, setup, out)
@@ -799,7 +903,18 @@ def report(result: dict[str, Any], processes: Processes, out: Any) -> None:
             )
     # A traceback in a log (a background job, say) is an error the client never saw.
     logged = len(result["server_log_problems"]) + len(result["worker_log_problems"])
-    checks = targets(rows, len(errors) + len(processes.replaced) + logged)
+    checks = targets(
+        rows, len(errors) + len(processes.replaced) + logged, result["idle_fds"]
+    )
+    before, after = result["idle_fds"]
+    for name in after:
+        if name in before and after[name].kinds != before[name].kinds:
+            changed = {
+                kind: after[name].kinds[kind] - before[name].kinds[kind]
+                for kind in after[name].kinds | before[name].kinds
+                if after[name].kinds[kind] != before[name].kinds[kind]
+            }
+            print(f"idle fds of {name} changed: {changed}")
     print()
     for name, passed, measured in checks:
         verdict = "n/a " if passed is None else ("PASS" if passed else "FAIL")
