@@ -11,6 +11,7 @@ from starlette.datastructures import UploadFile
 
 from app.batches.schemas import MAX_BATCH_DOCUMENTS, BatchCreate, BatchOptions
 from app.batches.service import UploadedFile
+from app.core.deps import slot_given_back
 from app.core.errors import UnsupportedMediaType
 
 FILES_PART = "files"
@@ -43,9 +44,12 @@ async def receive_batch(request: Request) -> AsyncIterator[ReceivedBatch]:
     """JSON (`document_ids`), or multipart: `files` parts, each spooled to disk, and `options`."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "application/json":
-        yield ReceivedBatch(_parse(BatchCreate, await request.body(), "body"), [])
+        async with slot_given_back(request):
+            content = await request.body()
+        yield ReceivedBatch(_parse(BatchCreate, content, "body"), [])
     elif media_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form = await request.form(max_files=MAX_BATCH_DOCUMENTS, max_fields=1)
+        async with slot_given_back(request):
+            form = await request.form(max_files=MAX_BATCH_DOCUMENTS, max_fields=1)
         try:
             options = form.get(OPTIONS_PART)
             body = _parse(

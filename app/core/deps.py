@@ -7,6 +7,7 @@ dependency in the thread pool, a hop that costs more than the lookup.
 import asyncio
 import weakref
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -43,9 +44,31 @@ class RequestSlots:
 
 
 async def admit_request(request: Request) -> AsyncIterator[None]:
-    slots: RequestSlots = request.app.state.request_slots
-    async with slots():
+    slots = request.app.state.request_slots()
+    await slots.acquire()
+    request.state.request_slot = slots
+    try:
         yield
+    finally:
+        if request.state.request_slot is not None:
+            slots.release()
+
+
+@asynccontextmanager
+async def slot_given_back(request: Request) -> AsyncIterator[None]:
+    """Give the request's slot back while its body is read (an upload after the caller
+    was authenticated): a sender trickling bytes must not keep others waiting."""
+    slots: asyncio.Semaphore | None = getattr(request.state, "request_slot", None)
+    if slots is None:
+        yield
+        return
+    slots.release()
+    request.state.request_slot = None
+    try:
+        yield
+    finally:
+        await slots.acquire()
+        request.state.request_slot = slots
 
 
 def open_session(

@@ -8,6 +8,7 @@ from typing import IO, Annotated, Any
 from fastapi import Depends, Request
 from starlette.datastructures import FormData, UploadFile
 
+from app.core.deps import slot_given_back
 from app.core.errors import InvalidInput, UnsupportedMediaType
 from app.core.storage import BlobStore
 from app.documents.errors import EmptyUpload
@@ -98,7 +99,8 @@ class UploadReceiver:
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
             # A few more than accepted, so that a stray one is named, not just counted.
-            form = await request.form(max_files=1, max_fields=len(self.fields) + 8)
+            async with slot_given_back(request):
+                form = await request.form(max_files=1, max_fields=len(self.fields) + 8)
             try:
                 part = form.get("file")
                 if not isinstance(part, UploadFile):
@@ -115,8 +117,9 @@ class UploadReceiver:
             "application/octet-stream",
         ):
             with blobs.spool() as handle:
-                async for chunk in request.stream():
-                    handle.write(chunk)
+                async with slot_given_back(request):
+                    async for chunk in request.stream():
+                        handle.write(chunk)
                 if handle.tell() == 0:
                     raise EmptyUpload("The request body is empty; send the PDF bytes.")
                 fields = {
